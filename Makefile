@@ -1,0 +1,91 @@
+# clone-operator — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE ?= $(HOME)/.cache/clone-operator
+export CLONE_OPERATOR_CACHE := $(CACHE)
+KUBECONFIG_LOCAL := $(CACHE)/kwok/clusters/clone-operator/kubeconfig.yaml
+TOOLS := $(CACHE)/path
+PYTEST_ARGS ?=
+
+##@ Development
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the Python virtualenv with the operator and dev tools.
+
+.PHONY: dev
+dev: cluster crds-apply ## Run the operator against the local cluster (starts it if needed).
+	KUBECONFIG=$(KUBECONFIG_LOCAL) $(VENV)/bin/clone-operator run --dev
+
+##@ Checks
+
+.PHONY: lint
+lint: venv ## ruff and the import-layer contracts.
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/lint-imports
+
+.PHONY: typecheck
+typecheck: venv ## mypy --strict.
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: venv crds-check lint typecheck ## Everything CI runs: checks, unit tests, e2e tests on the local cluster.
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests only (no cluster).
+	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: venv ## e2e tests against the local cluster (started on demand).
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; prints figures.
+	$(PY) -m tests.bench.operations
+
+##@ CRDs
+
+.PHONY: crds
+crds: venv ## Regenerate crds/ from the pydantic models.
+	$(PY) -m clone_operator.api.crds --write crds
+
+.PHONY: crds-check
+crds-check: venv ## Fail when crds/ is stale against the models.
+	$(PY) -m clone_operator.api.crds --check crds
+
+.PHONY: crds-apply
+crds-apply: venv
+	$(TOOLS)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side --force-conflicts -f crds/
+
+##@ Local control plane (tests/cluster)
+
+.PHONY: cluster
+cluster: venv ## Build missing binaries and start (or reuse) the local cluster.
+	$(PY) tests/cluster/localcluster.py up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the local cluster and delete its state.
+	$(PY) tests/cluster/localcluster.py down
+
+.PHONY: cluster-plan
+cluster-plan: venv ## Print kwokctl's dry-run plan and prove it downloads nothing.
+	$(PY) tests/cluster/localcluster.py plan
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches in the repository (not the binary cache).
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

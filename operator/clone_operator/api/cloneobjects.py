@@ -1,0 +1,190 @@
+"""CloneObject: the Bridge clone-objects association as a custom resource."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from clone_operator.api.common import (
+    CamelModel,
+    Condition,
+    DNSLabel,
+    DNSSubdomain,
+    ShortText,
+    Timestamp,
+)
+
+KIND = "CloneObject"
+PLURAL = "cloneobjects"
+
+
+class SourceKind(StrEnum):
+    """Kinds that can be cloned; anything else is refused at `kubectl apply`."""
+
+    STATEFUL_SET = "StatefulSet"
+    PERSISTENT_VOLUME_CLAIM = "PersistentVolumeClaim"
+    CONFIG_MAP = "ConfigMap"
+    SECRET = "Secret"
+    SERVICE = "Service"
+
+    @property
+    def api_version(self) -> str:
+        return "apps/v1" if self is SourceKind.STATEFUL_SET else "v1"
+
+    @property
+    def namespace_local(self) -> bool:
+        """Volume clones (CSI) only work within the source's namespace."""
+        return self in (SourceKind.STATEFUL_SET, SourceKind.PERSISTENT_VOLUME_CLAIM)
+
+
+SUPPORTED_KINDS = ", ".join(k.value for k in SourceKind)
+
+
+class State(StrEnum):
+    """Where a CloneObject is in its life; Created and Failed are terminal."""
+
+    PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
+    CREATED = "Created"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (State.CREATED, State.FAILED)
+
+
+class SourceRef(CamelModel):
+    """The object to clone, in this CloneObject's namespace."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.apiVersion) || self.apiVersion == "
+                    "(self.kind == 'StatefulSet' ? 'apps/v1' : 'v1')",
+                    "messageExpression": "'source.apiVersion must be ' + "
+                    "(self.kind == 'StatefulSet' ? 'apps/v1' : 'v1') + ' for kind ' + self.kind",
+                    "fieldPath": ".apiVersion",
+                }
+            ]
+        }
+    }
+
+    kind: Annotated[
+        str,
+        Field(
+            max_length=64,
+            description=f"Kind of the source: one of {SUPPORTED_KINDS}.",
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "self in [" + ", ".join(f"'{k.value}'" for k in SourceKind) + "]",
+                        "messageExpression": "'source.kind ' + self + ' cannot be cloned; supported "
+                        f"kinds: {SUPPORTED_KINDS}'",
+                    }
+                ]
+            },
+        ),
+    ]
+    name: DNSSubdomain
+    """Name of the source object."""
+    api_version: Annotated[str, Field(max_length=64)] | None = None
+    """API version of the source; optional, implied by the kind."""
+
+
+class CloneOptions(CamelModel):
+    """Options applied to the copy (the seed's `options`)."""
+
+    name: DNSSubdomain | None = None
+    """Name of the destination. Default: `<source>-clone-<id>`."""
+    namespace: DNSLabel | None = None
+    """Destination namespace (ConfigMap, Secret, Service only). Default: this namespace."""
+    labels: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=64)] = {}
+    """Labels added to the destination."""
+    annotations: Annotated[dict[str, ShortText], Field(max_length=64)] = {}
+    """Annotations added to the destination."""
+    overrides: Annotated[
+        dict[str, Any] | None,
+        Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+    ] = None
+    """A JSON merge patch (RFC 7386) applied to the copy, e.g. `{"data": {"key": "v"}}`."""
+
+
+class CloneObjectSpec(CamelModel):
+    """What to clone and the options to apply. Immutable after creation."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self == oldSelf",
+                    "message": "spec is immutable; create a new CloneObject instead",
+                },
+                {
+                    "rule": "!has(self.options) || !has(self.options.namespace) || "
+                    "!(self.source.kind in ['StatefulSet', 'PersistentVolumeClaim'])",
+                    "message": "options.namespace is not supported for StatefulSet and "
+                    "PersistentVolumeClaim: volume clones stay in the source's namespace",
+                    "fieldPath": ".options.namespace",
+                },
+            ]
+        }
+    }
+
+    source: SourceRef
+    """The object to clone (the seed's `source_type` and `source_id`)."""
+    options: CloneOptions = CloneOptions()
+    """Options applied to the destination (the seed's `options`)."""
+
+
+class Destination(CamelModel):
+    """The object the clone created."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+
+
+class CloneObjectStatus(CamelModel):
+    """Observed state, written by the operator through the status subresource."""
+
+    state: State | None = None
+    """Pending → InProgress → Created | Failed."""
+    destination: Destination | None = None
+    """The object the clone created."""
+    error_messages: Annotated[list[ShortText], Field(max_length=32)] = []
+    """Every problem met, in words a user can act on."""
+    parameters: Annotated[
+        dict[str, Any] | None,
+        Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+    ] = None
+    """The options actually applied (with defaults resolved)."""
+    created_at: Timestamp | None = None
+    """When the operator first saw the CloneObject."""
+    updated_at: Timestamp | None = None
+    """When the status last changed."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+    ] = []
+    """Latest observations: `Ready`, `Failed`."""
+    observed_generation: int | None = None
+    """The .metadata.generation the status reflects."""
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Kind", "type": "string", "jsonPath": ".spec.source.kind"},
+    {"name": "Source", "type": "string", "jsonPath": ".spec.source.name"},
+    {"name": "Destination", "type": "string", "jsonPath": ".status.destination.name"},
+    {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+SELECTABLE_FIELDS = [".spec.source.kind", ".status.state"]

@@ -1,0 +1,212 @@
+"""CloningOperation: the Typesense cluster-cloning operation as a custom resource."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from clone_operator.api.common import (
+    CamelModel,
+    Condition,
+    DNSLabel,
+    EmailAddress,
+    ImageTag,
+    RegionName,
+    ShortText,
+    StatefulSetName,
+    Timestamp,
+)
+
+KIND = "CloningOperation"
+PLURAL = "cloningoperations"
+
+
+class Phase(StrEnum):
+    """Where an operation is in its life; terminal phases never change again."""
+
+    PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELED})
+
+
+class CopyMethod(StrEnum):
+    """How the target's volumes get their data."""
+
+    VOLUME_CLONE = "VolumeClone"
+    NONE = "None"
+
+
+def _immutable(field: str) -> dict[str, str]:
+    return {
+        "rule": f"has(self.{field}) == has(oldSelf.{field}) && "
+        f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
+        "message": f"spec.{field} is immutable; create a new CloningOperation instead",
+        "fieldPath": f".{field}",
+    }
+
+
+class CloningOperationSpec(CamelModel):
+    """What to clone and how. Immutable after creation, except `cancel`."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                *(
+                    _immutable(f)
+                    for f in (
+                        "sourceCluster",
+                        "serverVersion",
+                        "targetRegion",
+                        "notificationEmailAddresses",
+                        "targetName",
+                        "copyMethod",
+                        "timeoutSeconds",
+                        "serverContainer",
+                        "keepTargetOnFailure",
+                    )
+                ),
+                {
+                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+                    "message": "spec.cancel cannot be unset once it is true",
+                    "fieldPath": ".cancel",
+                },
+            ]
+        }
+    }
+
+    source_cluster: DNSLabel
+    """Name of the source cluster: a StatefulSet in this namespace (with its governing
+    Service and PersistentVolumeClaims)."""
+    server_version: ImageTag | None = None
+    """Image tag for the target's server container. Default: the source's tag."""
+    target_region: RegionName | None = None
+    """Region to place the target in: a `topology.kubernetes.io/region` node label value,
+    or an alias from the operator's region table. Default: the source's region."""
+    notification_email_addresses: Annotated[
+        list[EmailAddress],
+        Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ] = []
+    """Addresses told when the operation completes or fails."""
+    cancel: bool = False
+    """Set to true to cancel. Accepted only while status.phase is Pending; cannot be unset."""
+    target_name: StatefulSetName | None = None
+    """Name of the target StatefulSet (and its Service). Default: `<source>-clone-<id>`."""
+    copy_method: CopyMethod = CopyMethod.VOLUME_CLONE
+    """`VolumeClone` pre-creates the target's PVCs as CSI clones of the source's;
+    `None` gives the target empty volumes."""
+    timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = 1800
+    """How long the target may take to become ready before the operation fails."""
+    server_container: DNSLabel | None = None
+    """Container whose image tag `serverVersion` sets. Default: the first container."""
+    keep_target_on_failure: bool = False
+    """Keep a failed operation's partial target for inspection instead of removing it."""
+
+
+class CloningOperationStatus(CamelModel):
+    """Observed state, written by the operator through the status subresource."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(oldSelf.phase) || !(oldSelf.phase in ['Succeeded', 'Failed', "
+                    "'Canceled']) || (has(self.phase) && self.phase == oldSelf.phase)",
+                    "message": "status.phase is terminal and cannot change",
+                    "fieldPath": ".phase",
+                },
+                {
+                    "rule": "!has(oldSelf.phase) || !has(self.phase) || self.phase == oldSelf.phase"
+                    " || (oldSelf.phase == 'Pending' && self.phase in ['InProgress', 'Canceled',"
+                    " 'Failed']) || (oldSelf.phase == 'InProgress' && self.phase in "
+                    "['Succeeded', 'Failed'])",
+                    "messageExpression": "'status.phase cannot move from ' + oldSelf.phase + "
+                    "' to ' + self.phase",
+                    "fieldPath": ".phase",
+                },
+            ]
+        }
+    }
+
+    phase: Phase | None = None
+    """Pending → InProgress → Succeeded | Failed; Pending → Canceled."""
+    source_region: RegionName | None = None
+    """Region the source cluster runs in."""
+    target_region: RegionName | None = None
+    """Region the target was placed in (a node label value)."""
+    server_version: ImageTag | None = None
+    """Image tag the target runs."""
+    target_cluster: StatefulSetName | None = None
+    """Name of the new StatefulSet (the clone)."""
+    replicas: Annotated[int, Field(ge=0)] | None = None
+    """Desired replicas of the target."""
+    ready_replicas: Annotated[int, Field(ge=0)] | None = None
+    """Ready replicas of the target."""
+    ready: Annotated[str, Field(max_length=32)] | None = None
+    """Readiness as `ready/desired`, for `kubectl get`."""
+    created_at: Timestamp | None = None
+    """When the operator first saw the operation."""
+    started_at: Timestamp | None = None
+    """When the operation went InProgress."""
+    updated_at: Timestamp | None = None
+    """When the status last changed."""
+    completed_at: Timestamp | None = None
+    """When the operation reached a terminal phase."""
+    reason: Annotated[str, Field(max_length=128)] | None = None
+    """CamelCase reason of the current phase, e.g. `AnotherOperationActive`."""
+    message: ShortText | None = None
+    """Human-readable explanation of the current phase."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+    ] = []
+    """Latest observations: `Ready`, `Progressing`, `Failed`."""
+    observed_generation: int | None = None
+    """The .metadata.generation the status reflects."""
+
+
+# Rules that need both spec and status: they sit at the schema's root.
+ROOT_VALIDATIONS: list[dict[str, Any]] = [
+    {
+        "rule": "!has(self.spec.cancel) || !self.spec.cancel || (has(oldSelf.spec.cancel) && "
+        "oldSelf.spec.cancel) || !has(oldSelf.status) || !has(oldSelf.status.phase) || "
+        "oldSelf.status.phase == 'Pending'",
+        "messageExpression": "'spec.cancel: only a Pending operation can be canceled; this one is '"
+        " + oldSelf.status.phase",
+        "fieldPath": ".spec.cancel",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.spec.cancel) || !self.spec.cancel || !has(self.status) || "
+        "!has(self.status.phase) || self.status.phase in ['Pending', 'Canceled'] || "
+        "(has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase == self.status.phase)",
+        "message": "status.phase: a canceled operation can only become Canceled",
+        "fieldPath": ".status.phase",
+    },
+]
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Source", "type": "string", "jsonPath": ".spec.sourceCluster"},
+    {"name": "Target", "type": "string", "jsonPath": ".status.targetCluster"},
+    {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
+    {"name": "Region", "type": "string", "jsonPath": ".status.targetRegion", "priority": 1},
+    {"name": "Version", "type": "string", "jsonPath": ".status.serverVersion", "priority": 1},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+SELECTABLE_FIELDS = [".spec.sourceCluster", ".status.phase"]

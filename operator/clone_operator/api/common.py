@@ -1,0 +1,88 @@
+"""Shared building blocks of the resource models: base model, formats, conditions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+GROUP = "cloning.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+LABEL_PREFIX = f"{GROUP}/"
+
+# Kubernetes adds `controller-revision-hash: <name>-<10 chars>` to StatefulSet
+# pods, a label value of at most 63 characters: so StatefulSet names stop at 52.
+STATEFULSET_NAME_MAX = 52
+
+DNSLabel = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63),
+]
+StatefulSetName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=STATEFULSET_NAME_MAX
+    ),
+]
+DNSSubdomain = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        min_length=1,
+        max_length=253,
+    ),
+]
+ImageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+RegionName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=63),
+]
+EmailAddress = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254),
+]
+Timestamp = Annotated[
+    str,
+    Field(json_schema_extra={"format": "date-time"}),
+]
+ShortText = Annotated[str, StringConstraints(max_length=32768)]
+
+
+def now_rfc3339() -> str:
+    """The current time as RFC 3339 in UTC with a `Z`, as Kubernetes writes it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CamelModel(BaseModel):
+    """Base of every resource model: camelCase on the wire, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="ignore",
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready camelCase form, without unset optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Condition(CamelModel):
+    """A metav1.Condition: one aspect of the object's state."""
+
+    type: Annotated[str, StringConstraints(max_length=316)]
+    """Type of condition in CamelCase, e.g. `Ready`."""
+    status: Annotated[str, Field(json_schema_extra={"enum": ["True", "False", "Unknown"]})]
+    """`True`, `False` or `Unknown`."""
+    reason: Annotated[str, StringConstraints(max_length=1024)] = ""
+    """A programmatic identifier of the last transition, in CamelCase."""
+    message: ShortText = ""
+    """A human-readable explanation of the last transition."""
+    last_transition_time: Timestamp | None = None
+    """When the condition last changed its status."""
+    observed_generation: int | None = None
+    """The .metadata.generation this condition was set for."""

@@ -1,0 +1,286 @@
+"""The target cluster of a clone: StatefulSet, governing Service and cloned PVCs.
+
+A cluster is a StatefulSet, its headless Service and its PVCs. The target is
+built from the source so that it is an independent cluster: its own name,
+selector and pod labels (the source's Services never route to it), its own
+Service, and PVCs pre-created under the StatefulSet's naming scheme
+(`<claim template>-<statefulset>-<ordinal>`) whose `dataSource` is the
+matching source PVC, so the StatefulSet controller adopts volumes that a CSI
+driver cloned.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from clone_operator.api.cloningoperations import CopyMethod
+from clone_operator.api.common import STATEFULSET_NAME_MAX
+from clone_operator.builders import images, provenance, selectors
+from clone_operator.builders.provenance import Owner
+from clone_operator.settings import REGION_LABEL
+
+
+class BuildError(ValueError):
+    """The source cannot be cloned as asked; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Everything resolved that the target's objects are built from."""
+
+    owner: Owner
+    source: dict[str, Any]
+    """The source StatefulSet as the API server returned it."""
+    source_service: dict[str, Any] | None
+    """The source's governing Service, when it exists."""
+    target_name: str
+    server_version: str | None = None
+    server_container: str | None = None
+    region: str | None = None
+    """The `topology.kubernetes.io/region` value to pin pods to; None keeps the source's placement."""
+    copy_method: CopyMethod = CopyMethod.VOLUME_CLONE
+    source_pvc_sizes: dict[str, str] = field(default_factory=dict)
+    """Capacity of each source PVC by name: a clone is at least as large as its source."""
+    extra_labels: dict[str, str] = field(default_factory=dict)
+    extra_annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.source["metadata"]["namespace"])
+
+    @property
+    def source_name(self) -> str:
+        return str(self.source["metadata"]["name"])
+
+    @property
+    def replicas(self) -> int:
+        return int(self.source["spec"].get("replicas", 1))
+
+    @property
+    def ordinals(self) -> range:
+        start = int((self.source["spec"].get("ordinals") or {}).get("start", 0))
+        return range(start, start + self.replicas)
+
+    @property
+    def selector(self) -> dict[str, Any]:
+        return {"matchLabels": {provenance.CLUSTER: self.target_name}}
+
+
+def default_target_name(source: str, uid: str) -> str:
+    """`<source>-clone-<first 5 of uid>`, short enough for a StatefulSet name."""
+    suffix = f"-clone-{uid.replace('-', '')[:5]}"
+    return source[: STATEFULSET_NAME_MAX - len(suffix)].rstrip("-") + suffix
+
+
+def server_container(source: dict[str, Any], requested: str | None) -> dict[str, Any]:
+    """The container whose image tag is the server version."""
+    containers = source["spec"]["template"]["spec"]["containers"]
+    if requested is None:
+        return dict(containers[0])
+    for c in containers:
+        if c["name"] == requested:
+            return dict(c)
+    names = ", ".join(c["name"] for c in containers)
+    raise BuildError(f"the source has no container {requested!r} (it has: {names})")
+
+
+def source_server_version(source: dict[str, Any], container: str | None) -> str:
+    return images.image_tag(server_container(source, container)["image"])
+
+
+def _metadata(plan: ClusterPlan, name: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    labels = {
+        **(extra_labels or {}),
+        **plan.extra_labels,
+        **plan.owner.labels(),
+        provenance.SOURCE_CLUSTER: plan.source_name,
+        provenance.CLUSTER: plan.target_name,
+    }
+    annotations = {
+        **plan.extra_annotations,
+        **plan.owner.annotations(),
+        provenance.SOURCE: f"{plan.namespace}/{plan.source_name}",
+        provenance.SOURCE_UID: str(plan.source["metadata"].get("uid", "")),
+    }
+    return {
+        "name": name,
+        "namespace": plan.namespace,
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": [plan.owner.reference()],
+    }
+
+
+def pod_labels(plan: ClusterPlan) -> dict[str, str]:
+    """The source's pod labels minus every key a source selector uses, plus ours.
+
+    Dropping those keys (rather than changing values) is what guarantees that
+    neither the source StatefulSet nor its Service can select a clone pod.
+    """
+    source_labels = dict(plan.source["spec"]["template"]["metadata"].get("labels") or {})
+    used = selectors.keys_of(plan.source["spec"].get("selector"))
+    if plan.source_service is not None:
+        used |= set((plan.source_service["spec"].get("selector") or {}).keys())
+    used |= {provenance.CLUSTER, provenance.SOURCE_CLUSTER}
+    kept = {k: v for k, v in source_labels.items() if k not in used}
+    return {
+        **kept,
+        provenance.CLUSTER: plan.target_name,
+        provenance.SOURCE_CLUSTER: plan.source_name,
+        plan.owner.uid_label: plan.owner.uid,
+    }
+
+
+def check_isolated(plan: ClusterPlan, labels: dict[str, str]) -> None:
+    """Refuse a target whose pods the source's selector or Service would select."""
+    if selectors.matches(plan.source["spec"].get("selector"), labels):
+        raise BuildError("the source StatefulSet's selector would select the clone's pods")
+    if plan.source_service is not None and selectors.matches(
+        selectors.service_selector(plan.source_service["spec"].get("selector")), labels
+    ):
+        raise BuildError("the source Service's selector would route to the clone's pods")
+
+
+def with_region(pod_spec: dict[str, Any], region: str) -> dict[str, Any]:
+    """The pod spec pinned to one region: any region term of the source is replaced."""
+    spec = copy.deepcopy(pod_spec)
+    node_selector = spec.get("nodeSelector") or {}
+    node_selector.pop(REGION_LABEL, None)
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    else:
+        spec.pop("nodeSelector", None)
+    requirement = {"key": REGION_LABEL, "operator": "In", "values": [region]}
+    affinity = spec.setdefault("affinity", {})
+    node_affinity = affinity.setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    new_terms = []
+    for term in terms:
+        expressions = [e for e in term.get("matchExpressions") or [] if e["key"] != REGION_LABEL]
+        new_terms.append({**term, "matchExpressions": [*expressions, requirement]})
+    required["nodeSelectorTerms"] = new_terms
+    return spec
+
+
+def _claim_templates(plan: ClusterPlan) -> list[dict[str, Any]]:
+    templates = []
+    for t in plan.source["spec"].get("volumeClaimTemplates") or []:
+        meta = t.get("metadata") or {}
+        templates.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {
+                    k: v for k, v in meta.items() if k in ("name", "labels", "annotations")
+                },
+                "spec": copy.deepcopy(t["spec"]),
+            }
+        )
+    return templates
+
+
+def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
+    """The target StatefulSet: the source's pods and claims under a new identity."""
+    spec = copy.deepcopy(plan.source["spec"])
+    labels = pod_labels(plan)
+    check_isolated(plan, labels)
+    template = spec["template"]
+    template_meta = template.get("metadata") or {}
+    template["metadata"] = {
+        "labels": labels,
+        "annotations": {
+            **(template_meta.get("annotations") or {}),
+            **plan.owner.annotations(),
+        },
+    }
+    pod_spec = template["spec"]
+    if plan.server_version is not None:
+        target_container = server_container(plan.source, plan.server_container)["name"]
+        pod_spec["containers"] = [
+            {**c, "image": images.with_tag(c["image"], plan.server_version)}
+            if c["name"] == target_container
+            else c
+            for c in pod_spec["containers"]
+        ]
+    if plan.region is not None:
+        template["spec"] = with_region(pod_spec, plan.region)
+    spec["selector"] = plan.selector
+    spec["serviceName"] = plan.target_name
+    spec["volumeClaimTemplates"] = _claim_templates(plan)
+    spec.pop("status", None)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(plan, plan.target_name),
+        "spec": spec,
+    }
+
+
+def build_service(plan: ClusterPlan) -> dict[str, Any]:
+    """The target's own headless governing Service."""
+    source_spec = (plan.source_service or {}).get("spec") or {}
+    ports = [
+        {k: v for k, v in p.items() if k != "nodePort"} for p in source_spec.get("ports") or []
+    ]
+    spec: dict[str, Any] = {
+        "clusterIP": "None",
+        "selector": dict(plan.selector["matchLabels"]),
+        "publishNotReadyAddresses": bool(source_spec.get("publishNotReadyAddresses", False)),
+    }
+    if ports:
+        spec["ports"] = ports
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(plan, plan.target_name),
+        "spec": spec,
+    }
+
+
+def source_pvc_names(plan: ClusterPlan) -> list[str]:
+    """The source PVCs that the target's volumes are cloned from."""
+    if plan.copy_method is CopyMethod.NONE:
+        return []
+    return [
+        f"{t['metadata']['name']}-{plan.source_name}-{i}"
+        for t in _claim_templates(plan)
+        for i in plan.ordinals
+    ]
+
+
+def build_pvcs(plan: ClusterPlan) -> list[dict[str, Any]]:
+    """One PVC per claim template and ordinal, each a CSI clone of the source's."""
+    if plan.copy_method is CopyMethod.NONE:
+        return []
+    pvcs = []
+    for template in _claim_templates(plan):
+        claim = template["metadata"]["name"]
+        for i in plan.ordinals:
+            source_pvc = f"{claim}-{plan.source_name}-{i}"
+            if source_pvc not in plan.source_pvc_sizes:
+                raise BuildError(
+                    f"source PVC {source_pvc} does not exist; the source cluster is not complete"
+                )
+            spec = copy.deepcopy(template["spec"])
+            spec.pop("selector", None)
+            spec.pop("dataSourceRef", None)
+            spec["dataSource"] = {"kind": "PersistentVolumeClaim", "name": source_pvc}
+            resources = spec.setdefault("resources", {})
+            resources.setdefault("requests", {})["storage"] = plan.source_pvc_sizes[source_pvc]
+            metadata = _metadata(
+                plan, f"{claim}-{plan.target_name}-{i}", template["metadata"].get("labels")
+            )
+            metadata["labels"].update({k: v for k, v in plan.selector["matchLabels"].items()})
+            metadata["annotations"][provenance.SOURCE] = f"{plan.namespace}/{source_pvc}"
+            pvcs.append(
+                {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec}
+            )
+    return pvcs
+
+
+def build_cluster(plan: ClusterPlan) -> list[dict[str, Any]]:
+    """Every object of the target, in creation order (volumes first)."""
+    return [*build_pvcs(plan), build_service(plan), build_statefulset(plan)]

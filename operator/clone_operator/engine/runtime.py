@@ -1,0 +1,74 @@
+"""In-process coordination: wake-ups from watch events and the InProgress slots."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Wakeups:
+    """One event per object uid: watch handlers poke, the object's engine waits.
+
+    Waiting is how the engine follows progress: it never sleeps for a fixed time
+    except as the deadline of the wait.
+    """
+
+    events: defaultdict[str, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
+
+    def poke(self, uid: str) -> None:
+        self.events[uid].set()
+
+    async def wait(self, uid: str, timeout: float) -> bool:
+        event = self.events[uid]
+        try:
+            await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        finally:
+            event.clear()
+        return True
+
+    def forget(self, uid: str) -> None:
+        self.events.pop(uid, None)
+
+
+@dataclass
+class Slots:
+    """The cluster-wide limit of InProgress operations, handed out oldest first.
+
+    The operator is the only writer of phases (kopf peering keeps one instance
+    active), so an in-memory count seeded from the API at startup is exact.
+    """
+
+    limit: int
+    on_free: Callable[[str], None] = lambda uid: None
+    taken: set[str] = field(default_factory=set)
+    waiting: dict[str, str] = field(default_factory=dict)  # uid → creationTimestamp
+
+    def occupy(self, uid: str) -> None:
+        """Count an operation already InProgress (seen at startup or on resume)."""
+        self.waiting.pop(uid, None)
+        self.taken.add(uid)
+
+    def try_take(self, uid: str, created: str) -> bool:
+        if uid in self.taken:
+            return True
+        self.waiting[uid] = created
+        free = self.limit - len(self.taken)
+        if free <= 0:
+            return False
+        first = sorted(self.waiting, key=lambda u: (self.waiting[u], u))[:free]
+        if uid not in first:
+            return False
+        self.occupy(uid)
+        return True
+
+    def release(self, uid: str) -> None:
+        self.waiting.pop(uid, None)
+        if uid in self.taken:
+            self.taken.discard(uid)
+            for waiter in list(self.waiting):
+                self.on_free(waiter)

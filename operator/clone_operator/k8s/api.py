@@ -1,0 +1,173 @@
+"""A small JSON client over kubernetes_asyncio's authenticated connection pool."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+JSON = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+
+# (apiVersion, kind) → plural, for every kind the operator touches.
+PLURALS: dict[tuple[str, str], str] = {
+    ("apps/v1", "StatefulSet"): "statefulsets",
+    ("v1", "Service"): "services",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Secret"): "secrets",
+    ("v1", "Pod"): "pods",
+    ("v1", "Node"): "nodes",
+    ("v1", "Namespace"): "namespaces",
+    ("v1", "Event"): "events",
+    ("coordination.k8s.io/v1", "Lease"): "leases",
+    ("cloning.dev/v1alpha1", "CloningOperation"): "cloningoperations",
+    ("cloning.dev/v1alpha1", "CloneObject"): "cloneobjects",
+}
+
+
+class ApiError(Exception):
+    """An API request failed; `status` and `reason` are the API server's."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    """AlreadyExists, or a resourceVersion/uid precondition that no longer holds."""
+
+
+class Invalid(ApiError):
+    """The API server refused the object (422 / 400): the message says why."""
+
+
+def path(api_version: str, kind: str, namespace: str | None = None, name: str | None = None,
+         subresource: str | None = None) -> str:
+    plural = PLURALS[(api_version, kind)]
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    parts = [prefix]
+    if namespace is not None:
+        parts.append(f"namespaces/{quote(namespace)}")
+    parts.append(plural)
+    if name is not None:
+        parts.append(quote(name))
+    if subresource is not None:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+def ref_path(obj: JSON, subresource: str | None = None) -> str:
+    meta = obj["metadata"]
+    return path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"], subresource)
+
+
+@dataclass
+class Kube:
+    """One authenticated connection pool; lives in kopf's memo, never in a global."""
+
+    api: client.ApiClient
+    requests: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        """In-cluster credentials when running in a pod, else the kubeconfig."""
+        try:
+            config.load_incluster_config()
+        except ConfigException:
+            await config.load_kube_config()
+        configuration = client.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = 64
+        return cls(api=client.ApiClient(configuration))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        self.requests[method] += 1
+        response = await self.api.call_api(
+            url,
+            method,
+            query_params=list((query or {}).items()),
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+        async with response:
+            text = await response.text()
+            status = response.status
+        data: JSON = json.loads(text) if text else {}
+        if 200 <= status < 300:
+            return data
+        reason = str(data.get("reason", ""))
+        message = str(data.get("message", text))
+        if status == 404:
+            raise NotFound(status, reason, message)
+        if status == 409:
+            raise Conflict(status, reason, message)
+        if status in (400, 422):
+            raise Invalid(status, reason, message)
+        raise ApiError(status, reason, message)
+
+    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
+        try:
+            return await self.call("GET", path(api_version, kind, namespace, name))
+        except NotFound:
+            return None
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: str | None = None, field_selector: str | None = None) -> list[JSON]:
+        query = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        data = await self.call("GET", path(api_version, kind, namespace), query=query)
+        items: list[JSON] = data.get("items", [])
+        return items
+
+    async def create(self, obj: JSON) -> JSON:
+        meta = obj["metadata"]
+        url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        return await self.call("POST", url, body=obj)
+
+    async def merge_patch(self, obj_or_url: JSON | str, patch: JSON, subresource: str | None = None) -> JSON:
+        url = obj_or_url if isinstance(obj_or_url, str) else ref_path(obj_or_url, subresource)
+        return await self.call("PATCH", url, body=patch, content_type=MERGE_PATCH)
+
+    async def delete(self, obj: JSON, *, uid: str | None = None, resource_version: str | None = None,
+                     propagation: str = "Background") -> bool:
+        """Delete, with preconditions so that only the very object meant goes; False if gone."""
+        preconditions = {}
+        if uid:
+            preconditions["uid"] = uid
+        if resource_version:
+            preconditions["resourceVersion"] = resource_version
+        body: JSON = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        if preconditions:
+            body["preconditions"] = preconditions
+        try:
+            await self.call("DELETE", ref_path(obj), body=body)
+        except NotFound:
+            return False
+        return True

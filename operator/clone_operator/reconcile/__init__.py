@@ -1,0 +1,4 @@
+"""Pure decisions: state machines, transitions, status and conditions.
+
+No I/O here: functions take what was observed and return what to write.
+"""

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Build the local control plane's binaries from the Go module proxy, stamped
+# with their real versions, into a cache outside the repository keyed by
+# version: $CLONE_OPERATOR_CACHE/bin/<component>-<version>/. Only missing
+# binaries are built, so only the first run pays.
+#
+# Usage: build.sh [component ...]   (kubernetes etcd kwok helm; default: all)
+# Prints nothing but progress; every build logs to $CACHE/logs/<component>.log.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+cache=${CLONE_OPERATOR_CACHE:-$HOME/.cache/clone-operator}
+mkdir -p "$cache/logs"
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+command -v go >/dev/null || die "Go is not installed: install Go >= 1.24 (https://go.dev/doc/install or the distribution's golang package)."
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+[ "${go_minor:-0}" -ge 24 ] 2>/dev/null || die "Go $(go env GOVERSION) is too old: the Kubernetes $KUBE_VERSION build needs Go >= 1.24 (kwok $KWOK_VERSION needs 1.26)."
+
+export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
+export GOFLAGS=
+
+check_gomod() { # name module version
+  grep -qE "^(require)?[[:space:]]*$2 $3( // indirect)?\$" "$here/gomod/$1/go.mod" ||
+    die "tests/cluster/gomod/$1/go.mod does not pin $2 $3 from versions.env: run tests/cluster/gomod.sh $1"
+}
+
+run_logged() { # component command...
+  local comp=$1; shift
+  local log="$cache/logs/$comp.log"
+  echo "  building $comp (log: $log)"
+  local start=$SECONDS
+  if ! "$@" >>"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    die "building $comp failed; the full log is $log"
+  fi
+  echo "  built $comp in $((SECONDS - start)) s"
+}
+
+kube_ldflags() {
+  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  local f=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    f="$f -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    f="$f -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "-s -w$f"
+}
+
+build_kubernetes() {
+  local out="$cache/bin/kubernetes-$KUBE_VERSION"
+  local missing=""
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    [ -x "$out/$c" ] || missing="$missing $c"
+  done
+  [ -z "$missing" ] && return 0
+  check_gomod kubernetes k8s.io/kubernetes "$KUBE_VERSION"
+  mkdir -p "$out.tmp"
+  for c in $missing; do
+    mkdir -p "$out.tmp"
+    run_logged "$c" bash -c "cd '$here/gomod/kubernetes' && go build -trimpath -ldflags '$(kube_ldflags)' -o '$out.tmp/$c' k8s.io/kubernetes/cmd/$c"
+    mkdir -p "$out" && mv "$out.tmp/$c" "$out/$c"
+  done
+}
+
+build_etcd() {
+  local out="$cache/bin/etcd-$ETCD_VERSION"
+  [ -x "$out/etcd" ] && [ -x "$out/etcdctl" ] && return 0
+  check_gomod etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+  mkdir -p "$out.tmp"
+  run_logged etcd bash -c "cd '$here/gomod/etcd' && go build -trimpath -ldflags '-s -w' -o '$out.tmp/etcd' go.etcd.io/etcd/server/v3 && go build -trimpath -ldflags '-s -w' -o '$out.tmp/etcdctl' go.etcd.io/etcd/etcdctl/v3"
+  mkdir -p "$out" && mv "$out.tmp/etcd" "$out.tmp/etcdctl" "$out/"; rmdir "$out.tmp"
+}
+
+build_kwok() {
+  local out="$cache/bin/kwok-$KWOK_VERSION"
+  [ -x "$out/kwok" ] && [ -x "$out/kwokctl" ] && return 0
+  check_gomod kwok sigs.k8s.io/kwok "$KWOK_VERSION"
+  mkdir -p "$out.tmp"
+  local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBE_VERSION"
+  run_logged kwok bash -c "cd '$here/gomod/kwok' && go build -trimpath -ldflags '$ld' -o '$out.tmp/kwok' sigs.k8s.io/kwok/cmd/kwok && go build -trimpath -ldflags '$ld' -o '$out.tmp/kwokctl' sigs.k8s.io/kwok/cmd/kwokctl"
+  mkdir -p "$out" && mv "$out.tmp/kwok" "$out.tmp/kwokctl" "$out/"; rmdir "$out.tmp"
+}
+
+build_helm() {
+  local out="$cache/bin/helm-$HELM_VERSION"
+  [ -x "$out/helm" ] && return 0
+  check_gomod helm helm.sh/helm/v3 "$HELM_VERSION"
+  mkdir -p "$out.tmp"
+  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ld="$ld -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  ld="$ld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  run_logged helm bash -c "cd '$here/gomod/helm' && go build -trimpath -ldflags '$ld' -o '$out.tmp/helm' helm.sh/helm/v3/cmd/helm"
+  mkdir -p "$out" && mv "$out.tmp/helm" "$out/"; rmdir "$out.tmp"
+}
+
+for comp in ${*:-kwok helm etcd kubernetes}; do
+  "build_$comp"
+done

@@ -1,0 +1,420 @@
+"""The local control plane: a real kube-apiserver and friends, run by kwokctl.
+
+One implementation serves `make cluster`, `make cluster-down` and the pytest
+session fixture. It builds missing binaries (tests/cluster/build.sh), starts
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok
+controller as plain processes on 127.0.0.1 via kwokctl's binary runtime, then
+adds region-labelled kwok nodes, a default StorageClass and the test volume
+provisioner (the stand-in for a CSI driver; see provisioner.py).
+
+Everything is idempotent: `up()` on a running cluster only checks it and
+restarts the provisioner if it died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLUSTER_NAME = "clone-operator"
+DEFAULT_PORT = 36443
+READY_TIMEOUT_S = float(os.environ.get("CLONE_OPERATOR_CLUSTER_TIMEOUT", "180"))
+
+# Nodes: two regions so that placement by region is testable.
+NODES: list[tuple[str, str, str]] = [
+    ("kwok-east-a", "us-east-1", "us-east-1a"),
+    ("kwok-east-b", "us-east-1", "us-east-1b"),
+    ("kwok-west-a", "us-west-2", "us-west-2a"),
+    ("kwok-west-b", "us-west-2", "us-west-2b"),
+]
+STORAGE_CLASS = "clone-test"
+PROVISIONER_NAME = "cloning.dev/test-provisioner"
+
+
+class ClusterError(RuntimeError):
+    """A problem a developer can act on; printed without a traceback."""
+
+
+def _versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in (HERE / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Paths:
+    cache: Path
+    kube_bin: Path
+    etcd_bin: Path
+    kwok_bin: Path
+    helm_bin: Path
+    workdir: Path
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / CLUSTER_NAME
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig.yaml"
+
+    @property
+    def bin_dir(self) -> Path:
+        """A directory of symlinks to every tool, to put first on PATH."""
+        return self.cache / "path"
+
+    @property
+    def provisioner_pid(self) -> Path:
+        return self.workdir / "provisioner.pid"
+
+    @property
+    def provisioner_log(self) -> Path:
+        return self.workdir / "provisioner.log"
+
+
+def paths() -> Paths:
+    v = _versions()
+    cache = Path(os.environ.get("CLONE_OPERATOR_CACHE", Path.home() / ".cache" / "clone-operator"))
+    return Paths(
+        cache=cache,
+        kube_bin=cache / "bin" / f"kubernetes-{v['KUBE_VERSION']}",
+        etcd_bin=cache / "bin" / f"etcd-{v['ETCD_VERSION']}",
+        kwok_bin=cache / "bin" / f"kwok-{v['KWOK_VERSION']}",
+        helm_bin=cache / "bin" / f"helm-{v['HELM_VERSION']}",
+        workdir=cache / "kwok",
+    )
+
+
+def port() -> int:
+    return int(os.environ.get("CLONE_OPERATOR_CLUSTER_PORT", DEFAULT_PORT))
+
+
+def build() -> None:
+    """Build whatever binary is missing (a no-op when all are cached)."""
+    result = subprocess.run([str(HERE / "build.sh")], check=False)
+    if result.returncode != 0:
+        raise ClusterError("building the control plane failed (see the log path printed above)")
+    p = paths()
+    p.bin_dir.mkdir(parents=True, exist_ok=True)
+    tools = {
+        "kubectl": p.kube_bin / "kubectl",
+        "kube-apiserver": p.kube_bin / "kube-apiserver",
+        "etcd": p.etcd_bin / "etcd",
+        "kwokctl": p.kwok_bin / "kwokctl",
+        "kwok": p.kwok_bin / "kwok",
+        "helm": p.helm_bin / "helm",
+    }
+    for name, target in tools.items():
+        link = p.bin_dir / name
+        if link.is_symlink() or link.exists():
+            if link.resolve() == target:
+                continue
+            link.unlink()
+        link.symlink_to(target)
+
+
+def kwokctl_config(p: Paths) -> str:
+    """The KwokctlConfiguration: local binaries only, loopback only, RBAC on."""
+    config = {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {
+            "runtime": "binary",
+            "bindAddress": "127.0.0.1",
+            "kubeApiserverPort": port(),
+            "kubeAuthorization": True,
+            "kubeAdmission": True,
+            "kubeVersion": _versions()["KUBE_VERSION"],
+            "etcdVersion": _versions()["ETCD_VERSION"],
+            "kwokVersion": _versions()["KWOK_VERSION"],
+            "kubeApiserverBinary": str(p.kube_bin / "kube-apiserver"),
+            "kubeControllerManagerBinary": str(p.kube_bin / "kube-controller-manager"),
+            "kubeSchedulerBinary": str(p.kube_bin / "kube-scheduler"),
+            "kubectlBinary": str(p.kube_bin / "kubectl"),
+            "etcdBinary": str(p.etcd_bin / "etcd"),
+            "etcdctlBinary": str(p.etcd_bin / "etcdctl"),
+            "kwokControllerBinary": str(p.kwok_bin / "kwok"),
+            "cacheDir": str(p.cache / "kwok-cache"),
+        },
+        "componentsPatches": [
+            {
+                "name": "kube-apiserver",
+                "extraArgs": [{"key": "advertise-address", "value": "127.0.0.1"}],
+            },
+        ],
+    }
+    # JSON is valid YAML; kwokctl reads either.
+    return json.dumps(config, indent=2)
+
+
+def _kwokctl(p: Paths, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KWOK_WORKDIR=str(p.workdir), PATH=f"{p.bin_dir}:{os.environ['PATH']}")
+    config = p.workdir / "kwokctl.yaml"
+    return subprocess.run(
+        [str(p.kwok_bin / "kwokctl"), "--name", CLUSTER_NAME, "--config", str(config), *args],
+        env=env,
+        check=check,
+        text=True,
+        capture_output=True,
+    )
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    p = paths()
+    result = subprocess.run(
+        [str(p.kube_bin / "kubectl"), "--kubeconfig", str(p.kubeconfig), *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _apiserver_ready(p: Paths) -> bool:
+    if not p.kubeconfig.exists():
+        return False
+    result = subprocess.run(
+        [str(p.kube_bin / "kubectl"), "--kubeconfig", str(p.kubeconfig), "get", "--raw", "/readyz"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return result.returncode == 0 and result.stdout.strip() == "ok"
+
+
+def _port_in_use(number: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", number))
+        except OSError:
+            return True
+    return False
+
+
+def dry_run_plan() -> str:
+    """kwokctl's plan for creating the cluster; proves nothing is downloaded."""
+    p = paths()
+    p.workdir.mkdir(parents=True, exist_ok=True)
+    (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
+    env = dict(os.environ, KWOK_WORKDIR=str(p.workdir / "dry-run"))
+    result = subprocess.run(
+        [
+            str(p.kwok_bin / "kwokctl"),
+            "--dry-run",
+            "--name",
+            CLUSTER_NAME,
+            "--config",
+            str(p.workdir / "kwokctl.yaml"),
+            "create",
+            "cluster",
+        ],
+        env=env,
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    return result.stdout + result.stderr
+
+
+def downloads_in(plan: str) -> list[str]:
+    """URLs in a kwokctl plan that point anywhere but this machine's cluster."""
+    local = re.compile(r"https?://(127\.0\.0\.1|localhost|kubernetes\.default\.svc)")
+    return [url for url in re.findall(r"https?://\S+", plan) if not local.match(url)]
+
+
+def _node_manifest() -> str:
+    items = []
+    for name, region, zone in NODES:
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                        "topology.kubernetes.io/region": region,
+                        "topology.kubernetes.io/zone": zone,
+                    },
+                },
+                "status": {
+                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+                },
+            }
+        )
+    items.append(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": PROVISIONER_NAME,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+            "allowVolumeExpansion": True,
+        }
+    )
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def _provisioner_alive(p: Paths) -> bool:
+    try:
+        pid = int(p.provisioner_pid.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _start_provisioner(p: Paths) -> None:
+    if _provisioner_alive(p):
+        return
+    log = p.provisioner_log.open("a")
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "provisioner.py"), "--kubeconfig", str(p.kubeconfig)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    p.provisioner_pid.write_text(str(proc.pid))
+
+
+def _stop_provisioner(p: Paths) -> None:
+    if _provisioner_alive(p):
+        os.kill(int(p.provisioner_pid.read_text()), signal.SIGTERM)
+    p.provisioner_pid.unlink(missing_ok=True)
+
+
+def _wait(what: str, ok: object, timeout: float, logs: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ok():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    raise ClusterError(f"{what} did not happen within {timeout:.0f} s; component logs: {logs}")
+
+
+def _nodes_ready() -> bool:
+    out = kubectl("get", "nodes", "-o", "json", check=False)
+    if not out:
+        return False
+    nodes = json.loads(out)["items"]
+    ready = [
+        n
+        for n in nodes
+        if any(
+            c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", [])
+        )
+    ]
+    return len(ready) >= len(NODES)
+
+
+def up() -> Paths:
+    """Start the cluster, or check and reuse the running one. Idempotent."""
+    started = time.monotonic()
+    build()
+    p = paths()
+    p.workdir.mkdir(parents=True, exist_ok=True)
+    if not _apiserver_ready(p):
+        if p.cluster_dir.exists():
+            # A stopped or broken cluster: start its components again, or
+            # recreate it from scratch when that fails.
+            (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
+            if _kwokctl(p, "start", "cluster", check=False).returncode != 0:
+                _kwokctl(p, "delete", "cluster", check=False)
+        if not _apiserver_ready(p) and not p.cluster_dir.exists():
+            if _port_in_use(port()):
+                raise ClusterError(
+                    f"port {port()} on 127.0.0.1 is already in use by another process; "
+                    "free it or choose another with CLONE_OPERATOR_CLUSTER_PORT=<port>"
+                )
+            (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
+            result = _kwokctl(p, "create", "cluster", "--timeout", f"{int(READY_TIMEOUT_S)}s", check=False)
+            if result.returncode != 0:
+                raise ClusterError(
+                    f"kwokctl create cluster failed:\n{result.stderr[-3000:]}\n"
+                    f"component logs: {p.cluster_dir / 'logs'}"
+                )
+        _wait("kube-apiserver /readyz", lambda: _apiserver_ready(p), READY_TIMEOUT_S, p.cluster_dir / "logs")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=_node_manifest())
+    _start_provisioner(p)
+    _wait(f"{len(NODES)} Ready nodes", _nodes_ready, READY_TIMEOUT_S, p.cluster_dir / "logs")
+    print(f"cluster {CLUSTER_NAME} ready in {time.monotonic() - started:.1f} s")
+    print(f"kubeconfig: {p.kubeconfig}")
+    print(f"tools:      {p.bin_dir} (kubectl, helm, kwokctl)")
+    return p
+
+
+def down() -> None:
+    """Stop the cluster and the provisioner and delete its state. Idempotent."""
+    p = paths()
+    _stop_provisioner(p)
+    if (p.kwok_bin / "kwokctl").exists() and p.cluster_dir.exists():
+        (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
+        _kwokctl(p, "delete", "cluster", check=False)
+    if p.cluster_dir.exists():
+        shutil.rmtree(p.cluster_dir, ignore_errors=True)
+    print(f"cluster {CLUSTER_NAME} is down")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "build", "plan", "kubeconfig", "path"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up()
+        elif args.command == "down":
+            down()
+        elif args.command == "build":
+            build()
+        elif args.command == "plan":
+            plan = dry_run_plan()
+            print(plan)
+            urls = downloads_in(plan)
+            if urls:
+                print(f"the plan downloads: {urls}", file=sys.stderr)
+                return 1
+            print("the plan downloads nothing (no URL outside 127.0.0.1)", file=sys.stderr)
+        elif args.command == "kubeconfig":
+            print(paths().kubeconfig)
+        elif args.command == "path":
+            print(paths().bin_dir)
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as e:
+        print(f"error: {' '.join(map(str, e.cmd))} failed:\n{e.stderr}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

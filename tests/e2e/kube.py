@@ -1,0 +1,129 @@
+"""Test-side access to the real local cluster: kubectl and a polling helper.
+
+Tests talk to the real kube-apiserver through the real `kubectl` (the same
+binary users run), parsing its JSON output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class KubectlError(AssertionError):
+    def __init__(self, args: list[str], stderr: str) -> None:
+        super().__init__(f"kubectl {' '.join(args)}: {stderr}")
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    binary: Path
+    kubeconfig: Path
+    namespace: str | None = None
+
+    def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.binary), "--kubeconfig", str(self.kubeconfig)]
+        if self.namespace:
+            cmd += ["--namespace", self.namespace]
+        result = subprocess.run([*cmd, *args], input=stdin, text=True, capture_output=True, check=False)
+        if check and result.returncode != 0:
+            raise KubectlError(list(args), result.stderr)
+        return result
+
+    def in_namespace(self, namespace: str) -> Kubectl:
+        return Kubectl(self.binary, self.kubeconfig, namespace)
+
+    def apply(self, manifest: dict[str, Any] | list[dict[str, Any]] | str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        text = manifest if isinstance(manifest, str) else json.dumps(_as_list(manifest))
+        return self("apply", "-f", "-", stdin=text, check=check)
+
+    def get(self, kind: str, name: str | None = None, *args: str) -> Any:
+        result = self("get", kind, *([name] if name else []), "-o", "json", *args, check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr or "not found" in result.stderr:
+                return None
+            raise KubectlError(["get", kind, name or ""], result.stderr)
+        return json.loads(result.stdout)
+
+    def items(self, kind: str, *args: str) -> list[dict[str, Any]]:
+        data = self.get(kind, None, *args)
+        return list(data["items"]) if data else []
+
+
+def _as_list(manifest: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    if isinstance(manifest, dict):
+        return manifest
+    return {"apiVersion": "v1", "kind": "List", "items": manifest}
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60, interval: float = 0.25) -> T:
+    """Poll `fn` until it returns something truthy; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}")
+
+
+def statefulset(name: str, replicas: int = 3, image: str = "typesense/typesense:27.1",
+                claims: list[str] | None = None, region: str | None = None,
+                size: str = "1Gi") -> list[dict[str, Any]]:
+    """A source cluster: StatefulSet with volumeClaimTemplates and its headless Service."""
+    labels = {"app": name}
+    pod_spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "server",
+                "image": image,
+                "ports": [{"containerPort": 8108, "name": "http"}],
+                "volumeMounts": [{"name": c, "mountPath": f"/{c}"} for c in (claims or ["data"])],
+            }
+        ]
+    }
+    if region:
+        pod_spec["nodeSelector"] = {"topology.kubernetes.io/region": region}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 8108, "name": "http"}]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "serviceName": name,
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": {**labels, "tier": "search"}}, "spec": pod_spec},
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": c},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": size}},
+                        },
+                    }
+                    for c in (claims or ["data"])
+                ],
+            },
+        },
+    ]
+
+
+def ready_replicas(kubectl: Kubectl, name: str) -> int:
+    sts = kubectl.get("statefulset", name)
+    return int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)
