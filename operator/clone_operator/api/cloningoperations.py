@@ -176,6 +176,9 @@ class CloningOperationStatus(CamelModel):
     """Latest observations: `Ready`, `Progressing`, `Failed`."""
     observed_generation: int | None = None
     """The .metadata.generation the status reflects."""
+    finalized: bool | None = None
+    """True once a terminal operation's lock is released and its partial target removed
+    (or, on success, handed over); until then the operator keeps working on it."""
 
 
 # Rules that need both spec and status: they sit at the schema's root.

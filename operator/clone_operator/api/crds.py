@@ -86,6 +86,14 @@ RESOURCES = [
 ]
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Turn a pydantic JSON schema node into a structural OpenAPI v3 schema node."""
     if "$ref" in schema:
@@ -102,8 +110,9 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     for key, value in schema.items():
         if key == "const":
             out["enum"] = [value]
-        elif key == "default" and value is None:
-            continue
+        elif key == "default":
+            if value is not None:
+                out["default"] = _without_nulls(value)
         elif key.startswith("x-kubernetes-"):
             out[key] = value
         elif key in _KEPT:

@@ -1,0 +1,68 @@
+"""`clone-operator`: the console entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from clone_operator import __version__
+from clone_operator.settings import LogFormat, Settings
+
+
+def configure_logging(fmt: LogFormat) -> None:
+    if fmt is LogFormat.JSON:
+        logging.basicConfig(
+            level=logging.INFO,
+            format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
+        )
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def quiet_kopf() -> None:
+    """kopf logs every handler call at INFO; keep its warnings and errors only."""
+    for name in ("kopf.objects", "kopf.activities.startup", "kopf._core.reactor.running"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import clone_operator.handlers  # noqa: F401  (registers the handlers)
+
+    settings = Settings()
+    configure_logging(settings.log_format)
+    quiet_kopf()
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    if args.dev:
+        liveness = None
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="clone-operator",
+        description="Kubernetes operator that clones stateful clusters (CloningOperation) "
+        "and single objects (CloneObject). Settings come from CLONE_OPERATOR_* variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"clone-operator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
+    run_parser.add_argument("--dev", action="store_true", help="local development: no liveness endpoint")
+    run_parser.set_defaults(func=run)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""What every engine step needs, kept in kopf's memo (never in globals)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clone_operator.engine.runtime import Slots, Wakeups
+from clone_operator.k8s.api import Kube
+from clone_operator.settings import Settings
+
+# (object body, reason, message, warning?) → posts a Kubernetes Event.
+EventSink = Callable[[dict[str, Any], str, str, bool], None]
+
+
+@dataclass
+class Context:
+    kube: Kube
+    settings: Settings
+    slots: Slots
+    wakeups: Wakeups
+    emit: EventSink
+    node_regions: dict[str, str] = field(default_factory=dict)
+    """Node name → `topology.kubernetes.io/region`, kept current by a node watch."""
+    pod_problems: defaultdict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    """Owner uid → pod name → the body of a clone pod that cannot be scheduled."""

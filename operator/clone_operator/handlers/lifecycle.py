@@ -1,0 +1,51 @@
+"""Operator startup and cleanup: build the engine's context into kopf's memo."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from clone_operator.api.cloningoperations import KIND as OPERATION_KIND
+from clone_operator.api.common import API_VERSION, GROUP
+from clone_operator.engine.context import Context
+from clone_operator.engine.runtime import Slots, Wakeups
+from clone_operator.k8s.api import Kube
+from clone_operator.settings import Settings
+
+log = logging.getLogger("clone_operator")
+
+
+def post_event(body: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+    kopf.event(body, type="Warning" if warning else "Normal", reason=str(reason), message=message)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = Settings()
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Events are the engine's, one per transition: log lines never become Events.
+    settings.posting.level = logging.CRITICAL
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    kube = await Kube.connect()
+    wakeups = Wakeups()
+    slots = Slots(limit=config.max_in_progress, on_free=wakeups.poke)
+    # Operations already InProgress hold their slots before anything new starts.
+    for op in await kube.list(API_VERSION, OPERATION_KIND, field_selector="status.phase=InProgress"):
+        slots.occupy(op["metadata"]["uid"])
+    memo.ctx = Context(kube=kube, settings=config, slots=slots, wakeups=wakeups, emit=post_event)
+    log.info(
+        "clone-operator started (maxInProgress=%d, %d InProgress, namespaces=%s)",
+        config.max_in_progress,
+        len(slots.taken),
+        ",".join(config.namespaces) or "all",
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ctx: Context | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        await ctx.kube.close()

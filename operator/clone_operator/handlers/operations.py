@@ -1,0 +1,29 @@
+"""CloningOperation: one daemon per operation until it is finalized."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from clone_operator.api.cloningoperations import PLURAL
+from clone_operator.api.common import GROUP, VERSION
+from clone_operator.engine import operations as engine
+
+log = logging.getLogger("clone_operator.operations")
+
+
+def not_finalized(status: kopf.Status, **_: Any) -> bool:
+    return not status.get("finalized")
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=not_finalized, backoff=1.0, cancellation_timeout=5.0)
+async def operation(name: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    await engine.run(memo.ctx, namespace, name, uid, log)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def operation_changed(uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """A spec change (a cancel) or status write: let the daemon look again."""
+    memo.ctx.wakeups.poke(uid)

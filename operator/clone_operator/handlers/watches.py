@@ -1,0 +1,60 @@
+"""Watches of the objects the engine waits on: they only wake the owner's engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from clone_operator.builders.provenance import CLONE_OBJECT_UID, OPERATION_UID
+from clone_operator.settings import REGION_LABEL
+
+OWNER_LABELS = (OPERATION_UID, CLONE_OBJECT_UID)
+
+
+def _owner_uid(labels: kopf.Labels) -> str | None:
+    for key in OWNER_LABELS:
+        if key in labels:
+            return str(labels[key])
+    return None
+
+
+def _ours(labels: kopf.Labels, **_: Any) -> bool:
+    return _owner_uid(labels) is not None
+
+
+@kopf.on.event("apps", "v1", "statefulsets", when=_ours)
+def statefulset_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    uid = _owner_uid(labels)
+    if uid:
+        memo.ctx.wakeups.poke(uid)
+
+
+@kopf.on.event("", "v1", "pods", when=_ours)
+def pod_changed(event: kopf.RawEvent, labels: kopf.Labels, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Remember clone pods that cannot be scheduled; the engine decides when to give up."""
+    uid = _owner_uid(labels)
+    if not uid:
+        return
+    pod = event["object"]
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    unschedulable = any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+        for c in conditions
+    )
+    problems = memo.ctx.pod_problems
+    if unschedulable and event["type"] != "DELETED":
+        problems[uid][name] = pod
+    elif name in problems.get(uid, {}):
+        del problems[uid][name]
+    memo.ctx.wakeups.poke(uid)
+
+
+@kopf.on.event("", "v1", "nodes")
+def node_changed(event: kopf.RawEvent, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the node → region table the region checks use."""
+    regions: dict[str, str] = memo.ctx.node_regions
+    if event["type"] == "DELETED" or REGION_LABEL not in labels:
+        regions.pop(name, None)
+    else:
+        regions[name] = str(labels[REGION_LABEL])
