@@ -83,7 +83,9 @@ class OperatorProcess:
     def ready(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"the operator exited with {self.proc.returncode}; log: {self.log_path}")
+            raise AssertionError(
+                f"the operator exited with {self.proc.returncode}; log: {self.log_path}"
+            )
         return "clone-operator started" in self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:

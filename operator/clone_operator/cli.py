@@ -18,7 +18,9 @@ def configure_logging(fmt: LogFormat) -> None:
             format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
         )
     else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
 
 
 def quiet_kopf() -> None:
@@ -57,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"clone-operator {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_parser = sub.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
-    run_parser.add_argument("--dev", action="store_true", help="local development: no liveness endpoint")
+    run_parser = sub.add_parser(
+        "run", help="run the operator against the current kubeconfig or in-cluster"
+    )
+    run_parser.add_argument(
+        "--dev", action="store_true", help="local development: no liveness endpoint"
+    )
     run_parser.set_defaults(func=run)
     args = parser.parse_args(argv)
     return int(args.func(args))

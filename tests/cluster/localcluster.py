@@ -251,7 +251,10 @@ def _node_manifest() -> str:
                 "kind": "Node",
                 "metadata": {
                     "name": name,
-                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "annotations": {
+                        "kwok.x-k8s.io/node": "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                    },
                     "labels": {
                         "kubernetes.io/hostname": name,
                         "kubernetes.io/os": "linux",
@@ -330,7 +333,8 @@ def _nodes_ready() -> bool:
         n
         for n in nodes
         if any(
-            c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", [])
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in n["status"].get("conditions", [])
         )
     ]
     return len(ready) >= len(NODES)
@@ -356,13 +360,20 @@ def up() -> Paths:
                     "free it or choose another with CLONE_OPERATOR_CLUSTER_PORT=<port>"
                 )
             (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
-            result = _kwokctl(p, "create", "cluster", "--timeout", f"{int(READY_TIMEOUT_S)}s", check=False)
+            result = _kwokctl(
+                p, "create", "cluster", "--timeout", f"{int(READY_TIMEOUT_S)}s", check=False
+            )
             if result.returncode != 0:
                 raise ClusterError(
                     f"kwokctl create cluster failed:\n{result.stderr[-3000:]}\n"
                     f"component logs: {p.cluster_dir / 'logs'}"
                 )
-        _wait("kube-apiserver /readyz", lambda: _apiserver_ready(p), READY_TIMEOUT_S, p.cluster_dir / "logs")
+        _wait(
+            "kube-apiserver /readyz",
+            lambda: _apiserver_ready(p),
+            READY_TIMEOUT_S,
+            p.cluster_dir / "logs",
+        )
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=_node_manifest())
     _start_provisioner(p)
     _wait(f"{len(NODES)} Ready nodes", _nodes_ready, READY_TIMEOUT_S, p.cluster_dir / "logs")

@@ -97,11 +97,18 @@ class Provisioner:
                 src = self.core.read_namespaced_persistent_volume_claim(source.name, ns)
             except ApiException as e:
                 if e.status == 404:
-                    self.event(pvc, "ProvisioningFailed", f"source PVC {ns}/{source.name} not found")
+                    self.event(
+                        pvc, "ProvisioningFailed", f"source PVC {ns}/{source.name} not found"
+                    )
                     return
                 raise
             if src.status.phase != "Bound" or not src.spec.volume_name:
-                self.event(pvc, "Provisioning", f"waiting for source PVC {source.name} to be Bound", "Normal")
+                self.event(
+                    pvc,
+                    "Provisioning",
+                    f"waiting for source PVC {source.name} to be Bound",
+                    "Normal",
+                )
                 return
             src_size = parse_quantity(src.status.capacity["storage"])
             if parse_quantity(request) < src_size:
@@ -144,8 +151,13 @@ class Provisioner:
             if e.status != 409:
                 raise
             return
-        log.info("provisioned %s for %s/%s%s", pv_name, ns, name,
-                 f" (clone of {annotations[LINEAGE_PVC]})" if LINEAGE_PVC in annotations else "")
+        log.info(
+            "provisioned %s for %s/%s%s",
+            pv_name,
+            ns,
+            name,
+            f" (clone of {annotations[LINEAGE_PVC]})" if LINEAGE_PVC in annotations else "",
+        )
         self.event(pvc, "ProvisioningSucceeded", f"provisioned volume {pv_name}", "Normal")
 
     def reclaim(self, pv: Any) -> None:
@@ -197,7 +209,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config.load_kube_config(args.kubeconfig)
-    root = Path(os.environ.get("CLONE_OPERATOR_VOLUMES", Path(args.kubeconfig).parents[2] / "volumes"))
+    root = Path(
+        os.environ.get("CLONE_OPERATOR_VOLUMES", Path(args.kubeconfig).parents[2] / "volumes")
+    )
     root.mkdir(parents=True, exist_ok=True)
     Provisioner(client.CoreV1Api(), root).run()
     return 0

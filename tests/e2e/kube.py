@@ -29,11 +29,15 @@ class Kubectl:
     kubeconfig: Path
     namespace: str | None = None
 
-    def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.binary), "--kubeconfig", str(self.kubeconfig)]
         if self.namespace:
             cmd += ["--namespace", self.namespace]
-        result = subprocess.run([*cmd, *args], input=stdin, text=True, capture_output=True, check=False)
+        result = subprocess.run(
+            [*cmd, *args], input=stdin, text=True, capture_output=True, check=False
+        )
         if check and result.returncode != 0:
             raise KubectlError(list(args), result.stderr)
         return result
@@ -41,7 +45,9 @@ class Kubectl:
     def in_namespace(self, namespace: str) -> Kubectl:
         return Kubectl(self.binary, self.kubeconfig, namespace)
 
-    def apply(self, manifest: dict[str, Any] | list[dict[str, Any]] | str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, manifest: dict[str, Any] | list[dict[str, Any]] | str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         text = manifest if isinstance(manifest, str) else json.dumps(_as_list(manifest))
         return self("apply", "-f", "-", stdin=text, check=check)
 
@@ -64,7 +70,9 @@ def _as_list(manifest: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": manifest}
 
 
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60, interval: float = 0.25) -> T:
+def wait_for(
+    what: str, fn: Callable[[], T | None], timeout: float = 60, interval: float = 0.25
+) -> T:
     """Poll `fn` until it returns something truthy; fail naming `what` and the last value."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -73,12 +81,19 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60, interva
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}"
+    )
 
 
-def statefulset(name: str, replicas: int = 3, image: str = "typesense/typesense:27.1",
-                claims: list[str] | None = None, region: str | None = None,
-                size: str = "1Gi") -> list[dict[str, Any]]:
+def statefulset(
+    name: str,
+    replicas: int = 3,
+    image: str = "typesense/typesense:27.1",
+    claims: list[str] | None = None,
+    region: str | None = None,
+    size: str = "1Gi",
+) -> list[dict[str, Any]]:
     """A source cluster: StatefulSet with volumeClaimTemplates and its headless Service."""
     labels = {"app": name}
     pod_spec: dict[str, Any] = {
@@ -98,7 +113,11 @@ def statefulset(name: str, replicas: int = 3, image: str = "typesense/typesense:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": name, "labels": labels},
-            "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 8108, "name": "http"}]},
+            "spec": {
+                "clusterIP": "None",
+                "selector": labels,
+                "ports": [{"port": 8108, "name": "http"}],
+            },
         },
         {
             "apiVersion": "apps/v1",
@@ -108,7 +127,10 @@ def statefulset(name: str, replicas: int = 3, image: str = "typesense/typesense:
                 "serviceName": name,
                 "replicas": replicas,
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": {**labels, "tier": "search"}}, "spec": pod_spec},
+                "template": {
+                    "metadata": {"labels": {**labels, "tier": "search"}},
+                    "spec": pod_spec,
+                },
                 "volumeClaimTemplates": [
                     {
                         "metadata": {"name": c},

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 def test_nodes_span_two_regions_and_server_is_1_34(admin: Kubectl) -> None:
     nodes = admin.items("nodes")
     ready = [
-        n for n in nodes
+        n
+        for n in nodes
         if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
     ]
     regions = {n["metadata"]["labels"].get("topology.kubernetes.io/region") for n in ready}
@@ -45,27 +46,54 @@ def test_cel_transition_rule_rejects_forbidden_update(admin: Kubectl, kubectl: K
             "group": group,
             "scope": "Namespaced",
             "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
-            "versions": [{
-                "name": "v1", "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {"spec": {
-                        "type": "object",
-                        "properties": {"size": {"type": "integer"}},
-                        "x-kubernetes-validations": [
-                            {"rule": "self.size == oldSelf.size", "message": "size is immutable"}
-                        ],
-                    }},
-                }},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer"}},
+                                    "x-kubernetes-validations": [
+                                        {
+                                            "rule": "self.size == oldSelf.size",
+                                            "message": "size is immutable",
+                                        }
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
     admin.apply(crd)
     try:
         admin("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=30s")
-        widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
-        wait_for("the Widget kind to be served", lambda: kubectl.apply(widget, check=False).returncode == 0)
-        result = kubectl("patch", f"widgets.{group}", "w", "--type=merge", "-p", '{"spec":{"size":2}}', check=False)
+        widget = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w"},
+            "spec": {"size": 1},
+        }
+        wait_for(
+            "the Widget kind to be served",
+            lambda: kubectl.apply(widget, check=False).returncode == 0,
+        )
+        result = kubectl(
+            "patch",
+            f"widgets.{group}",
+            "w",
+            "--type=merge",
+            "-p",
+            '{"spec":{"size":2}}',
+            check=False,
+        )
         assert result.returncode != 0
         assert "size is immutable" in result.stderr
         assert kubectl.get(f"widgets.{group}", "w")["spec"]["size"] == 1
@@ -81,9 +109,13 @@ def test_statefulset_with_claims_becomes_ready(kubectl: Kubectl) -> None:
     assert all(p["status"]["phase"] == "Bound" for p in pvcs)
 
 
-def test_pvc_with_pvc_data_source_is_bound_with_lineage(kubectl: Kubectl, cluster: localcluster.Paths) -> None:
+def test_pvc_with_pvc_data_source_is_bound_with_lineage(
+    kubectl: Kubectl, cluster: localcluster.Paths
+) -> None:
     source = {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "origin"},
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "origin"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
     kubectl.apply(source)
@@ -92,9 +124,12 @@ def test_pvc_with_pvc_data_source_is_bound_with_lineage(kubectl: Kubectl, cluste
     volume_dir = cluster.workdir / "volumes" / bound["spec"]["volumeName"]
     (volume_dir / "hello.txt").write_text("from origin")
     clone = {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "copy"},
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "copy"},
         "spec": {
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
             "dataSource": {"kind": "PersistentVolumeClaim", "name": "origin"},
         },
     }
@@ -109,42 +144,71 @@ def test_pvc_with_pvc_data_source_is_bound_with_lineage(kubectl: Kubectl, cluste
 
 
 def test_clone_smaller_than_source_is_not_provisioned(kubectl: Kubectl) -> None:
-    kubectl.apply({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "big"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
-    })
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "big"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "2Gi"}},
+            },
+        }
+    )
     wait_for("the source PVC to bind", lambda: _bound(kubectl, "big"))
-    kubectl.apply({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "small"},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
-            "dataSource": {"kind": "PersistentVolumeClaim", "name": "big"},
-        },
-    })
-    event = wait_for("a ProvisioningFailed event", lambda: [
-        e for e in kubectl.items("events")
-        if e["involvedObject"]["name"] == "small" and e["reason"] == "ProvisioningFailed"
-    ])
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "small"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+                "dataSource": {"kind": "PersistentVolumeClaim", "name": "big"},
+            },
+        }
+    )
+    event = wait_for(
+        "a ProvisioningFailed event",
+        lambda: [
+            e
+            for e in kubectl.items("events")
+            if e["involvedObject"]["name"] == "small" and e["reason"] == "ProvisioningFailed"
+        ],
+    )
     assert "smaller than the source" in event[0]["message"]
     assert kubectl.get("pvc", "small")["status"]["phase"] == "Pending"
 
 
-def test_helm_installs_a_chart(kubectl: Kubectl, cluster: localcluster.Paths, tmp_path: Path) -> None:
+def test_helm_installs_a_chart(
+    kubectl: Kubectl, cluster: localcluster.Paths, tmp_path: Path
+) -> None:
     helm = str(cluster.helm_bin / "helm")
     base = [helm, "--kubeconfig", str(cluster.kubeconfig), "--namespace", str(kubectl.namespace)]
-    version = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, check=True)
+    version = subprocess.run(
+        [helm, "version", "--short"], capture_output=True, text=True, check=True
+    )
     assert version.stdout.startswith("v3.21.")
     chart = tmp_path / "hello"
     (chart / "templates").mkdir(parents=True)
-    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: hello\nversion: 0.1.0\nkubeVersion: '>=1.30.0-0'\n")
+    (chart / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: hello\nversion: 0.1.0\nkubeVersion: '>=1.30.0-0'\n"
+    )
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-greeting\n"
         "data:\n  greeting: hello\n"
     )
-    result = subprocess.run([*base, "install", "hello", str(chart), "--wait"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*base, "install", "hello", str(chart), "--wait"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert kubectl.get("configmap", "hello-greeting")["data"] == {"greeting": "hello"}
-    status = subprocess.run([*base, "status", "hello", "-o", "json"], capture_output=True, text=True, check=True)
+    status = subprocess.run(
+        [*base, "status", "hello", "-o", "json"], capture_output=True, text=True, check=True
+    )
     assert json.loads(status.stdout)["info"]["status"] == "deployed"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from clone_operator.api.common import (
     CamelModel,
@@ -58,8 +58,9 @@ class State(StrEnum):
 class SourceRef(CamelModel):
     """The object to clone, in this CloneObject's namespace."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        **CamelModel.model_config,
+        json_schema_extra={
             "x-kubernetes-validations": [
                 {
                     "rule": "!has(self.apiVersion) || self.apiVersion == "
@@ -69,8 +70,8 @@ class SourceRef(CamelModel):
                     "fieldPath": ".apiVersion",
                 }
             ]
-        }
-    }
+        },
+    )
 
     kind: Annotated[
         str,
@@ -115,8 +116,9 @@ class CloneOptions(CamelModel):
 class CloneObjectSpec(CamelModel):
     """What to clone and the options to apply. Immutable after creation."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        **CamelModel.model_config,
+        json_schema_extra={
             "x-kubernetes-validations": [
                 {
                     "rule": "self == oldSelf",
@@ -130,8 +132,8 @@ class CloneObjectSpec(CamelModel):
                     "fieldPath": ".options.namespace",
                 },
             ]
-        }
-    }
+        },
+    )
 
     source: SourceRef
     """The object to clone (the seed's `source_type` and `source_id`)."""
@@ -171,7 +173,10 @@ class CloneObjectStatus(CamelModel):
         list[Condition],
         Field(
             max_length=16,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
         ),
     ] = []
     """Latest observations: `Ready`, `Failed`."""

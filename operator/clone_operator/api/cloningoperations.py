@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, JsonValue
 
 from clone_operator.api.common import (
     CamelModel,
@@ -47,7 +47,7 @@ class CopyMethod(StrEnum):
     NONE = "None"
 
 
-def _immutable(field: str) -> dict[str, str]:
+def _immutable(field: str) -> JsonValue:
     return {
         "rule": f"has(self.{field}) == has(oldSelf.{field}) && "
         f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
@@ -56,34 +56,38 @@ def _immutable(field: str) -> dict[str, str]:
     }
 
 
+IMMUTABLE_RULES: list[JsonValue] = [
+    _immutable(f)
+    for f in (
+        "sourceCluster",
+        "serverVersion",
+        "targetRegion",
+        "notificationEmailAddresses",
+        "targetName",
+        "copyMethod",
+        "timeoutSeconds",
+        "serverContainer",
+        "keepTargetOnFailure",
+    )
+]
+
+
 class CloningOperationSpec(CamelModel):
     """What to clone and how. Immutable after creation, except `cancel`."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        **CamelModel.model_config,
+        json_schema_extra={
             "x-kubernetes-validations": [
-                *(
-                    _immutable(f)
-                    for f in (
-                        "sourceCluster",
-                        "serverVersion",
-                        "targetRegion",
-                        "notificationEmailAddresses",
-                        "targetName",
-                        "copyMethod",
-                        "timeoutSeconds",
-                        "serverContainer",
-                        "keepTargetOnFailure",
-                    )
-                ),
+                *IMMUTABLE_RULES,
                 {
                     "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
                     "message": "spec.cancel cannot be unset once it is true",
                     "fieldPath": ".cancel",
                 },
             ]
-        }
-    }
+        },
+    )
 
     source_cluster: DNSLabel
     """Name of the source cluster: a StatefulSet in this namespace (with its governing
@@ -116,8 +120,9 @@ class CloningOperationSpec(CamelModel):
 class CloningOperationStatus(CamelModel):
     """Observed state, written by the operator through the status subresource."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        **CamelModel.model_config,
+        json_schema_extra={
             "x-kubernetes-validations": [
                 {
                     "rule": "!has(oldSelf.phase) || !(oldSelf.phase in ['Succeeded', 'Failed', "
@@ -135,8 +140,8 @@ class CloningOperationStatus(CamelModel):
                     "fieldPath": ".phase",
                 },
             ]
-        }
-    }
+        },
+    )
 
     phase: Phase | None = None
     """Pending → InProgress → Succeeded | Failed; Pending → Canceled."""
@@ -170,7 +175,10 @@ class CloningOperationStatus(CamelModel):
         list[Condition],
         Field(
             max_length=16,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
         ),
     ] = []
     """Latest observations: `Ready`, `Progressing`, `Failed`."""

@@ -113,9 +113,7 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         elif key == "default":
             if value is not None:
                 out["default"] = _without_nulls(value)
-        elif key.startswith("x-kubernetes-"):
-            out[key] = value
-        elif key in _KEPT:
+        elif key.startswith("x-kubernetes-") or key in _KEPT:
             out[key] = value
     if "properties" in out:
         out["properties"] = {k: structural(v, defs) for k, v in out["properties"].items()}
@@ -124,10 +122,13 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         out["items"] = structural(out["items"], defs)
     if isinstance(out.get("additionalProperties"), dict):
         out["additionalProperties"] = structural(out["additionalProperties"], defs)
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" in out:
-        if out["additionalProperties"] is True:
-            del out["additionalProperties"]
-            out["x-kubernetes-preserve-unknown-fields"] = True
+    if (
+        out.get("type") == "object"
+        and "properties" not in out
+        and out.get("additionalProperties") is True
+    ):
+        del out["additionalProperties"]
+        out["x-kubernetes-preserve-unknown-fields"] = True
     if out.get("x-kubernetes-preserve-unknown-fields"):
         out["type"] = "object"
         out.pop("additionalProperties", None)

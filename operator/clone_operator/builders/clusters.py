@@ -90,7 +90,9 @@ def source_server_version(source: dict[str, Any], container: str | None) -> str:
     return images.image_tag(server_container(source, container)["image"])
 
 
-def _metadata(plan: ClusterPlan, name: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+def _metadata(
+    plan: ClusterPlan, name: str, extra_labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     labels = {
         **(extra_labels or {}),
         **plan.extra_labels,
@@ -276,7 +278,12 @@ def build_pvcs(plan: ClusterPlan) -> list[dict[str, Any]]:
             metadata["labels"].update({k: v for k, v in plan.selector["matchLabels"].items()})
             metadata["annotations"][provenance.SOURCE] = f"{plan.namespace}/{source_pvc}"
             pvcs.append(
-                {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec}
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": metadata,
+                    "spec": spec,
+                }
             )
     return pvcs
 

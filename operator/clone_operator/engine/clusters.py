@@ -36,9 +36,7 @@ async def load_source(kube: Kube, namespace: str, name: str) -> tuple[JSON, JSON
     if source is None:
         raise SourceNotFound(f"source cluster {namespace}/{name} (a StatefulSet) does not exist")
     service_name = source["spec"].get("serviceName")
-    service = (
-        await kube.get("v1", "Service", namespace, service_name) if service_name else None
-    )
+    service = await kube.get("v1", "Service", namespace, service_name) if service_name else None
     return source, service
 
 
@@ -77,7 +75,9 @@ async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:
             out.append(await kube.create(obj))
         except Conflict:
             meta = obj["metadata"]
-            existing = await kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+            existing = await kube.get(
+                obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
+            )
             if existing is None:  # deleted in between: try once more next round
                 raise
             if not provenance.created_by(existing, owner):
@@ -128,7 +128,9 @@ async def hand_over(kube: Kube, owner: Owner, namespace: str) -> None:
                 await kube.merge_patch(obj, patch)
                 break
             except Conflict:
-                fresh = await kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
+                fresh = await kube.get(
+                    obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]
+                )
                 if fresh is None:
                     break
                 fresh.setdefault("apiVersion", obj["apiVersion"])

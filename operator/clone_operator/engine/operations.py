@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -114,11 +115,19 @@ async def write_status(ctx: Context, op: Operation, status: CloningOperationStat
     return True
 
 
-async def move(ctx: Context, op: Operation, transition: Transition, log: logging.Logger, **resolved: Any) -> bool:
+async def move(
+    ctx: Context, op: Operation, transition: Transition, log: logging.Logger, **resolved: Any
+) -> bool:
     status = decide.apply(op.status, transition, now_rfc3339(), op.generation, **resolved)
     if not await write_status(ctx, op, status):
         return False
-    log.info("%s → %s (%s): %s", op.status.phase or "new", transition.phase, transition.reason, transition.message)
+    log.info(
+        "%s → %s (%s): %s",
+        op.status.phase or "new",
+        transition.phase,
+        transition.reason,
+        transition.message,
+    )
     ctx.emit(op.body, transition.reason, transition.message, transition.warning)
     if transition.phase.terminal:
         ctx.slots.release(op.owner.uid)
@@ -146,7 +155,9 @@ async def admit(ctx: Context, op: Operation, log: logging.Logger) -> float | Non
                 and not (holder_phase and Phase(holder_phase).terminal)
             )
             if not alive:  # a stale lock: break it (only that very version of it)
-                await ctx.kube.delete(existing, resource_version=existing["metadata"]["resourceVersion"])
+                await ctx.kube.delete(
+                    existing, resource_version=existing["metadata"]["resourceVersion"]
+                )
                 return AGAIN
             await move(
                 ctx,
@@ -265,7 +276,9 @@ async def provision(ctx: Context, op: Operation, log: logging.Logger) -> float |
         )
     if sts is None:
         try:
-            source, service = await clusters.load_source(ctx.kube, owner.namespace, spec.source_cluster)
+            source, service = await clusters.load_source(
+                ctx.kube, owner.namespace, spec.source_cluster
+            )
             plan = cluster_builders.ClusterPlan(
                 owner=owner,
                 source=source,
@@ -286,7 +299,9 @@ async def provision(ctx: Context, op: Operation, log: logging.Logger) -> float |
         except clusters.TargetExists as e:
             return await fail(Reason.TARGET_EXISTS, str(e))
         except Invalid as e:
-            return await fail(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
+            return await fail(
+                Reason.INVALID_TARGET, f"the API server refused the target: {e.message}"
+            )
         ctx.emit(op.body, Reason.PROVISIONING, f"created target cluster {target}", False)
         return AGAIN
     ready, desired, done = decide.target_ready(sts)
@@ -295,7 +310,11 @@ async def provision(ctx: Context, op: Operation, log: logging.Logger) -> float |
         await move(
             ctx,
             op,
-            Transition(Phase.SUCCEEDED, Reason.TARGET_READY, f"target cluster {target} is ready ({ready}/{desired})"),
+            Transition(
+                Phase.SUCCEEDED,
+                Reason.TARGET_READY,
+                f"target cluster {target} is ready ({ready}/{desired})",
+            ),
             log,
             ready_replicas=ready,
             replicas=desired,
@@ -327,7 +346,10 @@ async def finish(ctx: Context, op: Operation, log: logging.Logger) -> float | No
         if removed:
             log.info("removed %d objects of the partial target", removed)
     lease = await ctx.kube.get(*LEASE, owner.namespace, locks.lock_name(op.spec.source_cluster))
-    if lease is not None and locks.parse_holder(lease["spec"].get("holderIdentity", ""))[1] == owner.uid:
+    if (
+        lease is not None
+        and locks.parse_holder(lease["spec"].get("holderIdentity", ""))[1] == owner.uid
+    ):
         await ctx.kube.delete(lease, uid=lease["metadata"]["uid"])
     ctx.pod_problems.pop(owner.uid, None)
     if not await write_status(ctx, op, op.status.model_copy(update={"finalized": True})):
@@ -335,7 +357,9 @@ async def finish(ctx: Context, op: Operation, log: logging.Logger) -> float | No
     return None
 
 
-def _failer(ctx: Context, op: Operation, log: logging.Logger) -> Any:
+def _failer(
+    ctx: Context, op: Operation, log: logging.Logger
+) -> Callable[[Reason, str], Awaitable[float]]:
     async def fail(reason: Reason, message: str) -> float:
         await move(ctx, op, Transition(Phase.FAILED, reason, message), log)
         return AGAIN

@@ -16,12 +16,14 @@ class Wakeups:
     except as the deadline of the wait.
     """
 
-    events: defaultdict[str, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
+    events: defaultdict[str, asyncio.Event] = field(
+        default_factory=lambda: defaultdict(asyncio.Event)
+    )
 
     def poke(self, uid: str) -> None:
         self.events[uid].set()
 
-    async def wait(self, uid: str, timeout: float) -> bool:
+    async def wait(self, uid: str, timeout: float) -> bool:  # noqa: ASYNC109 (a deadline, not an I/O timeout)
         event = self.events[uid]
         try:
             await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))

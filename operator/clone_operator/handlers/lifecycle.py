@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -18,7 +18,12 @@ log = logging.getLogger("clone_operator")
 
 
 def post_event(body: dict[str, Any], reason: str, message: str, warning: bool) -> None:
-    kopf.event(body, type="Warning" if warning else "Normal", reason=str(reason), message=message)
+    kopf.event(
+        cast(kopf.Body, body),
+        type="Warning" if warning else "Normal",
+        reason=str(reason),
+        message=message,
+    )
 
 
 @kopf.on.startup()
@@ -33,7 +38,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     wakeups = Wakeups()
     slots = Slots(limit=config.max_in_progress, on_free=wakeups.poke)
     # Operations already InProgress hold their slots before anything new starts.
-    for op in await kube.list(API_VERSION, OPERATION_KIND, field_selector="status.phase=InProgress"):
+    for op in await kube.list(
+        API_VERSION, OPERATION_KIND, field_selector="status.phase=InProgress"
+    ):
         slots.occupy(op["metadata"]["uid"])
     memo.ctx = Context(kube=kube, settings=config, slots=slots, wakeups=wakeups, emit=post_event)
     log.info(

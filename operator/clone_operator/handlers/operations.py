@@ -19,8 +19,8 @@ def not_finalized(status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=not_finalized, backoff=1.0, cancellation_timeout=5.0)
-async def operation(name: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    await engine.run(memo.ctx, namespace, name, uid, log)
+async def operation(name: str, namespace: str | None, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    await engine.run(memo.ctx, str(namespace), name, uid, log)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -31,7 +31,9 @@ def statefulset_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "pods", when=_ours)
-def pod_changed(event: kopf.RawEvent, labels: kopf.Labels, name: str, memo: kopf.Memo, **_: Any) -> None:
+def pod_changed(
+    event: kopf.RawEvent, labels: kopf.Labels, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     """Remember clone pods that cannot be scheduled; the engine decides when to give up."""
     uid = _owner_uid(labels)
     if not uid:
@@ -39,7 +41,9 @@ def pod_changed(event: kopf.RawEvent, labels: kopf.Labels, name: str, memo: kopf
     pod = event["object"]
     conditions = (pod.get("status") or {}).get("conditions") or []
     unschedulable = any(
-        c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+        c.get("type") == "PodScheduled"
+        and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
         for c in conditions
     )
     problems = memo.ctx.pod_problems
@@ -51,7 +55,9 @@ def pod_changed(event: kopf.RawEvent, labels: kopf.Labels, name: str, memo: kopf
 
 
 @kopf.on.event("", "v1", "nodes")
-def node_changed(event: kopf.RawEvent, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+def node_changed(
+    event: kopf.RawEvent, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
     """Keep the node → region table the region checks use."""
     regions: dict[str, str] = memo.ctx.node_regions
     if event["type"] == "DELETED" or REGION_LABEL not in labels:

@@ -53,8 +53,13 @@ class Invalid(ApiError):
     """The API server refused the object (422 / 400): the message says why."""
 
 
-def path(api_version: str, kind: str, namespace: str | None = None, name: str | None = None,
-         subresource: str | None = None) -> str:
+def path(
+    api_version: str,
+    kind: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
     plural = PLURALS[(api_version, kind)]
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     parts = [prefix]
@@ -84,7 +89,7 @@ class Kube:
     async def connect(cls) -> Kube:
         """In-cluster credentials when running in a pod, else the kubeconfig."""
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         except ConfigException:
             await config.load_kube_config()
         configuration = client.Configuration.get_default_copy()
@@ -129,14 +134,22 @@ class Kube:
             raise Invalid(status, reason, message)
         raise ApiError(status, reason, message)
 
-    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> JSON | None:
         try:
             return await self.call("GET", path(api_version, kind, namespace, name))
         except NotFound:
             return None
 
-    async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   label_selector: str | None = None, field_selector: str | None = None) -> list[JSON]:
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[JSON]:
         query = {}
         if label_selector:
             query["labelSelector"] = label_selector
@@ -151,12 +164,20 @@ class Kube:
         url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
         return await self.call("POST", url, body=obj)
 
-    async def merge_patch(self, obj_or_url: JSON | str, patch: JSON, subresource: str | None = None) -> JSON:
+    async def merge_patch(
+        self, obj_or_url: JSON | str, patch: JSON, subresource: str | None = None
+    ) -> JSON:
         url = obj_or_url if isinstance(obj_or_url, str) else ref_path(obj_or_url, subresource)
         return await self.call("PATCH", url, body=patch, content_type=MERGE_PATCH)
 
-    async def delete(self, obj: JSON, *, uid: str | None = None, resource_version: str | None = None,
-                     propagation: str = "Background") -> bool:
+    async def delete(
+        self,
+        obj: JSON,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation: str = "Background",
+    ) -> bool:
         """Delete, with preconditions so that only the very object meant goes; False if gone."""
         preconditions = {}
         if uid:

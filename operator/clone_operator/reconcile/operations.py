@@ -77,7 +77,13 @@ def apply(
     conditions = status.conditions
     progressing = phase in (Phase.PENDING, Phase.IN_PROGRESS)
     conditions = set_condition(
-        conditions, "Progressing", progressing, transition.reason, transition.message, now, generation
+        conditions,
+        "Progressing",
+        progressing,
+        transition.reason,
+        transition.message,
+        now,
+        generation,
     )
     conditions = set_condition(
         conditions,
@@ -110,7 +116,9 @@ def apply(
     return status.model_copy(update=updates)
 
 
-def progress(status: CloningOperationStatus, ready: int, desired: int, now: str) -> CloningOperationStatus | None:
+def progress(
+    status: CloningOperationStatus, ready: int, desired: int, now: str
+) -> CloningOperationStatus | None:
     """The status with readiness progress, or None when nothing changed."""
     if status.ready_replicas == ready and status.replicas == desired:
         return None
@@ -152,7 +160,9 @@ def seconds_left(started_at: str | None, timeout_seconds: int, now: datetime) ->
     return max(0.0, timeout_seconds - (now - parse_time(started_at)).total_seconds())
 
 
-def unschedulable_message(pods: list[dict[str, Any]], now: datetime, grace_seconds: int) -> str | None:
+def unschedulable_message(
+    pods: list[dict[str, Any]], now: datetime, grace_seconds: int
+) -> str | None:
     """Why the target cannot start, once a pod stayed unschedulable past the grace period."""
     for pod in pods:
         for c in (pod.get("status") or {}).get("conditions") or []:
