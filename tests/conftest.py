@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,27 +57,49 @@ def kubectl(admin: Kubectl, namespace: str) -> Kubectl:
     return admin.in_namespace(namespace)
 
 
-class OperatorProcess:
-    """The real operator (`clone-operator run`) as a child process."""
+# Settings of the shared operator: a short unschedulable grace keeps failure tests quick.
+DEFAULT_OPERATOR_ENV = {
+    "CLONE_OPERATOR_MAX_IN_PROGRESS": "50",
+    "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "5",
+    "CLONE_OPERATOR_REGION_ALIASES": '{"virginia": "us-east-1", "oregon": "us-west-2"}',
+}
 
-    def __init__(self, kubeconfig: Path, env: dict[str, str] | None = None) -> None:
+
+class OperatorProcess:
+    """The real operator (`python -m clone_operator run`) as a child process."""
+
+    def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
-        self.env = env or {}
+        self.env: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path = ARTIFACTS / f"operator-{uuid.uuid4().hex[:6]}.log"
+        self.log_path = ARTIFACTS / "operator-none.log"
+        self.starts = 0
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure(self, env: dict[str, str]) -> None:
+        """Running with exactly these settings (restarted if they differ)."""
+        if self.running() and self.env == env:
+            return
+        self.stop()
+        self.env = dict(env)
+        self.start()
 
     def start(self) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.starts += 1
+        self.log_path = ARTIFACTS / f"operator-{os.getpid()}-{self.starts}.log"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "clone_operator", "run", "--dev"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        wait_for("the operator to start", lambda: self.ready(), timeout=60)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "clone_operator", "run", "--dev"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        wait_for("the operator to start", self.ready, timeout=60)
 
     def ready(self) -> bool:
         assert self.proc is not None
@@ -86,35 +107,37 @@ class OperatorProcess:
             raise AssertionError(
                 f"the operator exited with {self.proc.returncode}; log: {self.log_path}"
             )
-        return "clone-operator started" in self.log_path.read_text(errors="replace")
+        return "clone-operator started" in self.log()
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, as when a node dies."""
-        if self.proc and self.proc.poll() is None:
+        """SIGKILL: no cleanup at all, as when the node dies."""
+        if self.running():
+            assert self.proc is not None
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.running():
+            assert self.proc is not None
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: localcluster.Paths, crds: None) -> Iterator[OperatorProcess]:
-    """The operator running against the cluster for the whole session."""
-    proc = OperatorProcess(cluster.kubeconfig, env={"CLONE_OPERATOR_MAX_IN_PROGRESS": "50"})
-    proc.start()
-    time.sleep(0.5)
+def operator_process(cluster: localcluster.Paths, crds: None) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(cluster.kubeconfig)
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def operator(operator_process: OperatorProcess) -> OperatorProcess:
+    """The operator running with the default test settings (restarted if a test changed them)."""
+    operator_process.ensure(DEFAULT_OPERATOR_ENV)
+    return operator_process

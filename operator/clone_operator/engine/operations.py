@@ -40,6 +40,15 @@ from clone_operator.reconcile.operations import Reason, Step, Transition
 from clone_operator.reconcile.regions import RegionTable, UnknownRegion
 
 LEASE = ("coordination.k8s.io/v1", "Lease")
+
+
+class ObjectLog(logging.LoggerAdapter[logging.Logger]):
+    """Every line names the object: `namespace/name: message` (and JSON fields)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(self.extra or {})
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"{extra['namespace']}/{extra['name']}: {msg}", kwargs
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
 
@@ -74,8 +83,9 @@ class Operation:
         return self.meta.get("generation")
 
 
-async def run(ctx: Context, namespace: str, name: str, uid: str, log: logging.Logger) -> None:
+async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging.Logger) -> None:
     """Drive one operation until it is terminal and finalized."""
+    log = ObjectLog(logger, {"namespace": namespace, "name": name})
     try:
         while True:
             body = await ctx.kube.get(API_VERSION, KIND, namespace, name)
@@ -116,7 +126,7 @@ async def write_status(ctx: Context, op: Operation, status: CloningOperationStat
 
 
 async def move(
-    ctx: Context, op: Operation, transition: Transition, log: logging.Logger, **resolved: Any
+    ctx: Context, op: Operation, transition: Transition, log: ObjectLog, **resolved: Any
 ) -> bool:
     status = decide.apply(op.status, transition, now_rfc3339(), op.generation, **resolved)
     if not await write_status(ctx, op, status):
@@ -134,7 +144,7 @@ async def move(
     return True
 
 
-async def admit(ctx: Context, op: Operation, log: logging.Logger) -> float | None:
+async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Take the per-source lock; the loser of a race fails with AnotherOperationActive."""
     owner, source = op.owner, op.spec.source_cluster
     lease = locks.build_lock(owner, source)
@@ -176,7 +186,7 @@ async def admit(ctx: Context, op: Operation, log: logging.Logger) -> float | Non
     return AGAIN
 
 
-async def cancel(ctx: Context, op: Operation, log: logging.Logger) -> float | None:
+async def cancel(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     await move(
         ctx,
         op,
@@ -186,7 +196,7 @@ async def cancel(ctx: Context, op: Operation, log: logging.Logger) -> float | No
     return AGAIN
 
 
-async def start(ctx: Context, op: Operation, log: logging.Logger) -> float | None:
+async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Wait for a slot, resolve everything, then the guarded move to InProgress."""
     owner, spec = op.owner, op.spec
     if not ctx.slots.try_take(owner.uid, op.meta.get("creationTimestamp", "")):
@@ -254,7 +264,7 @@ async def start(ctx: Context, op: Operation, log: logging.Logger) -> float | Non
     return AGAIN
 
 
-async def provision(ctx: Context, op: Operation, log: logging.Logger) -> float | None:
+async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Ensure the target exists, follow its readiness, succeed or fail."""
     owner, spec, status = op.owner, op.spec, op.status
     ctx.slots.occupy(owner.uid)
@@ -335,7 +345,7 @@ async def provision(ctx: Context, op: Operation, log: logging.Logger) -> float |
     return max(wait, 0.1)
 
 
-async def finish(ctx: Context, op: Operation, log: logging.Logger) -> float | None:
+async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Terminal: hand over or remove the target, release the lock, mark finalized."""
     owner = op.owner
     ctx.slots.release(owner.uid)
@@ -358,7 +368,7 @@ async def finish(ctx: Context, op: Operation, log: logging.Logger) -> float | No
 
 
 def _failer(
-    ctx: Context, op: Operation, log: logging.Logger
+    ctx: Context, op: Operation, log: ObjectLog
 ) -> Callable[[Reason, str], Awaitable[float]]:
     async def fail(reason: Reason, message: str) -> float:
         await move(ctx, op, Transition(Phase.FAILED, reason, message), log)

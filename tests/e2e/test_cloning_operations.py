@@ -1,0 +1,379 @@
+"""CloningOperation end to end: the real operator against the real local cluster."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.kube import Kubectl, ready_replicas, statefulset, wait_for
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
+TERMINAL = {"Succeeded", "Failed", "Canceled"}
+OWNED_KINDS = ("statefulsets", "services", "persistentvolumeclaims")
+
+
+def operation(name: str, source: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "cloning.dev/v1alpha1",
+        "kind": "CloningOperation",
+        "metadata": {"name": name},
+        "spec": {"sourceCluster": source, **spec},
+    }
+
+
+def status_of(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    op = kubectl.get("cloningoperation", name)
+    return dict((op or {}).get("status") or {})
+
+
+def wait_phase(
+    kubectl: Kubectl, name: str, phases: set[str], timeout: float = 90
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        st = status_of(kubectl, name)
+        return st if st.get("phase") in phases else None
+
+    return wait_for(f"{name} to reach {sorted(phases)}", reached, timeout=timeout)
+
+
+def wait_finalized(kubectl: Kubectl, name: str, timeout: float = 90) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        st = status_of(kubectl, name)
+        return st if st.get("finalized") else None
+
+    return wait_for(f"{name} to be finalized", done, timeout=timeout)
+
+
+def owned(kubectl: Kubectl, uid: str) -> dict[str, list[str]]:
+    selector = f"cloning.dev/operation-uid={uid}"
+    return {
+        kind: sorted(o["metadata"]["name"] for o in kubectl.items(kind, "-l", selector))
+        for kind in OWNED_KINDS
+    }
+
+
+def uid_of(kubectl: Kubectl, kind: str, name: str) -> str:
+    return str(kubectl.get(kind, name)["metadata"]["uid"])
+
+
+def source_cluster(kubectl: Kubectl, name: str, replicas: int = 3, **kw: Any) -> None:
+    kubectl.apply(statefulset(name, replicas=replicas, **kw))
+    wait_for(f"source {name} ready", lambda: ready_replicas(kubectl, name) == replicas, timeout=90)
+
+
+def test_example_operation_clones_the_example_cluster(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl("apply", "-f", str(EXAMPLES / "source-cluster.yaml"))
+    wait_for("the example source", lambda: ready_replicas(kubectl, "search") == 3, timeout=90)
+    kubectl("apply", "-f", str(EXAMPLES / "cloningoperation.yaml"))
+    st = wait_phase(kubectl, "search-to-28", TERMINAL)
+    assert st["phase"] == "Succeeded", st
+    target = st["targetCluster"]
+    assert (st["serverVersion"], st["targetRegion"], st["sourceRegion"]) == (
+        "28.0",
+        "us-west-2",
+        "us-east-1",
+    )
+    assert (st["readyReplicas"], st["replicas"], st["ready"]) == (3, 3, "3/3")
+    for stamp in ("createdAt", "startedAt", "updatedAt", "completedAt"):
+        assert st[stamp].endswith("Z")
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {
+        "Ready": "True",
+        "Progressing": "False",
+    }
+
+    sts = kubectl.get("statefulset", target)
+    assert sts["status"]["readyReplicas"] == 3
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "typesense/typesense:28.0"
+    assert not sts["metadata"].get("ownerReferences"), "a finished clone must outlive its operation"
+    # The clone's pods sit in the requested region...
+    nodes = {n["metadata"]["name"]: n["metadata"]["labels"] for n in kubectl.items("nodes")}
+    clone_pods = kubectl.items("pods", "-l", f"cloning.dev/cluster={target}")
+    assert len(clone_pods) == 3
+    assert {nodes[p["spec"]["nodeName"]]["topology.kubernetes.io/region"] for p in clone_pods} == {
+        "us-west-2"
+    }
+    # ...and neither the source StatefulSet nor the source Service selects them.
+    source_selector = ",".join(
+        f"{k}={v}"
+        for k, v in kubectl.get("statefulset", "search")["spec"]["selector"]["matchLabels"].items()
+    )
+    selected = {p["metadata"]["name"] for p in kubectl.items("pods", "-l", source_selector)}
+    assert selected == {"search-0", "search-1", "search-2"}
+    service_selector = kubectl.get("service", "search")["spec"]["selector"]
+    assert not any(
+        all(p["metadata"]["labels"].get(k) == v for k, v in service_selector.items())
+        for p in clone_pods
+    )
+    assert kubectl.get("service", target)["spec"]["clusterIP"] == "None"
+    # Every volume is a clone of the matching source volume.
+    for i in range(3):
+        pvc = kubectl.get("pvc", f"data-{target}-{i}")
+        assert (
+            pvc["spec"]["dataSource"]
+            == {"kind": "PersistentVolumeClaim", "name": f"data-search-{i}", "apiGroup": None}
+            or pvc["spec"]["dataSource"]["name"] == f"data-search-{i}"
+        )
+        pv = kubectl.get("pv", pvc["spec"]["volumeName"])
+        assert (
+            pv["metadata"]["annotations"]["cloning.dev/cloned-from-pvc"]
+            == f"{kubectl.namespace}/data-search-{i}"
+        )
+    # The lock is gone and Events tell the story.
+    assert kubectl.items("leases") == []
+    reasons = [
+        e["reason"]
+        for e in kubectl.items("events", "--field-selector", "involvedObject.name=search-to-28")
+    ]
+    assert {"Accepted", "Started", "TargetReady"} <= set(reasons)
+    # Deleting the operation leaves the clone in place.
+    kubectl("delete", "cloningoperation", "search-to-28", "--wait=true", "--timeout=30s")
+    time.sleep(1)
+    assert kubectl.get("statefulset", target) is not None
+
+
+def test_second_active_operation_for_a_source_fails(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    source_cluster(kubectl, "db", replicas=1)
+    kubectl.apply([operation("first", "db"), operation("second", "db")])
+    first = wait_phase(kubectl, "first", TERMINAL)
+    second = wait_phase(kubectl, "second", TERMINAL)
+    outcomes = sorted([(first["phase"], first["reason"]), (second["phase"], second["reason"])])
+    assert outcomes == [("Failed", "AnotherOperationActive"), ("Succeeded", "TargetReady")]
+    loser = first if first["phase"] == "Failed" else second
+    assert "only one operation per cluster" in loser["message"]
+    assert "targetCluster" not in loser
+    # Once the winner is done, a new operation is accepted.
+    wait_finalized(kubectl, "first")
+    wait_finalized(kubectl, "second")
+    kubectl.apply(operation("third", "db"))
+    assert wait_phase(kubectl, "third", TERMINAL)["phase"] == "Succeeded"
+
+
+def test_many_concurrent_operations_for_one_source_only_one_wins(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    source_cluster(kubectl, "hot", replicas=1)
+    kubectl.apply([operation(f"race-{i}", "hot") for i in range(10)])
+    phases = [wait_phase(kubectl, f"race-{i}", TERMINAL)["phase"] for i in range(10)]
+    assert phases.count("Succeeded") == 1, phases
+    assert phases.count("Failed") == 9
+    assert len(kubectl.items("statefulsets", "-l", "cloning.dev/source-cluster=hot")) == 1
+
+
+def test_cancel_pending_then_refused_once_in_progress(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    # One slot only, held by an operation whose pods can never be scheduled.
+    operator.ensure(
+        {
+            **DEFAULT_OPERATOR_ENV,
+            "CLONE_OPERATOR_MAX_IN_PROGRESS": "1",
+            "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600",
+        }
+    )
+    source_cluster(kubectl, "web", replicas=1)
+    source_cluster(kubectl, "api", replicas=1)
+    # A clone whose pods can't be scheduled: the source's template gets an impossible selector.
+    source_cluster(kubectl, "stuck", replicas=1)
+    kubectl(
+        "patch",
+        "statefulset",
+        "stuck",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}),
+    )
+    kubectl.apply(operation("holder", "stuck"))
+    wait_phase(kubectl, "holder", {"InProgress"})
+    kubectl.apply(operation("queued", "web"))
+    st = wait_for(
+        "queued to wait for a slot",
+        lambda: (s := status_of(kubectl, "queued")).get("reason") == "WaitingForSlot" and s,
+    )
+    assert st["phase"] == "Pending"
+
+    kubectl("patch", "cloningoperation", "queued", "--type=merge", "-p", '{"spec":{"cancel":true}}')
+    st = wait_phase(kubectl, "queued", {"Canceled"})
+    assert st["reason"] == "Canceled" and "completedAt" in st
+    assert owned(kubectl, uid_of(kubectl, "cloningoperation", "queued")) == {
+        k: [] for k in OWNED_KINDS
+    }
+    wait_finalized(kubectl, "queued")
+    assert kubectl.get("lease", "cloning-lock-web") is None
+
+    # Past Pending, the API server itself refuses the cancel, naming the field.
+    refused = kubectl(
+        "patch",
+        "cloningoperation",
+        "holder",
+        "--type=merge",
+        "-p",
+        '{"spec":{"cancel":true}}',
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert (
+        "spec.cancel" in refused.stderr
+        and "only a Pending operation can be canceled" in refused.stderr
+    )
+    assert kubectl.get("cloningoperation", "holder")["spec"]["cancel"] is False
+    # And a cancel can never be taken back.
+    unset = kubectl(
+        "patch",
+        "cloningoperation",
+        "queued",
+        "--type=merge",
+        "-p",
+        '{"spec":{"cancel":false}}',
+        check=False,
+    )
+    assert unset.returncode != 0 and "cannot be unset" in unset.stderr
+
+
+def test_cancel_racing_pickup_never_lets_a_canceled_operation_go_on(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    source_cluster(kubectl, "racy", replicas=1)
+    outcomes = []
+    for i in range(15):
+        name = f"r{i}"
+        kubectl.apply(operation(name, "racy"))
+        time.sleep(random.uniform(0, 0.4))
+        patched = kubectl(
+            "patch",
+            "cloningoperation",
+            name,
+            "--type=merge",
+            "-p",
+            '{"spec":{"cancel":true}}',
+            check=False,
+        )
+        st = wait_finalized(kubectl, name)
+        spec = kubectl.get("cloningoperation", name)["spec"]
+        objects = owned(kubectl, uid_of(kubectl, "cloningoperation", name))
+        if patched.returncode == 0:
+            assert spec["cancel"] is True
+            assert st["phase"] == "Canceled", (name, st)
+            assert objects == {k: [] for k in OWNED_KINDS}, (name, objects)
+        else:
+            assert spec["cancel"] is False
+            assert "only a Pending operation can be canceled" in patched.stderr
+            assert st["phase"] == "Succeeded", (name, st)
+        outcomes.append(st["phase"])
+        # Free the source for the next round.
+        kubectl("delete", "cloningoperation", name, "--wait=true", "--timeout=30s")
+    assert set(outcomes) <= {"Canceled", "Succeeded"}
+
+
+def test_failures_are_explained_and_leave_nothing_behind(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    kubectl.apply(operation("ghost", "does-not-exist"))
+    st = wait_phase(kubectl, "ghost", TERMINAL)
+    assert (st["phase"], st["reason"]) == ("Failed", "SourceNotFound")
+    assert "does-not-exist" in st["message"]
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Failed"] == "True"
+
+    source_cluster(kubectl, "src", replicas=1)
+    kubectl.apply(operation("far", "src", targetRegion="mars-1"))
+    st = wait_phase(kubectl, "far", TERMINAL)
+    assert (st["phase"], st["reason"]) == ("Failed", "UnknownRegion")
+    assert "mars-1" in st["message"] and "us-east-1" in st["message"] and "oregon" in st["message"]
+    wait_finalized(kubectl, "far")
+
+    # Aliases from the operator's region table work.
+    kubectl.apply(operation("alias", "src", targetRegion="oregon"))
+    st = wait_phase(kubectl, "alias", TERMINAL)
+    assert (st["phase"], st["targetRegion"]) == ("Succeeded", "us-west-2")
+    wait_finalized(kubectl, "alias")
+
+    # Pods that cannot be scheduled fail the operation, and its partial target is removed.
+    kubectl(
+        "patch",
+        "statefulset",
+        "src",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}),
+    )
+    kubectl.apply(operation("unplaceable", "src"))
+    st = wait_phase(kubectl, "unplaceable", TERMINAL, timeout=60)
+    assert (st["phase"], st["reason"]) == ("Failed", "PodsCannotStart")
+    assert "cannot be scheduled" in st["message"]
+    wait_finalized(kubectl, "unplaceable")
+    assert owned(kubectl, uid_of(kubectl, "cloningoperation", "unplaceable")) == {
+        k: [] for k in OWNED_KINDS
+    }
+
+
+def test_existing_target_is_never_overwritten(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    source_cluster(kubectl, "orig", replicas=1)
+    kubectl.apply(statefulset("taken", replicas=1))
+    before = kubectl.get("statefulset", "taken")
+    kubectl.apply(operation("clash", "orig", targetName="taken"))
+    st = wait_phase(kubectl, "clash", TERMINAL)
+    assert (st["phase"], st["reason"]) == ("Failed", "TargetExists")
+    wait_finalized(kubectl, "clash")
+    after = kubectl.get("statefulset", "taken")
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["spec"] == before["spec"]
+    assert after["metadata"].get("labels") == before["metadata"].get("labels")
+
+
+def test_sources_of_any_shape_clone(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    source_cluster(kubectl, "solo", replicas=1)
+    source_cluster(kubectl, "multi", replicas=4, claims=["data", "logs"])
+    kubectl.apply(
+        [operation("solo-op", "solo"), operation("multi-op", "multi", copyMethod="VolumeClone")]
+    )
+    solo = wait_phase(kubectl, "solo-op", TERMINAL)
+    multi = wait_phase(kubectl, "multi-op", TERMINAL)
+    assert solo["phase"] == multi["phase"] == "Succeeded"
+    target = multi["targetCluster"]
+    pvcs = {
+        p["metadata"]["name"]: p
+        for p in kubectl.items("pvc", "-l", f"cloning.dev/cluster={target}")
+    }
+    assert sorted(pvcs) == sorted(f"{c}-{target}-{i}" for c in ("data", "logs") for i in range(4))
+    for name, pvc in pvcs.items():
+        claim, ordinal = name.split("-")[0], name.rsplit("-", 1)[1]
+        assert pvc["spec"]["dataSource"]["name"] == f"{claim}-multi-{ordinal}"
+
+
+def test_operator_killed_mid_flight_resumes_without_duplicates_or_orphans(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    sources = [f"k{i}" for i in range(6)]
+    for s in sources:
+        kubectl.apply(statefulset(s, replicas=2))
+    for s in sources:
+        wait_for(f"{s} ready", lambda s=s: ready_replicas(kubectl, s) == 2, timeout=90)
+    kubectl.apply([operation(f"{s}-op", s) for s in sources])
+    # Kill it hard at several points of the operations' lives.
+    for delay in (0.2, 0.5, 0.3):
+        time.sleep(delay)
+        operator.kill()
+        operator.start()
+    for s in sources:
+        st = wait_finalized(kubectl, f"{s}-op", timeout=120)
+        assert st["phase"] == "Succeeded", (s, st)
+        uid = uid_of(kubectl, "cloningoperation", f"{s}-op")
+        objects = owned(kubectl, uid)
+        target = st["targetCluster"]
+        assert objects["statefulsets"] == [target]
+        assert objects["services"] == [target]
+        assert objects["persistentvolumeclaims"] == [f"data-{target}-0", f"data-{target}-1"]
+    clones = kubectl.items("statefulsets", "-l", "cloning.dev/operation-uid")
+    assert len(clones) == len(sources), "one target per operation, no duplicates"
+    assert kubectl.items("leases") == []
