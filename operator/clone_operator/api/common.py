@@ -35,7 +35,9 @@ DNSSubdomain = Annotated[
         max_length=253,
     ),
 ]
-ImageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+ImageTag = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", max_length=128)
+]
 RegionName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=63),

@@ -167,6 +167,34 @@ def with_region(pod_spec: dict[str, Any], region: str) -> dict[str, Any]:
     return spec
 
 
+def _retarget(
+    selector: dict[str, Any] | None, source_labels: dict[str, str], target: dict[str, Any]
+) -> Any:
+    return copy.deepcopy(target) if selectors.matches(selector, source_labels) else selector
+
+
+def with_own_pod_selectors(
+    pod_spec: dict[str, Any], source_labels: dict[str, str], target: dict[str, Any]
+) -> dict[str, Any]:
+    """The pod spec with (anti-)affinity and spread selectors that picked the source's
+    own pods now picking the clone's pods: the clone's replicas keep spreading
+    among themselves instead of only avoiding the source's pods."""
+    spec = copy.deepcopy(pod_spec)
+    affinity = spec.get("affinity") or {}
+    for kind in ("podAffinity", "podAntiAffinity"):
+        rules = affinity.get(kind) or {}
+        for term in rules.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+            term["labelSelector"] = _retarget(term.get("labelSelector"), source_labels, target)
+        for weighted in rules.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+            term = weighted.get("podAffinityTerm") or {}
+            term["labelSelector"] = _retarget(term.get("labelSelector"), source_labels, target)
+    for constraint in spec.get("topologySpreadConstraints") or []:
+        constraint["labelSelector"] = _retarget(
+            constraint.get("labelSelector"), source_labels, target
+        )
+    return spec
+
+
 def _claim_templates(plan: ClusterPlan) -> list[dict[str, Any]]:
     templates = []
     for t in plan.source["spec"].get("volumeClaimTemplates") or []:
@@ -207,8 +235,11 @@ def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
             else c
             for c in pod_spec["containers"]
         ]
+    source_labels = dict(plan.source["spec"]["template"]["metadata"].get("labels") or {})
+    pod_spec = with_own_pod_selectors(pod_spec, source_labels, plan.selector)
     if plan.region is not None:
-        template["spec"] = with_region(pod_spec, plan.region)
+        pod_spec = with_region(pod_spec, plan.region)
+    template["spec"] = pod_spec
     spec["selector"] = plan.selector
     spec["serviceName"] = plan.target_name
     spec["volumeClaimTemplates"] = _claim_templates(plan)

@@ -49,6 +49,8 @@ class ObjectLog(logging.LoggerAdapter[logging.Logger]):
         extra = dict(self.extra or {})
         kwargs.setdefault("extra", {}).update(extra)
         return f"{extra['namespace']}/{extra['name']}: {msg}", kwargs
+
+
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
 

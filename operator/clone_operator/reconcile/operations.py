@@ -111,7 +111,7 @@ def apply(
         updates["created_at"] = now
     if phase is Phase.IN_PROGRESS and status.started_at is None:
         updates["started_at"] = now
-    if phase.terminal:
+    if phase.terminal and status.completed_at is None:
         updates["completed_at"] = now
     return status.model_copy(update=updates)
 

@@ -19,20 +19,27 @@ class RegionTable:
     aliases: Mapping[str, str]
     allowed: frozenset[str] = frozenset()
 
+    def _known(self, name: str) -> bool:
+        """A node label value, or an alias of one."""
+        return self.aliases.get(name, name) in self.node_regions
+
+    def _allowed(self, name: str) -> bool:
+        """Allowed when the setting is empty, or it names this name or what it stands for."""
+        return (
+            not self.allowed or name in self.allowed or self.aliases.get(name, name) in self.allowed
+        )
+
     def valid_names(self) -> list[str]:
+        """Exactly the names `resolve` accepts."""
         names = set(self.node_regions) | set(self.aliases)
-        if self.allowed:
-            names &= self.allowed | {self.aliases.get(a, a) for a in self.allowed}
-        return sorted(names)
+        return sorted(n for n in names if self._known(n) and self._allowed(n))
 
     def resolve(self, name: str) -> str:
         """The `topology.kubernetes.io/region` value a user-facing name stands for."""
-        value = self.aliases.get(name, name)
-        allowed = not self.allowed or name in self.allowed or value in self.allowed
-        if value not in self.node_regions or not allowed:
+        if not (self._known(name) and self._allowed(name)):
             valid = ", ".join(self.valid_names()) or "none: no node has a region label"
             raise UnknownRegion(f"unknown target region {name!r}; valid regions: {valid}")
-        return value
+        return self.aliases.get(name, name)
 
     def display(self, value: str) -> str:
         """The label value itself; aliases are inputs only."""
