@@ -137,7 +137,15 @@ def operator_process(cluster: localcluster.Paths, crds: None) -> Iterator[Operat
 
 
 @pytest.fixture
-def operator(operator_process: OperatorProcess) -> OperatorProcess:
-    """The operator running with the default test settings (restarted if a test changed them)."""
+def operator(operator_process: OperatorProcess) -> Iterator[OperatorProcess]:
+    """The operator running with the default test settings (restarted if a test changed them).
+
+    A test fails if the operator logged a traceback meanwhile: kopf retries a
+    crashed handler, so a crash would otherwise hide behind a passing test.
+    """
     operator_process.ensure(DEFAULT_OPERATOR_ENV)
-    return operator_process
+    log, offset = operator_process.log_path, len(operator_process.log())
+    yield operator_process
+    text = log.read_text(errors="replace")[offset:] if log == operator_process.log_path else ""
+    crashes = [line for line in text.splitlines() if "Traceback" in line or " ERROR " in line]
+    assert not crashes, f"the operator logged errors (see {log}): {crashes[:3]}"

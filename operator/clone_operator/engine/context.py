@@ -24,6 +24,10 @@ class Context:
     emit: EventSink
     node_regions: dict[str, str] = field(default_factory=dict)
     """Node name → `topology.kubernetes.io/region`, kept current by a node watch."""
+    fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Owner uid → the body our own last write returned: the next step needs no GET."""
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Owner uid → the latest watched body of its target StatefulSet."""
     pod_problems: defaultdict[str, dict[str, dict[str, Any]]] = field(
         default_factory=lambda: defaultdict(dict)
     )

@@ -47,7 +47,10 @@ class ObjectLog(logging.LoggerAdapter[logging.Logger]):
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = dict(self.extra or {})
-        kwargs.setdefault("extra", {}).update(extra)
+        # `name` is a LogRecord attribute already: the object's go under other keys.
+        kwargs.setdefault("extra", {}).update(
+            {"object_namespace": extra["namespace"], "object_name": extra["name"]}
+        )
         return f"{extra['namespace']}/{extra['name']}: {msg}", kwargs
 
 
@@ -90,7 +93,9 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
     try:
         while True:
-            body = await ctx.kube.get(API_VERSION, KIND, namespace, name)
+            body = ctx.fresh.pop(uid, None) or await ctx.kube.get(
+                API_VERSION, KIND, namespace, name
+            )
             if body is None or body["metadata"]["uid"] != uid:
                 return  # deleted: the garbage collector removes what it owned
             op = Operation.parse(body)
@@ -101,6 +106,7 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
             if wait is None:
                 return
             if wait > AGAIN:
+                ctx.fresh.pop(uid, None)  # something else changed: read it anew
                 await ctx.wakeups.wait(uid, wait)
     except asyncio.CancelledError:
         # Deleted or the operator is stopping; either way this process no longer runs it.
@@ -108,6 +114,8 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         raise
     finally:
         ctx.wakeups.forget(uid)
+        ctx.fresh.pop(uid, None)
+        ctx.targets.pop(uid, None)
 
 
 async def write_status(ctx: Context, op: Operation, status: CloningOperationStatus) -> bool:
@@ -117,12 +125,14 @@ async def write_status(ctx: Context, op: Operation, status: CloningOperationStat
         "status": status.wire(),
     }
     try:
-        await ctx.kube.merge_patch(op.body, patch, subresource="status")
+        ctx.fresh[op.owner.uid] = await ctx.kube.merge_patch(op.body, patch, subresource="status")
     except Conflict:
+        ctx.fresh.pop(op.owner.uid, None)
         return False
     except Invalid as e:
         # The CRD's rules refused the move (e.g. a cancel landed first): re-read.
         logging.getLogger(__name__).info("status write refused: %s", e.message)
+        ctx.fresh.pop(op.owner.uid, None)
         return False
     return True
 
@@ -279,7 +289,9 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
             f"target {target} was not ready within {spec.timeout_seconds} s "
             f"({status.ready or '0'} replicas ready)",
         )
-    sts = await ctx.kube.get("apps/v1", "StatefulSet", owner.namespace, target)
+    sts = ctx.targets.get(owner.uid) or await ctx.kube.get(
+        "apps/v1", "StatefulSet", owner.namespace, target
+    )
     if sts is not None and not provenance.created_by(sts, owner):
         return await fail(
             Reason.TARGET_EXISTS,
@@ -351,9 +363,8 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Terminal: hand over or remove the target, release the lock, mark finalized."""
     owner = op.owner
     ctx.slots.release(owner.uid)
-    if op.status.phase is Phase.SUCCEEDED:
-        await clusters.hand_over(ctx.kube, owner, owner.namespace)
-    elif not op.spec.keep_target_on_failure:
+    # A Succeeded target was handed over before the phase was written.
+    if op.status.phase is not Phase.SUCCEEDED and not op.spec.keep_target_on_failure:
         removed = await clusters.remove(ctx.kube, owner, owner.namespace)
         if removed:
             log.info("removed %d objects of the partial target", removed)

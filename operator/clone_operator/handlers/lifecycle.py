@@ -33,6 +33,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Events are the engine's, one per transition: log lines never become Events.
     settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300
+    settings.batching.batch_window = 0.01  # react at once; the engine coalesces wake-ups itself
     settings.networking.request_timeout = 60
     kube = await Kube.connect()
     wakeups = Wakeups()
@@ -55,4 +56,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
+        counts = ctx.kube.requests
+        log.info(
+            "api requests: total=%d %s",
+            sum(counts.values()),
+            " ".join(f"{method}={n}" for method, n in sorted(counts.items())),
+        )
         await ctx.kube.close()

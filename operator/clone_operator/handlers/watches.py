@@ -24,10 +24,18 @@ def _ours(labels: kopf.Labels, **_: Any) -> bool:
 
 
 @kopf.on.event("apps", "v1", "statefulsets", when=_ours)
-def statefulset_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+def statefulset_changed(
+    event: kopf.RawEvent, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
+    """Keep the latest body of each clone's StatefulSet, so the engine needs no GET."""
     uid = _owner_uid(labels)
-    if uid:
-        memo.ctx.wakeups.poke(uid)
+    if not uid:
+        return
+    if event["type"] == "DELETED":
+        memo.ctx.targets.pop(uid, None)
+    else:
+        memo.ctx.targets[uid] = dict(event["object"])
+    memo.ctx.wakeups.poke(uid)
 
 
 @kopf.on.event("", "v1", "pods", when=_ours)
@@ -51,6 +59,8 @@ def pod_changed(
         problems[uid][name] = pod
     elif name in problems.get(uid, {}):
         del problems[uid][name]
+    else:
+        return  # nothing the engine decides on has changed
     memo.ctx.wakeups.poke(uid)
 
 
