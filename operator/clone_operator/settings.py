@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     """Cluster-wide limit of InProgress operations; the rest wait in Pending."""
     unschedulable_grace_seconds: Annotated[int, Field(ge=0)] = 60
     """How long a target pod may stay unschedulable before the operation fails."""
+    object_timeout_seconds: Annotated[int, Field(ge=30)] = 1800
+    """How long a CloneObject's PVC or cluster may take to become usable."""
     namespaces: list[str] = []
     """Namespaces to watch; empty means every namespace (cluster-wide RBAC)."""
     log_format: LogFormat = LogFormat.TEXT

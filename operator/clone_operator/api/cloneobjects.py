@@ -182,6 +182,9 @@ class CloneObjectStatus(CamelModel):
     """Latest observations: `Ready`, `Failed`."""
     observed_generation: int | None = None
     """The .metadata.generation the status reflects."""
+    finalized: bool | None = None
+    """True once a terminal CloneObject's partial objects are removed (or, when Created,
+    handed over); until then the operator keeps working on it."""
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clone_operator.api.cloningoperations import CopyMethod
-from clone_operator.api.common import STATEFULSET_NAME_MAX
+from clone_operator.api.common import LABEL_PREFIX, STATEFULSET_NAME_MAX
 from clone_operator.builders import images, provenance, selectors
 from clone_operator.builders.provenance import Owner
 from clone_operator.settings import REGION_LABEL
@@ -125,8 +125,10 @@ def pod_labels(plan: ClusterPlan) -> dict[str, str]:
     used = selectors.keys_of(plan.source["spec"].get("selector"))
     if plan.source_service is not None:
         used |= set((plan.source_service["spec"].get("selector") or {}).keys())
-    used |= {provenance.CLUSTER, provenance.SOURCE_CLUSTER}
-    kept = {k: v for k, v in source_labels.items() if k not in used}
+    # A source that is itself a clone carries our labels: they describe it, not the new clone.
+    kept = {
+        k: v for k, v in source_labels.items() if k not in used and not k.startswith(LABEL_PREFIX)
+    }
     return {
         **kept,
         provenance.CLUSTER: plan.target_name,

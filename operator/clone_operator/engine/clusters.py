@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import provenance
 from clone_operator.builders.provenance import Owner
 from clone_operator.k8s.api import JSON, Conflict, Kube, NotFound
+from clone_operator.reconcile import operations as cluster_decide
 from clone_operator.reconcile import regions
 
 # The kinds a target cluster is made of, in deletion order.
@@ -65,6 +67,19 @@ async def source_pvc_sizes(kube: Kube, plan: cluster_builders.ClusterPlan) -> di
         if size:
             sizes[name] = str(size)
     return sizes
+
+
+async def stuck_pods(
+    kube: Kube, owner: Owner, namespace: str, waited: float, grace: int
+) -> tuple[str | None, float]:
+    """Why the clone's pods cannot start, once it waited past the grace period; and
+    how long until the next look. Before the grace period no pod can have been stuck
+    that long, so a clone that gets ready promptly costs no request here."""
+    if waited < grace:
+        return None, grace - waited + 0.5
+    pods = await kube.list("v1", "Pod", namespace, label_selector=f"{owner.uid_label}={owner.uid}")
+    message = cluster_decide.unschedulable_message(pods, datetime.now(UTC), grace)
+    return message, max(1.0, grace / 4)
 
 
 async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,3 @@ class Context:
     """Owner uid → the body our own last write returned: the next step needs no GET."""
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Owner uid → the latest watched body of its target StatefulSet."""
-    pod_problems: defaultdict[str, dict[str, dict[str, Any]]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
-    """Owner uid → pod name → the body of a clone pod that cannot be scheduled."""

@@ -15,7 +15,6 @@ line redoes only what is missing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,30 +31,15 @@ from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks, provenance
 from clone_operator.builders.provenance import Owner
-from clone_operator.engine import clusters
+from clone_operator.engine import clusters, loop
 from clone_operator.engine.context import Context
+from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog
 from clone_operator.k8s.api import JSON, Conflict, Invalid
 from clone_operator.reconcile import operations as decide
 from clone_operator.reconcile.operations import Reason, Step, Transition
 from clone_operator.reconcile.regions import RegionTable, UnknownRegion
 
 LEASE = ("coordination.k8s.io/v1", "Lease")
-
-
-class ObjectLog(logging.LoggerAdapter[logging.Logger]):
-    """Every line names the object: `namespace/name: message` (and JSON fields)."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        extra = dict(self.extra or {})
-        # `name` is a LogRecord attribute already: the object's go under other keys.
-        kwargs.setdefault("extra", {}).update(
-            {"object_namespace": extra["namespace"], "object_name": extra["name"]}
-        )
-        return f"{extra['namespace']}/{extra['name']}: {msg}", kwargs
-
-
-AGAIN = 0.0  # loop at once: the state just changed
-IDLE = 300.0  # nothing to do until a watch event wakes us
 
 
 @dataclass(frozen=True)
@@ -90,51 +74,16 @@ class Operation:
 
 async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging.Logger) -> None:
     """Drive one operation until it is terminal and finalized."""
-    log = ObjectLog(logger, {"namespace": namespace, "name": name})
-    try:
-        while True:
-            body = ctx.fresh.pop(uid, None) or await ctx.kube.get(
-                API_VERSION, KIND, namespace, name
-            )
-            if body is None or body["metadata"]["uid"] != uid:
-                return  # deleted: the garbage collector removes what it owned
-            op = Operation.parse(body)
-            if op.status.finalized:
-                return
-            step = decide.next_step(op.status.phase, op.spec.cancel)
-            wait = await STEPS[step](ctx, op, log)
-            if wait is None:
-                return
-            if wait > AGAIN:
-                ctx.fresh.pop(uid, None)  # something else changed: read it anew
-                await ctx.wakeups.wait(uid, wait)
-    except asyncio.CancelledError:
-        # Deleted or the operator is stopping; either way this process no longer runs it.
-        ctx.slots.release(uid)
-        raise
-    finally:
-        ctx.wakeups.forget(uid)
-        ctx.fresh.pop(uid, None)
-        ctx.targets.pop(uid, None)
+
+    async def step(body: JSON, log: ObjectLog) -> float | None:
+        op = Operation.parse(body)
+        return await STEPS[decide.next_step(op.status.phase, op.spec.cancel)](ctx, op, log)
+
+    await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger)
 
 
 async def write_status(ctx: Context, op: Operation, status: CloningOperationStatus) -> bool:
-    """Guarded status write: False when the operation changed since it was read."""
-    patch = {
-        "metadata": {"resourceVersion": op.meta["resourceVersion"]},
-        "status": status.wire(),
-    }
-    try:
-        ctx.fresh[op.owner.uid] = await ctx.kube.merge_patch(op.body, patch, subresource="status")
-    except Conflict:
-        ctx.fresh.pop(op.owner.uid, None)
-        return False
-    except Invalid as e:
-        # The CRD's rules refused the move (e.g. a cancel landed first): re-read.
-        logging.getLogger(__name__).info("status write refused: %s", e.message)
-        ctx.fresh.pop(op.owner.uid, None)
-        return False
-    return True
+    return await loop.write_status(ctx, op.body, status.wire())
 
 
 async def move(
@@ -348,15 +297,14 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
     updated = decide.progress(status, ready, desired, now_rfc3339())
     if updated is not None and not await write_status(ctx, op, updated):
         return AGAIN
-    grace = ctx.settings.unschedulable_grace_seconds
-    problems = list(ctx.pod_problems.get(owner.uid, {}).values())
-    stuck = decide.unschedulable_message(problems, now, grace)
+    left = decide.seconds_left(status.started_at, spec.timeout_seconds, now)
+    waited = spec.timeout_seconds - left
+    stuck, next_look = await clusters.stuck_pods(
+        ctx.kube, owner, owner.namespace, waited, ctx.settings.unschedulable_grace_seconds
+    )
     if stuck is not None:
         return await fail(Reason.PODS_CANNOT_START, stuck)
-    wait = decide.seconds_left(status.started_at, spec.timeout_seconds, now)
-    if problems:
-        wait = min(wait, float(grace) + 1.0)
-    return max(wait, 0.1)
+    return max(min(left, next_look), 0.1)
 
 
 async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
@@ -374,7 +322,6 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         and locks.parse_holder(lease["spec"].get("holderIdentity", ""))[1] == owner.uid
     ):
         await ctx.kube.delete(lease, uid=lease["metadata"]["uid"])
-    ctx.pod_problems.pop(owner.uid, None)
     if not await write_status(ctx, op, op.status.model_copy(update={"finalized": True})):
         return AGAIN
     return None

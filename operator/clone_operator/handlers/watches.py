@@ -38,30 +38,12 @@ def statefulset_changed(
     memo.ctx.wakeups.poke(uid)
 
 
-@kopf.on.event("", "v1", "pods", when=_ours)
-def pod_changed(
-    event: kopf.RawEvent, labels: kopf.Labels, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    """Remember clone pods that cannot be scheduled; the engine decides when to give up."""
+@kopf.on.event("", "v1", "persistentvolumeclaims", when=_ours)
+def pvc_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    """A cloned volume got bound (or not): the owner's engine looks again."""
     uid = _owner_uid(labels)
-    if not uid:
-        return
-    pod = event["object"]
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    unschedulable = any(
-        c.get("type") == "PodScheduled"
-        and c.get("status") == "False"
-        and c.get("reason") == "Unschedulable"
-        for c in conditions
-    )
-    problems = memo.ctx.pod_problems
-    if unschedulable and event["type"] != "DELETED":
-        problems[uid][name] = pod
-    elif name in problems.get(uid, {}):
-        del problems[uid][name]
-    else:
-        return  # nothing the engine decides on has changed
-    memo.ctx.wakeups.poke(uid)
+    if uid:
+        memo.ctx.wakeups.poke(uid)
 
 
 @kopf.on.event("", "v1", "nodes")
