@@ -10,12 +10,17 @@ export CLONE_OPERATOR_CACHE := $(CACHE)
 KUBECONFIG_LOCAL := $(CACHE)/kwok/clusters/clone-operator/kubeconfig.yaml
 TOOLS := $(CACHE)/path
 PYTEST_ARGS ?=
+IMAGE ?= ghcr.io/clone-operator/clone-operator
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+HELM ?= $(if $(wildcard $(TOOLS)/helm),$(TOOLS)/helm,helm)
+CHART := helm/clone-operator
+CHART_RENDERED := .artifacts/chart-rendered
 
 ##@ Development
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +48,7 @@ typecheck: venv ## mypy --strict.
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: venv crds-check lint typecheck ## Everything CI runs: checks, unit tests, e2e tests on the local cluster.
+test: venv crds-check chart-lint lint typecheck ## Everything CI runs: checks, unit tests, e2e tests on the local cluster.
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -63,6 +68,7 @@ bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; p
 .PHONY: crds
 crds: venv ## Regenerate crds/ from the pydantic models.
 	$(PY) -m clone_operator.api.crds --write crds
+	hack/sync-chart-crds.sh
 
 .PHONY: crds-check
 crds-check: venv ## Fail when crds/ is stale against the models.
@@ -71,6 +77,34 @@ crds-check: venv ## Fail when crds/ is stale against the models.
 .PHONY: crds-apply
 crds-apply: venv
 	$(TOOLS)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side --force-conflicts -f crds/
+
+##@ Packaging
+
+.PHONY: image
+image: ## Build the container image (IMAGE, IMAGE_TAG; needs a Docker engine).
+	@if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then \
+		echo "make image: no Docker engine is available (docker missing or its daemon unreachable)." >&2; \
+		echo "Build on a machine with Docker, or let CI do it (.github/workflows/e2e-kind.yaml)." >&2; \
+		exit 1; \
+	fi
+	docker build --tag $(IMAGE):$(IMAGE_TAG) .
+
+.PHONY: chart-lint
+chart-lint: venv ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.
+	$(HELM) lint --strict $(CHART)
+	hack/sync-chart-crds.sh --check
+	rm -rf $(CHART_RENDERED) && mkdir -p $(CHART_RENDERED)/default $(CHART_RENDERED)/namespaced
+	$(HELM) template clone-operator $(CHART) --namespace clone-operator --output-dir $(CHART_RENDERED)/default >/dev/null
+	$(HELM) template clone-operator $(CHART) --namespace clone-operator --set 'watchNamespaces={team-a,team-b}' --output-dir $(CHART_RENDERED)/namespaced >/dev/null
+	$(VENV)/bin/checkov --config-file .checkov.yaml -d $(CHART_RENDERED) --framework kubernetes --quiet --compact
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ into the chart (after `make crds`).
+	hack/sync-chart-crds.sh
+
+.PHONY: e2e-kind
+e2e-kind: venv ## On a kind cluster (needs Docker, kind, kubectl, helm): build, load, helm install, run the e2e suite.
+	hack/e2e-kind.sh
 
 ##@ Local control plane (tests/cluster)
 

@@ -8,33 +8,50 @@ import logging
 import sys
 
 from clone_operator import __version__
+from clone_operator.logs import JsonFormatter
 from clone_operator.settings import LogFormat, Settings
 
 
 def configure_logging(fmt: LogFormat) -> None:
     if fmt is LogFormat.JSON:
-        logging.basicConfig(
-            level=logging.INFO,
-            format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
-        )
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+        logging.captureWarnings(True)  # Python warnings become JSON lines too
     else:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
 
 
+class AdmissionRefusals(logging.Filter):
+    """kopf logs a webhook's refusal as an ERROR; refusing bad input is the job: INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if (
+            record.levelno == logging.ERROR
+            and message.startswith("Webhook ")
+            and "failed permanently" in message
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def quiet_kopf() -> None:
     """kopf logs every handler call at INFO; keep its warnings and errors only."""
     for name in ("kopf.objects", "kopf.activities.startup", "kopf._core.reactor.running"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(AdmissionRefusals())
 
 
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    import clone_operator.handlers  # noqa: F401  (registers the handlers)
+    import clone_operator.handlers  # registers the handlers
 
     settings = Settings()
+    clone_operator.handlers.admission.register(settings)
     configure_logging(settings.log_format)
     quiet_kopf()
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None

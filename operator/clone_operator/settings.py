@@ -9,15 +9,31 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REGION_LABEL = "topology.kubernetes.io/region"
 
 
+class WebhookMode(StrEnum):
+    """Where the admission webhook is served."""
+
+    OFF = "off"  # no webhook: the operator enforces every rule itself
+    LOCAL = "local"  # https://127.0.0.1:<port> (a local control plane on this machine)
+    SERVICE = "service"  # in-cluster, behind the Service named by webhookHost
+
+
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
+
+
+class SmtpSecurity(StrEnum):
+    """How the SMTP connection is protected."""
+
+    STARTTLS = "starttls"  # plain connect, then STARTTLS (required); usually port 587
+    TLS = "tls"  # implicit TLS from the first byte; usually port 465
+    NONE = "none"  # no TLS at all: only for a relay on a trusted network (or tests)
 
 
 class Settings(BaseSettings):
@@ -38,7 +54,43 @@ class Settings(BaseSettings):
     """How long a CloneObject's PVC or cluster may take to become usable."""
     namespaces: list[str] = []
     """Namespaces to watch; empty means every namespace (cluster-wide RBAC)."""
+    webhook_mode: WebhookMode = WebhookMode.OFF
+    """`off`, `local` (127.0.0.1, for a local cluster) or `service` (in-cluster)."""
+    webhook_port: Annotated[int, Field(ge=1, le=65535)] = 9443
+    """Port the webhook listens on (and, in `service` mode, the Service's port)."""
+    webhook_host: str = "clone-operator-webhook.clone-operator.svc"
+    """In `service` mode: the Service's DNS name that the API server calls."""
+    webhook_cert_dir: str = ""
+    """A mounted TLS secret (tls.crt, tls.key, ca.crt, e.g. from cert-manager);
+    empty: a self-signed certificate is made at startup."""
     log_format: LogFormat = LogFormat.TEXT
     """`text` for people, `json` for log pipelines."""
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     """Port of the liveness endpoint (`/healthz`); 0 disables it."""
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    """Port of the monitoring endpoint: Prometheus `/metrics` and readiness `/readyz`;
+    0 disables it."""
+    metrics_host: str = "0.0.0.0"
+    """Address the monitoring endpoint binds to."""
+    smtp_host: str = ""
+    """SMTP server for the outcome emails of CloningOperations; empty disables notifications
+    (each recipient is then recorded as `Disabled` in status.notifications)."""
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    """SMTP server port."""
+    smtp_security: SmtpSecurity = SmtpSecurity.STARTTLS
+    """`starttls`, `tls` (implicit) or `none`."""
+    smtp_from: str = "clone-operator@localhost"
+    """The From address of the outcome emails (and the SMTP envelope sender)."""
+    smtp_username: str = ""
+    """SMTP user; empty: no authentication. The Helm chart reads it from a Secret."""
+    smtp_password: SecretStr = SecretStr("")
+    """SMTP password (from the same Secret); never logged."""
+    smtp_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """Timeout of each SMTP command (connect, MAIL, RCPT, DATA)."""
+    smtp_max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    """Attempts per recipient before a transient failure (4xx, connection refused) becomes
+    `Failed`."""
+    smtp_retry_seconds: Annotated[float, Field(gt=0)] = 5.0
+    """First retry delay; it doubles after every failed attempt ..."""
+    smtp_max_retry_seconds: Annotated[float, Field(gt=0)] = 300.0
+    """... up to this delay."""

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def apply_all(api: client.ApiClient, namespace: str, objects: list[dict[str, Any]]) -> None:

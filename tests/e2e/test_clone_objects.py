@@ -191,12 +191,8 @@ def test_bad_requests(kubectl: Kubectl, admin: Kubectl, operator: OperatorProces
     )
     st = wait_state(kubectl, "invalid")
     assert st["state"] == "Failed"
-    assert (
-        "API server refused" in st["errorMessages"][0]
-    )
-    assert (
-        "spec.ports[0].port" in st["errorMessages"][0]
-    )
+    assert "API server refused" in st["errorMessages"][0]
+    assert "spec.ports[0].port" in st["errorMessages"][0]
     assert kubectl.get("service", st["parameters"]["name"]) is None
 
     kubectl.apply(clone_object("nowhere", "ConfigMap", "app-config", namespace="no-such-namespace"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, JsonValue
+from pydantic import ConfigDict, Field, JsonValue, StringConstraints
 
 from clone_operator.api.common import (
     CamelModel,
@@ -117,6 +117,63 @@ class CloningOperationSpec(CamelModel):
     """Keep a failed operation's partial target for inspection instead of removing it."""
 
 
+class NotificationState(StrEnum):
+    """Where one recipient's outcome email is.
+
+    `Pending` (not delivered yet; retried at `nextAttemptAt`) → `Sending` (the SMTP
+    server accepted the recipient and the message is being transferred) → `Sent`;
+    or `Failed` (rejected by the server, or retries exhausted); `Unconfirmed` (the
+    operator stopped while the message was being transferred: it is not sent again,
+    so it may or may not have arrived); `Disabled` (the operator has no SMTP server
+    configured). Every state but `Pending` and `Sending` is final.
+    """
+
+    PENDING = "Pending"
+    SENDING = "Sending"
+    SENT = "Sent"
+    FAILED = "Failed"
+    UNCONFIRMED = "Unconfirmed"
+    DISABLED = "Disabled"
+
+    @property
+    def final(self) -> bool:
+        return self not in (NotificationState.PENDING, NotificationState.SENDING)
+
+
+class Notification(CamelModel):
+    """Delivery of the outcome email to one address of spec.notificationEmailAddresses."""
+
+    model_config = ConfigDict(
+        **CamelModel.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(oldSelf.sentAt) || (has(self.sentAt) && self.sentAt == oldSelf.sentAt"
+                    " && self.state == oldSelf.state)",
+                    "message": "a sent notification is final: sentAt and state cannot change",
+                    "fieldPath": ".sentAt",
+                }
+            ]
+        },
+    )
+
+    address: EmailAddress
+    """The recipient."""
+    state: NotificationState = NotificationState.PENDING
+    """Pending, Sending, Sent, Failed, Unconfirmed or Disabled."""
+    attempts: Annotated[int, Field(ge=0, le=1000)] = 0
+    """SMTP delivery attempts made so far."""
+    sent_at: Timestamp | None = None
+    """When the SMTP server accepted the message for this address."""
+    last_attempt_at: Timestamp | None = None
+    """When the last attempt started."""
+    next_attempt_at: Timestamp | None = None
+    """When a Pending notification is tried again (after a transient error)."""
+    last_error: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Why the last attempt failed (the SMTP server's reply, or the connection error), or why
+    nothing is sent (Disabled)."""
+
+
 class CloningOperationStatus(CamelModel):
     """Observed state, written by the operator through the status subresource."""
 
@@ -184,9 +241,23 @@ class CloningOperationStatus(CamelModel):
     """Latest observations: `Ready`, `Progressing`, `Failed`."""
     observed_generation: int | None = None
     """The .metadata.generation the status reflects."""
+    notifications: Annotated[
+        list[Notification],
+        Field(
+            max_length=20,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["address"],
+            },
+        ),
+    ] = []
+    """Delivery of the outcome email (Succeeded, Failed or Canceled), one entry per address of
+    spec.notificationEmailAddresses. Delivery never changes the phase; each address is sent at
+    most once."""
     finalized: bool | None = None
-    """True once a terminal operation's lock is released and its partial target removed
-    (or, on success, handed over); until then the operator keeps working on it."""
+    """True once a terminal operation's lock is released, its partial target removed
+    (or, on success, handed over) and its notifications settled; until then the operator
+    keeps working on it."""
 
 
 # Rules that need both spec and status: they sit at the schema's root.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,3 +28,5 @@ class Context:
     """Owner uid → the body our own last write returned: the next step needs no GET."""
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Owner uid → the latest watched body of its target StatefulSet."""
+    deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """Operation uid → its running notification delivery worker (engine.notifications)."""

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from clone_operator.engine import metrics
 from clone_operator.engine.context import Context
 from clone_operator.k8s.api import JSON, Conflict, Invalid
 
@@ -54,7 +55,12 @@ async def drive(
                 return  # deleted: the garbage collector removes what it owned
             if (body.get("status") or {}).get("finalized"):
                 return
-            wait = await step(body, log)
+            metrics.track(kind, uid, body.get("status") or {})
+            try:
+                wait = await step(body, log)
+            except Exception:
+                metrics.reconcile_error(kind)  # kopf logs it and runs the daemon again
+                raise
             if wait is None:
                 return
             if wait > AGAIN:
@@ -65,6 +71,7 @@ async def drive(
         ctx.slots.release(uid)
         raise
     finally:
+        metrics.forget(kind, uid)
         ctx.wakeups.forget(uid)
         ctx.fresh.pop(uid, None)
         ctx.targets.pop(uid, None)

@@ -29,7 +29,7 @@ from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import objects as object_builders
 from clone_operator.builders import provenance
 from clone_operator.builders.provenance import Owner
-from clone_operator.engine import clusters, loop
+from clone_operator.engine import clusters, loop, metrics
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, ObjectLog
 from clone_operator.k8s.api import JSON, ApiError, Invalid, NotFound
@@ -106,6 +106,8 @@ async def move(
         return False
     log.info("%s → %s (%s): %s", obj.status.state or "new", state, reason, message)
     ctx.emit(obj.body, reason, message, state is State.FAILED)
+    if state in (State.CREATED, State.FAILED):
+        metrics.finished(KIND, state.value, obj.body["metadata"].get("creationTimestamp"))
     return True
 
 

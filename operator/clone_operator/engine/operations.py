@@ -31,7 +31,7 @@ from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks, provenance
 from clone_operator.builders.provenance import Owner
-from clone_operator.engine import clusters, loop
+from clone_operator.engine import clusters, loop, metrics, notifications
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog
 from clone_operator.k8s.api import JSON, Conflict, Invalid
@@ -102,6 +102,7 @@ async def move(
     ctx.emit(op.body, transition.reason, transition.message, transition.warning)
     if transition.phase.terminal:
         ctx.slots.release(op.owner.uid)
+        metrics.finished(KIND, transition.phase.value, op.meta.get("creationTimestamp"))
     return True
 
 
@@ -308,8 +309,19 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
 
 
 async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
-    """Terminal: hand over or remove the target, release the lock, mark finalized."""
+    """Terminal: hand over or remove the target, release the lock, email the outcome,
+    mark finalized.
+
+    Finalizing waits until every notification is settled: until then the operation's
+    daemon stays (kopf runs it while `status.finalized` is not true), also across
+    restarts, which start the delivery worker again. The worker runs beside this
+    loop (engine.notifications), writes only `status.notifications`, and pokes the
+    loop when it ends. Every terminal phase is told, Canceled included: whoever waits
+    for the clone learns that it will not come.
+    """
     owner = op.owner
+    if notifications.running(ctx, owner.uid):
+        return IDLE  # cleaned up when the worker started; it wakes us when it is done
     ctx.slots.release(owner.uid)
     # A Succeeded target was handed over before the phase was written.
     if op.status.phase is not Phase.SUCCEEDED and not op.spec.keep_target_on_failure:
@@ -322,6 +334,9 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         and locks.parse_holder(lease["spec"].get("holderIdentity", ""))[1] == owner.uid
     ):
         await ctx.kube.delete(lease, uid=lease["metadata"]["uid"])
+    if not notifications.settled(op.spec, op.status):
+        notifications.start(ctx, op.body, log)
+        return IDLE
     if not await write_status(ctx, op, op.status.model_copy(update={"finalized": True})):
         return AGAIN
     return None

@@ -9,8 +9,10 @@ import kopf
 
 from clone_operator.api.cloningoperations import KIND as OPERATION_KIND
 from clone_operator.api.common import API_VERSION, GROUP
+from clone_operator.engine import metrics, notifications
 from clone_operator.engine.context import Context
 from clone_operator.engine.runtime import Slots, Wakeups
+from clone_operator.handlers import admission
 from clone_operator.k8s.api import Kube
 from clone_operator.settings import Settings
 
@@ -35,15 +37,29 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.batching.batch_window = 0.01  # react at once; the engine coalesces wake-ups itself
     settings.networking.request_timeout = 60
+    admission.configure(settings, config)
     kube = await Kube.connect()
     wakeups = Wakeups()
     slots = Slots(limit=config.max_in_progress, on_free=wakeups.poke)
     # Operations already InProgress hold their slots before anything new starts.
-    for op in await kube.list(
-        API_VERSION, OPERATION_KIND, field_selector="status.phase=InProgress"
-    ):
-        slots.occupy(op["metadata"]["uid"])
+    # Namespaced RBAC allows listing only in the watched namespaces.
+    namespaces: list[str | None] = [*config.namespaces] or [None]
+    for namespace in namespaces:
+        in_progress = await kube.list(
+            API_VERSION, OPERATION_KIND, namespace, field_selector="status.phase=InProgress"
+        )
+        for op in in_progress:
+            slots.occupy(op["metadata"]["uid"])
     memo.ctx = Context(kube=kube, settings=config, slots=slots, wakeups=wakeups, emit=post_event)
+    metrics.expose_api_requests(lambda: kube.requests)
+    memo.monitoring = None
+    if config.metrics_port:
+        memo.monitoring = await metrics.serve(
+            config.metrics_host,
+            config.metrics_port,
+            ready=lambda: bool(getattr(memo, "ready", False)),
+        )
+    memo.ready = True  # /readyz: startup is done, kopf starts watching now
     log.info(
         "clone-operator started (maxInProgress=%d, %d InProgress, namespaces=%s)",
         config.max_in_progress,
@@ -54,8 +70,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo.ready = False
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
+        await notifications.stop_all(ctx)
         counts = ctx.kube.requests
         log.info(
             "api requests: total=%d %s",
@@ -63,3 +81,19 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             " ".join(f"{method}={n}" for method, n in sorted(counts.items())),
         )
         await ctx.kube.close()
+    runner = getattr(memo, "monitoring", None)
+    if runner is not None:
+        await runner.cleanup()
+
+
+@kopf.on.probe(id="engine")
+def engine_probe(memo: kopf.Memo, **_: Any) -> dict[str, int]:
+    """Part of kopf's liveness answer (`/healthz` on the health port): what the engine holds."""
+    ctx: Context | None = getattr(memo, "ctx", None)
+    if ctx is None:
+        raise kopf.PermanentError("the engine is not started")  # /healthz answers 500
+    return {
+        "inProgressSlots": len(ctx.slots.taken),
+        "notificationWorkers": len(ctx.deliveries),
+        "apiRequests": sum(ctx.kube.requests.values()),
+    }

@@ -1,0 +1,120 @@
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "clone-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: fullnameOverride, else the release name when it already contains
+the chart name, else "<release>-<chart>"; at most 63 characters (DNS label).
+*/}}
+{{- define "clone-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "clone-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object of the release carries. */}}
+{{- define "clone-operator.labels" -}}
+helm.sh/chart: {{ include "clone-operator.chart" . }}
+{{ include "clone-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: clone-operator
+{{- end }}
+
+{{/* The operator pod's identity: the Deployment selector and the Service selector. */}}
+{{- define "clone-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "clone-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The `helm test` pod's labels; disjoint from the operator's selector. */}}
+{{- define "clone-operator.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "clone-operator.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end }}
+
+{{- define "clone-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "clone-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, or repository@digest when a digest is given. */}}
+{{- define "clone-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+RBAC rules for namespaced resources: the operator's whole working set inside
+a namespace. Shared by the ClusterRole (all namespaces) and the per-namespace
+Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
+*/}}
+{{- define "clone-operator.namespacedRules" -}}
+- apiGroups: ["cloning.dev"]
+  resources: ["cloningoperations", "cloneobjects"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["cloning.dev"]
+  resources: ["cloningoperations/status", "cloneobjects/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims", "configmaps", "secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "create", "delete"]
+{{- end }}
+
+{{/* Cluster-scoped reads: node regions, and the CRDs kopf scans. */}}
+{{- define "clone-operator.clusterRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- if .Values.webhook.enabled }}
+# kopf creates its webhook configurations once (RBAC cannot limit `create` by
+# name) and then patches only those, named clone-operator.cloning.dev.
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"]
+  verbs: ["create"]
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"]
+  resourceNames: ["clone-operator.cloning.dev"]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}

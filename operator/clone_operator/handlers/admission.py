@@ -1,0 +1,64 @@
+"""Admission webhook: refuse at `kubectl apply` what the CRD's CEL cannot express.
+
+Only CREATE of the main resource is reviewed, never the status subresource, so
+the operator's own status patches never pass through it. Its failurePolicy is
+Ignore: when the webhook is down, requests are admitted and the operator
+enforces the same rules itself (the operation then ends Failed with a reason).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from clone_operator import webhook_certs
+from clone_operator.api.cloningoperations import PLURAL
+from clone_operator.api.common import GROUP, VERSION
+from clone_operator.engine import admission
+from clone_operator.settings import Settings, WebhookMode
+
+CONFIGURATION_NAME = "clone-operator.cloning.dev"
+
+
+def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
+    """Serve the webhook and let kopf keep the ValidatingWebhookConfiguration current."""
+    if config.webhook_mode is WebhookMode.OFF:
+        return
+    if config.webhook_mode is WebhookMode.LOCAL:
+        addr, host = "127.0.0.1", "127.0.0.1"
+    else:
+        addr, host = "0.0.0.0", config.webhook_host
+    cert_dir = Path(config.webhook_cert_dir) if config.webhook_cert_dir else None
+    if cert_dir is not None and (cert_dir / "tls.crt").exists():
+        cert = webhook_certs.mounted(cert_dir)
+    else:
+        cert = webhook_certs.self_signed([host, addr] if addr != "0.0.0.0" else [host])
+    settings.admission.server = kopf.WebhookServer(
+        addr=addr,
+        port=config.webhook_port,
+        host=host,
+        certfile=str(cert.certfile),
+        pkeyfile=str(cert.keyfile),
+        cadata=cert.ca,
+    )
+    settings.admission.managed = CONFIGURATION_NAME
+
+
+def register(config: Settings) -> None:
+    """Register the validation handler, only when a webhook is served: kopf refuses to
+    start with admission handlers and no server."""
+    if config.webhook_mode is WebhookMode.OFF:
+        return
+    kopf.on.validate(
+        GROUP, VERSION, PLURAL, id="cloningoperation", operations=["CREATE"], ignore_failures=True
+    )(validate_operation)
+
+
+async def validate_operation(
+    spec: kopf.Spec, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    problems = await admission.check_operation(memo.ctx, str(namespace), name or "", dict(spec))
+    if problems:
+        raise kopf.AdmissionError("; ".join(problems), code=422)

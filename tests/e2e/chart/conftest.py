@@ -1,0 +1,213 @@
+"""Fixtures for the Helm chart's e2e tests: the real `helm` binary and releases.
+
+Every release gets a unique name (its cluster-scoped RBAC objects are named
+after it) and is uninstalled after the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster import localcluster
+from tests.e2e.kube import Kubectl, wait_for
+
+ROOT = Path(__file__).resolve().parents[3]
+CHART = ROOT / "helm" / "clone-operator"
+# Any tag: kwok marks pods Running/Ready without pulling images.
+IMAGE_TAG = "e2e"
+
+
+class HelmError(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Helm:
+    binary: Path
+    kubeconfig: Path
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise HelmError(f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def template(self, *args: str) -> list[dict[str, Any]]:
+        out = self("template", "clone-operator", str(CHART), *args).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+
+
+@dataclass
+class Release:
+    """A release of the chart in a namespace; `install` once, `upgrade` any number of times."""
+
+    helm: Helm
+    name: str
+    namespace: str
+    installed: bool = False
+    values: list[str] = field(default_factory=list)
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.name}-clone-operator"
+
+    def _args(self, sets: dict[str, str]) -> list[str]:
+        args = [self.name, str(CHART), "--namespace", self.namespace]
+        args += ["--set", f"image.tag={IMAGE_TAG}", "--wait", "--timeout", "120s"]
+        for key, value in sets.items():
+            args += ["--set-json" if value[:1] in "[{" else "--set", f"{key}={value}"]
+        return args
+
+    def install(self, **sets: str) -> subprocess.CompletedProcess[str]:
+        result = self.helm("install", *self._args(sets))
+        self.installed = True
+        return result
+
+    def upgrade(self, **sets: str) -> subprocess.CompletedProcess[str]:
+        return self.helm("upgrade", "--reuse-values", *self._args(sets))
+
+    def uninstall(self) -> None:
+        if self.installed:
+            self.helm("uninstall", self.name, "--namespace", self.namespace, "--wait")
+            self.installed = False
+
+    def manifest(self) -> list[dict[str, Any]]:
+        out = self.helm("get", "manifest", self.name, "--namespace", self.namespace).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="session")
+def helm(cluster: localcluster.Paths) -> Helm:
+    return Helm(cluster.helm_bin / "helm", cluster.kubeconfig)
+
+
+@pytest.fixture
+def release(helm: Helm, admin: Kubectl, namespace: str) -> Iterator[Release]:
+    """A not-yet-installed release in the test's namespace; uninstalled afterwards.
+
+    Also after a failed install: Helm leaves what it created before the failure,
+    and the cluster-scoped RBAC objects would outlive the namespace.
+    """
+    rel = Release(helm, f"co-{uuid.uuid4().hex[:6]}", namespace)
+    yield rel
+    helm("uninstall", rel.name, "--namespace", namespace, "--wait", check=False)
+    admin(
+        "delete",
+        "clusterrole,clusterrolebinding",
+        "-l",
+        f"app.kubernetes.io/instance={rel.name}",
+        "--ignore-not-found",
+        check=False,
+    )
+
+
+@pytest.fixture
+def other_namespace(admin: Kubectl) -> Iterator[str]:
+    """A second throwaway namespace."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    admin("create", "namespace", name)
+    yield name
+    admin("delete", "namespace", name, "--wait=false", check=False)
+
+
+def can_i(admin: Kubectl, sa: str, verb: str, resource: str, namespace: str | None = None) -> bool:
+    """`kubectl auth can-i` as the ServiceAccount (impersonated by the admin)."""
+    args = ["auth", "can-i", verb, resource, f"--as={sa}"]
+    args += ["--namespace", namespace] if namespace else ["--all-namespaces"]
+    result = admin(*args, check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}"
+    return answer == "yes"
+
+
+def sa_kubeconfig(admin: Kubectl, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with a fresh token of the ServiceAccount."""
+    token = admin(
+        "create", "token", sa, "--namespace", namespace, "--duration", "1h"
+    ).stdout.strip()
+    config = yaml.safe_load(admin.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    entry: dict[str, Any] = {"server": cluster["server"]}
+    if "certificate-authority-data" in cluster:
+        entry["certificate-authority-data"] = cluster["certificate-authority-data"]
+    else:
+        entry["certificate-authority"] = cluster["certificate-authority"]
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": entry}],
+                "users": [{"name": sa, "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return path
+
+
+class SaOperator:
+    """`python -m clone_operator run --dev` as a child process with a given kubeconfig.
+
+    Kept here rather than reusing the session's operator helper so that these
+    tests control the process's credentials and environment completely.
+    """
+
+    def __init__(self, kubeconfig: Path, env: dict[str, str], log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "clone_operator", "run", "--dev"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        wait_for("the operator to log that it started", self.started, timeout=timeout)
+
+    def started(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"the operator exited with {self.proc.returncode}:\n{self.log()[-3000:]}"
+            )
+        return "clone-operator started" in self.log()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
