@@ -12,7 +12,7 @@ TOOLS := $(CACHE)/path
 PYTEST_ARGS ?=
 IMAGE ?= ghcr.io/clone-operator/clone-operator
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-HELM ?= $(if $(wildcard $(TOOLS)/helm),$(TOOLS)/helm,helm)
+HELM ?= $(TOOLS)/helm
 CHART := helm/clone-operator
 CHART_RENDERED := .artifacts/chart-rendered
 
@@ -33,7 +33,8 @@ venv: $(VENV)/.installed ## Create the Python virtualenv with the operator and d
 
 .PHONY: dev
 dev: cluster crds-apply ## Run the operator against the local cluster (starts it if needed).
-	KUBECONFIG=$(KUBECONFIG_LOCAL) $(VENV)/bin/clone-operator run --dev
+	KUBECONFIG=$(KUBECONFIG_LOCAL) CLONE_OPERATOR_WEBHOOK_MODE=$${CLONE_OPERATOR_WEBHOOK_MODE:-local} \
+		$(VENV)/bin/clone-operator run --dev
 
 ##@ Checks
 
@@ -90,7 +91,7 @@ image: ## Build the container image (IMAGE, IMAGE_TAG; needs a Docker engine).
 	docker build --tag $(IMAGE):$(IMAGE_TAG) .
 
 .PHONY: chart-lint
-chart-lint: venv ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.
+chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.
 	$(HELM) lint --strict $(CHART)
 	hack/sync-chart-crds.sh --check
 	rm -rf $(CHART_RENDERED) && mkdir -p $(CHART_RENDERED)/default $(CHART_RENDERED)/namespaced
@@ -107,6 +108,10 @@ e2e-kind: venv ## On a kind cluster (needs Docker, kind, kubectl, helm): build, 
 	hack/e2e-kind.sh
 
 ##@ Local control plane (tests/cluster)
+
+.PHONY: tools
+tools: venv ## Build missing control-plane binaries and helm (cached in ~/.cache/clone-operator).
+	$(PY) tests/cluster/localcluster.py build
 
 .PHONY: cluster
 cluster: venv ## Build missing binaries and start (or reuse) the local cluster.
