@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import localcluster
-from tests.e2e.kube import Kubectl, wait_for
+from tests.e2e.kube import Kubectl, sa_kubeconfig, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / ".artifacts"
@@ -129,9 +129,41 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+E2E_RELEASE, E2E_RELEASE_NAMESPACE = "e2e", "clone-operator-e2e"
+
+
 @pytest.fixture(scope="session")
-def operator_process(cluster: localcluster.Paths, crds: None) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster.kubeconfig)
+def operator_kubeconfig(
+    cluster: localcluster.Paths, admin: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The credentials the operator runs with: the Helm chart's ServiceAccount.
+
+    The chart is installed (its RBAC is what matters; kwok runs its pod as a
+    stand-in) and the operator process gets a token of its ServiceAccount, so the
+    whole e2e suite proves the chart's RBAC sufficient. CLONE_OPERATOR_E2E_ADMIN=1
+    runs the operator with the admin kubeconfig instead.
+    """
+    if os.environ.get("CLONE_OPERATOR_E2E_ADMIN") == "1":
+        yield cluster.kubeconfig
+        return
+    helm = [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
+    subprocess.run(
+        [*helm, "upgrade", "--install", E2E_RELEASE, str(ROOT / "helm" / "clone-operator"),
+         "--namespace", E2E_RELEASE_NAMESPACE, "--create-namespace",
+         "--set", "crds.enabled=false", "--set", "image.tag=e2e"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    yield sa_kubeconfig(admin, E2E_RELEASE_NAMESPACE, f"{E2E_RELEASE}-clone-operator", path)
+    subprocess.run(
+        [*helm, "uninstall", E2E_RELEASE, "--namespace", E2E_RELEASE_NAMESPACE],
+        check=False, capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def operator_process(operator_kubeconfig: Path, crds: None) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(operator_kubeconfig)
     yield proc
     proc.stop()
 

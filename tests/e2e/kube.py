@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 T = TypeVar("T")
 
 
@@ -149,3 +151,30 @@ def statefulset(
 def ready_replicas(kubectl: Kubectl, name: str) -> int:
     sts = kubectl.get("statefulset", name)
     return int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)
+
+
+def sa_kubeconfig(admin: Kubectl, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with a fresh token of the ServiceAccount."""
+    token = admin(
+        "create", "token", sa, "--namespace", namespace, "--duration", "6h"
+    ).stdout.strip()
+    config = yaml.safe_load(admin.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    entry: dict[str, Any] = {"server": cluster["server"]}
+    if "certificate-authority-data" in cluster:
+        entry["certificate-authority-data"] = cluster["certificate-authority-data"]
+    else:
+        entry["certificate-authority"] = cluster["certificate-authority"]
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": entry}],
+                "users": [{"name": sa, "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return path

@@ -6,7 +6,6 @@ after it) and is uninstalled after the test.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -135,33 +134,6 @@ def can_i(admin: Kubectl, sa: str, verb: str, resource: str, namespace: str | No
     answer = result.stdout.strip()
     assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}"
     return answer == "yes"
-
-
-def sa_kubeconfig(admin: Kubectl, namespace: str, sa: str, path: Path) -> Path:
-    """A kubeconfig that authenticates with a fresh token of the ServiceAccount."""
-    token = admin(
-        "create", "token", sa, "--namespace", namespace, "--duration", "1h"
-    ).stdout.strip()
-    config = yaml.safe_load(admin.kubeconfig.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    entry: dict[str, Any] = {"server": cluster["server"]}
-    if "certificate-authority-data" in cluster:
-        entry["certificate-authority-data"] = cluster["certificate-authority-data"]
-    else:
-        entry["certificate-authority"] = cluster["certificate-authority"]
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": entry}],
-                "users": [{"name": sa, "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
-                "current-context": "sa",
-            }
-        )
-    )
-    return path
 
 
 class SaOperator:

@@ -1,0 +1,53 @@
+"""Admission rules the CRD's CEL cannot express: each problem names its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clone_operator.api.cloningoperations import CloningOperationSpec
+from clone_operator.reconcile.admission import OperationFacts, operation_problems
+from clone_operator.reconcile.regions import RegionTable
+
+REGIONS = RegionTable(frozenset({"us-east-1", "us-west-2"}), {"oregon": "us-west-2"})
+
+
+def facts(**kw: Any) -> OperationFacts:
+    base: dict[str, Any] = {
+        "namespace": "ns",
+        "source_exists": True,
+        "source_containers": ("server",),
+        "active": (),
+        "regions": REGIONS,
+        "target_taken_by_other": False,
+    }
+    return OperationFacts(**{**base, **kw})
+
+
+def spec(**kw: Any) -> CloningOperationSpec:
+    return CloningOperationSpec.model_validate({"sourceCluster": "db", **kw})
+
+
+def test_a_sound_operation_has_no_problem() -> None:
+    assert operation_problems(spec(targetRegion="oregon", serverContainer="server"), facts()) == []
+
+
+def test_each_problem_names_its_field() -> None:
+    problems = operation_problems(
+        spec(targetRegion="mars", serverContainer="nope", targetName="taken"),
+        facts(active=(("first", "InProgress"),), target_taken_by_other=True),
+    )
+    assert [p.split(":")[0] for p in problems] == [
+        "spec.sourceCluster",
+        "spec.targetRegion",
+        "spec.serverContainer",
+        "spec.targetName",
+    ]
+    assert "operation first is already InProgress for cluster db" in problems[0]
+    assert "valid regions: oregon, us-east-1, us-west-2" in problems[1]
+
+
+def test_missing_source_is_reported_once_without_container_noise() -> None:
+    problems = operation_problems(
+        spec(serverContainer="x"), facts(source_exists=False, source_containers=())
+    )
+    assert problems == ["spec.sourceCluster: StatefulSet ns/db does not exist"]
