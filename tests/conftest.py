@@ -129,7 +129,9 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-E2E_RELEASE, E2E_RELEASE_NAMESPACE = "e2e", "clone-operator-e2e"
+# One release per test session: a token is bound to its ServiceAccount, so two
+# sessions sharing one release would revoke each other's tokens on uninstall.
+E2E_RELEASE, E2E_RELEASE_NAMESPACE = f"e2e-{os.getpid()}", "clone-operator-e2e"
 
 
 @pytest.fixture(scope="session")

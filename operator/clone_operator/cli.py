@@ -40,7 +40,13 @@ class AdmissionRefusals(logging.Filter):
 
 def quiet_kopf() -> None:
     """kopf logs every handler call at INFO; keep its warnings and errors only."""
-    for name in ("kopf.objects", "kopf.activities.startup", "kopf._core.reactor.running"):
+    for name in (
+        "kopf.objects",
+        "kopf.activities.startup",
+        "kopf._core.reactor.running",
+        "kopf.activities.probe",  # one line per liveness probe otherwise
+        "aiohttp.access",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").addFilter(AdmissionRefusals())
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from clone_operator.engine import metrics
 from clone_operator.engine.context import Context
-from clone_operator.k8s.api import JSON, Conflict, Invalid
+from clone_operator.k8s.api import JSON, Conflict, Invalid, NamespaceTerminating
 
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
@@ -58,6 +58,9 @@ async def drive(
             metrics.track(kind, uid, body.get("status") or {})
             try:
                 wait = await step(body, log)
+            except NamespaceTerminating:
+                log.info("its namespace is being deleted, and it with it: nothing more to do")
+                return
             except Exception:
                 metrics.reconcile_error(kind)  # kopf logs it and runs the daemon again
                 raise

@@ -151,8 +151,9 @@ async def deliver(
                 if await _write(ctx, body, entries) is None:
                     continue  # changed meanwhile: read again
                 _settled_now(ctx, body, status.notifications, entries, log)
+                resumed = True
+                continue
             resumed = True
-            continue
         if decide.settled(addresses, status.notifications):
             return
         now = datetime.now(UTC)

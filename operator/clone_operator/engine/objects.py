@@ -131,14 +131,14 @@ def parameters(obj: CloneObject) -> dict[str, Any]:
     return applied
 
 
-def destination(obj: CloneObject, uid: str | None = None) -> dict[str, Any]:
+def destination(obj: CloneObject, uid: str | None = None) -> Destination:
     return Destination(
         api_version=obj.kind.api_version,
         kind=obj.kind.value,
         name=obj.destination_name,
         namespace=obj.destination_namespace,
         uid=uid,
-    ).wire()
+    )
 
 
 async def admit(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:

@@ -49,6 +49,10 @@ class Conflict(ApiError):
     """AlreadyExists, or a resourceVersion/uid precondition that no longer holds."""
 
 
+class NamespaceTerminating(ApiError):
+    """403: the namespace is being deleted, and the object with it."""
+
+
 class Invalid(ApiError):
     """The API server refused the object (422 / 400): the message says why."""
 
@@ -130,6 +134,8 @@ class Kube:
             raise NotFound(status, reason, message)
         if status == 409:
             raise Conflict(status, reason, message)
+        if status == 403 and "being terminated" in message:
+            raise NamespaceTerminating(status, reason, message)
         if status in (400, 422):
             raise Invalid(status, reason, message)
         raise ApiError(status, reason, message)

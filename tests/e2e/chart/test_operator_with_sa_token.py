@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.chart.conftest import Release, SaOperator, sa_kubeconfig
-from tests.e2e.kube import Kubectl, ready_replicas, statefulset, wait_for
+from tests.e2e.chart.conftest import Release, SaOperator
+from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
 
 pytestmark = pytest.mark.e2e
 
