@@ -29,7 +29,13 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def env_of(deployment: dict[str, Any]) -> dict[str, str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["value"] for e in container["env"]}
+    # The API server drops `value: ""`; a value from a Secret is named by its reference.
+    return {
+        e["name"]: e.get("value", "")
+        if "valueFrom" not in e
+        else f"secret:{e['valueFrom']['secretKeyRef']['name']}/{e['valueFrom']['secretKeyRef']['key']}"
+        for e in container["env"]
+    }
 
 
 # --- static: lint, schema, CRDs ------------------------------------------------
@@ -209,7 +215,7 @@ def test_install_helm_test_upgrade_uninstall(
     assert env_of(deployment)["CLONE_OPERATOR_LOG_FORMAT"] == "text"
     assert kubectl.get("serviceaccount", release.fullname) is not None
 
-    # The health Service selects exactly the operator pod, on the named port.
+    # The Service selects exactly the operator pod, on the health and metrics ports.
     (pod,) = kubectl.items(
         "pods",
         "-l",
@@ -227,7 +233,7 @@ def test_install_helm_test_upgrade_uninstall(
             if ep.get("conditions", {}).get("ready")
         ]
         ports = [p["port"] for s in slices for p in s.get("ports") or []]
-        return addresses if addresses and ports == [8080] else None
+        return addresses if addresses and sorted(ports) == [8080, 8081] else None
 
     assert wait_for("the health Service's endpoints", endpoints, timeout=60) == [
         pod["metadata"]["name"]
