@@ -201,6 +201,15 @@ def _apiserver_ready(p: Paths) -> bool:
     return result.returncode == 0 and result.stdout.strip() == "ok"
 
 
+def _ready_within(p: Paths, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _apiserver_ready(p):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _port_in_use(number: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -348,11 +357,16 @@ def up() -> Paths:
     p.workdir.mkdir(parents=True, exist_ok=True)
     if not _apiserver_ready(p):
         if p.cluster_dir.exists():
-            # A stopped or broken cluster: start its components again, or
-            # recreate it from scratch when that fails.
+            # A stopped cluster (a reboot, a killed session): start its components
+            # again; if it is not ready soon, recreate it from scratch (3 s).
+            _stop_provisioner(p)
             (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
-            if _kwokctl(p, "start", "cluster", check=False).returncode != 0:
+            _kwokctl(p, "stop", "cluster", check=False)
+            restarted = _kwokctl(p, "start", "cluster", check=False).returncode == 0
+            if not (restarted and _ready_within(p, 30)):
+                print("the stopped cluster did not come back: recreating it", file=sys.stderr)
                 _kwokctl(p, "delete", "cluster", check=False)
+                shutil.rmtree(p.cluster_dir, ignore_errors=True)
         if not _apiserver_ready(p) and not p.cluster_dir.exists():
             if _port_in_use(port()):
                 raise ClusterError(
