@@ -381,3 +381,70 @@ def test_operator_killed_mid_flight_resumes_without_duplicates_or_orphans(
     clones = kubectl.items("statefulsets", "-l", "cloning.dev/operation-uid")
     assert len(clones) == len(sources), "one target per operation, no duplicates"
     assert kubectl.items("leases") == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, "spec.sourceCluster: Required value"),
+        ({"sourceCluster": "Not_A_Name"}, "spec.sourceCluster: Invalid value"),
+        ({"sourceCluster": "db", "serverVersion": "28 .0"}, "spec.serverVersion: Invalid value"),
+        ({"sourceCluster": "db", "targetRegion": "us east"}, "spec.targetRegion: Invalid value"),
+        (
+            {"sourceCluster": "db", "notificationEmailAddresses": ["not-an-email"]},
+            "spec.notificationEmailAddresses[0]: Invalid value",
+        ),
+        (
+            {"sourceCluster": "db", "notificationEmailAddresses": ["a@b.io", "a@b.io"]},
+            "spec.notificationEmailAddresses[1]: Duplicate value",
+        ),
+        ({"sourceCluster": "db", "timeoutSeconds": 5}, "spec.timeoutSeconds: Invalid value"),
+        (
+            {"sourceCluster": "db", "copyMethod": "Rsync"},
+            'spec.copyMethod: Unsupported value: "Rsync"',
+        ),
+        ({"sourceCluster": "db", "targetName": "x" * 53}, "spec.targetName: Too long"),
+        ({"sourceCluster": "db", "surprise": True}, 'unknown field "spec.surprise"'),
+    ],
+)
+def test_invalid_manifests_are_refused_by_kubectl_apply(
+    kubectl: Kubectl, spec: dict[str, Any], expected: str
+) -> None:
+    manifest = {
+        "apiVersion": "cloning.dev/v1alpha1",
+        "kind": "CloningOperation",
+        "metadata": {"name": "bad"},
+        "spec": spec,
+    }
+    refused = kubectl.apply(manifest, check=False)
+    assert refused.returncode != 0
+    assert expected in refused.stderr, refused.stderr
+    assert kubectl.get("cloningoperation", "bad") is None
+
+
+def test_spec_is_immutable_except_cancel(
+    kubectl: Kubectl, operator_process: OperatorProcess
+) -> None:
+    operator_process.stop()  # only the API server's own rules are at work here
+    kubectl.apply(operation("frozen", "db", serverVersion="28.0"))
+    for patch, field in [
+        ({"serverVersion": "29.0"}, "spec.serverVersion"),
+        ({"sourceCluster": "other"}, "spec.sourceCluster"),
+        ({"targetRegion": "us-east-1"}, "spec.targetRegion"),
+        ({"notificationEmailAddresses": ["new@example.com"]}, "spec.notificationEmailAddresses"),
+    ]:
+        refused = kubectl(
+            "patch",
+            "cloningoperation",
+            "frozen",
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": patch}),
+            check=False,
+        )
+        assert refused.returncode != 0
+        assert f"{field} is immutable; create a new CloningOperation instead" in refused.stderr
+    assert kubectl.get("cloningoperation", "frozen")["spec"]["serverVersion"] == "28.0"
+    # A new operation (no status yet) may still be canceled.
+    kubectl("patch", "cloningoperation", "frozen", "--type=merge", "-p", '{"spec":{"cancel":true}}')
+    assert kubectl.get("cloningoperation", "frozen")["spec"]["cancel"] is True
