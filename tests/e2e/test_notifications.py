@@ -260,7 +260,6 @@ def test_two_addresses_succeeded_one_message_each(
         kubectl,
         "cloningoperation",
         "clone-books",
-        "Accepted",
         "Started",
         f"cloning books into {target}",
         "Provisioning",

@@ -350,3 +350,33 @@ def test_only_unschedulable_pods_are_reported(condition: dict[str, Any]) -> None
 
 def test_zero_grace_reports_at_once() -> None:
     assert unschedulable_message([pod("tgt-0", unschedulable(START))], START_DT, 0) is not None
+
+
+def test_a_guarded_write_is_rebased_only_when_spec_and_status_are_unchanged() -> None:
+    from clone_operator.engine.loop import decided_on_same_state
+
+    read = {
+        "metadata": {"uid": "u", "resourceVersion": "1"},
+        "spec": {"cancel": False},
+        "status": {},
+    }
+    finalizer_added = {
+        **read,
+        "metadata": {"uid": "u", "resourceVersion": "2", "finalizers": ["f"]},
+    }
+    canceled = {**read, "metadata": {"uid": "u", "resourceVersion": "3"}, "spec": {"cancel": True}}
+    moved = {
+        **read,
+        "metadata": {"uid": "u", "resourceVersion": "4"},
+        "status": {"phase": "Pending"},
+    }
+    deleting = {
+        **read,
+        "metadata": {"uid": "u", "resourceVersion": "5", "deletionTimestamp": "now"},
+    }
+    replaced = {**read, "metadata": {"uid": "v", "resourceVersion": "6"}}
+    assert decided_on_same_state(read, finalizer_added)
+    assert not decided_on_same_state(read, canceled)
+    assert not decided_on_same_state(read, moved)
+    assert not decided_on_same_state(read, deleting)
+    assert not decided_on_same_state(read, replaced)

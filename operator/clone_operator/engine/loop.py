@@ -80,18 +80,48 @@ async def drive(
         ctx.targets.pop(uid, None)
 
 
+REBASES = 3
+
+
 async def write_status(ctx: Context, body: JSON, status: JSON) -> bool:
-    """Guarded status write: False when the object changed since `body` was read."""
+    """Guarded status write: False when spec or status changed since `body` was read.
+
+    The guard is the resourceVersion the decision was made on. When only metadata
+    moved meanwhile (kopf's finalizer, a label), the decision still holds: the write
+    is retried on the fresh resourceVersion instead of redoing the whole step.
+    """
     uid = body["metadata"]["uid"]
-    patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": status}
-    try:
-        ctx.fresh[uid] = await ctx.kube.merge_patch(body, patch, subresource="status")
-    except Conflict:
-        ctx.fresh.pop(uid, None)
-        return False
-    except Invalid as e:
-        # The CRD's rules refused the move (e.g. a cancel landed first): read again.
-        logging.getLogger(__name__).info("status write refused: %s", e.message)
-        ctx.fresh.pop(uid, None)
-        return False
-    return True
+    current = body
+    for _attempt in range(REBASES):
+        patch = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "status": status,
+        }
+        try:
+            ctx.fresh[uid] = await ctx.kube.merge_patch(body, patch, subresource="status")
+            return True
+        except Conflict:
+            ctx.fresh.pop(uid, None)
+            meta = body["metadata"]
+            fresh = await ctx.kube.get(
+                body["apiVersion"], body["kind"], meta["namespace"], meta["name"]
+            )
+            if fresh is None or not decided_on_same_state(body, fresh):
+                return False
+            current = fresh
+        except Invalid as e:
+            # The CRD's rules refused the move (e.g. a cancel landed first): read again.
+            logging.getLogger(__name__).info("status write refused: %s", e.message)
+            ctx.fresh.pop(uid, None)
+            return False
+    return False
+
+
+def decided_on_same_state(read: JSON, fresh: JSON) -> bool:
+    """Whether what a decision depends on (the object, its spec, its status) is unchanged."""
+    return (
+        read["metadata"]["uid"] == fresh["metadata"]["uid"]
+        and read.get("spec") == fresh.get("spec")
+        and read.get("status") == fresh.get("status")
+        and not fresh["metadata"].get("deletionTimestamp")
+    )

@@ -144,7 +144,10 @@ async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
                 log,
             )
             return AGAIN
-    await move(ctx, op, Transition(Phase.PENDING, Reason.ACCEPTED, "waiting to start"), log)
+    if ctx.slots.try_take(owner.uid, op.meta.get("creationTimestamp", "")):
+        # A slot is free: start at once. Pending means "waiting for a slot".
+        return await start(ctx, op, log)
+    await move(ctx, op, Transition(Phase.PENDING, Reason.ACCEPTED, "waiting for a slot"), log)
     return AGAIN
 
 
