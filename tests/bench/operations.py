@@ -268,7 +268,7 @@ def main() -> int:
         f"pickup create→InProgress:  median {statistics.median(pickup):.2f} s, p95 {p95(pickup):.2f} s"
     )
     print(
-        f"API requests / operation:  {requests / n:.1f}  (operator's client; + kopf watches and 2 finalizer patches)"
+        f"API requests / operation:  {requests / n:.1f}  (operator's client; kopf adds only its watches)"
     )
     print(f"operator peak RSS:         {rss:.1f} MiB")
     ok = succeeded == n and ratio <= 1.5 and p95(pickup) <= 1.0 and rss <= 150

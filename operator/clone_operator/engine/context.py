@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clone_operator.engine.runtime import Slots, Wakeups
+from clone_operator.engine.runtime import Runners, Slots, Wakeups
 from clone_operator.k8s.api import Kube
 from clone_operator.settings import Settings
 
@@ -29,4 +29,6 @@ class Context:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Owner uid → the latest watched body of its target StatefulSet."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    runners: Runners = field(default_factory=Runners)
+    """The engine task of each unfinished resource."""
     """Operation uid → its running notification delivery worker (engine.notifications)."""

@@ -52,6 +52,7 @@ async def drive(
                 api_version, kind, namespace, name
             )
             if body is None or body["metadata"]["uid"] != uid:
+                ctx.slots.release(uid)
                 return  # deleted: the garbage collector removes what it owned
             if (body.get("status") or {}).get("finalized"):
                 return

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -74,3 +76,49 @@ class Slots:
             self.taken.discard(uid)
             for waiter in list(self.waiting):
                 self.on_free(waiter)
+
+
+@dataclass
+class Runners:
+    """One engine task per resource, started from watch events.
+
+    Not kopf daemons: those need a finalizer on every object (two more writes
+    each, and conflicts with our guarded status writes) and block deletion while
+    the operator is down. A task ends when its object is finalized or gone; one
+    that crashes is started again after a second, as kopf would.
+    """
+
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def ensure(
+        self, uid: str, run: Callable[[], Coroutine[Any, Any, None]], log: logging.Logger
+    ) -> None:
+        task = self.tasks.get(uid)
+        if task is not None and not task.done():
+            return
+        self.tasks[uid] = asyncio.get_running_loop().create_task(
+            self._supervise(uid, run, log), name=uid
+        )
+
+    async def _supervise(
+        self, uid: str, run: Callable[[], Coroutine[Any, Any, None]], log: logging.Logger
+    ) -> None:
+        try:
+            while True:
+                try:
+                    await run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("engine for %s failed; it starts again in 1 s", uid)
+                    await asyncio.sleep(1.0)
+        finally:
+            if self.tasks.get(uid) is asyncio.current_task():
+                del self.tasks[uid]
+
+    async def stop_all(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -73,6 +73,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.ready = False
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
+        await ctx.runners.stop_all()
         await notifications.stop_all(ctx)
         counts = ctx.kube.requests
         log.info(

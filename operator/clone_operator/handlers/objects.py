@@ -1,4 +1,4 @@
-"""CloneObject: one daemon per CloneObject until it is finalized."""
+"""CloneObject: every watch event wakes (or starts) the CloneObject's engine task."""
 
 from __future__ import annotations
 
@@ -14,17 +14,18 @@ from clone_operator.engine import objects as engine
 log = logging.getLogger("clone_operator.objects")
 
 
-def not_finalized(status: kopf.Status, **_: Any) -> bool:
-    return not status.get("finalized")
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, when=not_finalized, backoff=1.0, cancellation_timeout=5.0)
-async def clone_object(
-    name: str, namespace: str | None, uid: str, memo: kopf.Memo, **_: Any
-) -> None:
-    await engine.run(memo.ctx, str(namespace), name, uid, log)
-
-
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def clone_object_changed(uid: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.ctx.wakeups.poke(uid)
+async def clone_object_changed(
+    type: str | None,
+    body: kopf.Body,
+    uid: str,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Created, changed, or seen at startup: make sure its engine runs."""
+    ctx = memo.ctx
+    if type != "DELETED" and not body.get("status", {}).get("finalized"):
+        ctx.runners.ensure(uid, lambda: engine.run(ctx, str(namespace), name, uid, log), log)
+    ctx.wakeups.poke(uid)
