@@ -88,7 +88,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="engine")
-def engine_probe(memo: kopf.Memo, **_: Any) -> dict[str, int]:
+async def engine_probe(memo: kopf.Memo, **_: Any) -> dict[str, int]:
     """Part of kopf's liveness answer (`/healthz` on the health port): what the engine holds."""
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is None:

@@ -1,4 +1,8 @@
-"""Watches of the objects the engine waits on: they only wake the owner's engine."""
+"""Watches of the objects the engine waits on: they only wake the owner's engine.
+
+All handlers are async: kopf runs sync handlers in a thread pool, and an
+operator that needs no threads should not pay for them (memory arenas, switches).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def _ours(labels: kopf.Labels, **_: Any) -> bool:
 
 
 @kopf.on.event("apps", "v1", "statefulsets", when=_ours)
-def statefulset_changed(
+async def statefulset_changed(
     event: kopf.RawEvent, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     """Keep the latest body of each clone's StatefulSet, so the engine needs no GET."""
@@ -39,7 +43,7 @@ def statefulset_changed(
 
 
 @kopf.on.event("", "v1", "persistentvolumeclaims", when=_ours)
-def pvc_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+async def pvc_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     """A cloned volume got bound (or not): the owner's engine looks again."""
     uid = _owner_uid(labels)
     if uid:
@@ -47,7 +51,7 @@ def pvc_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "nodes")
-def node_changed(
+async def node_changed(
     event: kopf.RawEvent, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     """Keep the node → region table the region checks use."""

@@ -97,7 +97,8 @@ class Kube:
         except ConfigException:
             await config.load_kube_config()
         configuration = client.Configuration.get_default_copy()
-        configuration.connection_pool_maxsize = 64
+        # Enough parallelism for bursts; every connection costs TLS and read buffers.
+        configuration.connection_pool_maxsize = 40
         return cls(api=client.ApiClient(configuration))
 
     async def close(self) -> None:
