@@ -63,7 +63,7 @@ async def drive(
                 log.info("its namespace is being deleted, and it with it: nothing more to do")
                 return
             except Exception:
-                metrics.reconcile_error(kind)  # kopf logs it and runs the daemon again
+                metrics.reconcile_error(kind)  # the task is logged and started again
                 raise
             if wait is None:
                 return

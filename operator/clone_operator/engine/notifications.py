@@ -1,7 +1,7 @@
 """Outcome emails of CloningOperations: one background worker per terminal operation.
 
 The engine's `finish` step starts the worker once the terminal phase is written
-(`start`), and keeps the operation un-finalized — so its kopf daemon alive, also
+(`start`), and keeps the operation un-finalized — so its engine task alive, also
 across restarts — until every recipient is settled. The worker never touches the
 phase: it writes only `status.notifications[]`, so delivery cannot change an
 outcome, and it runs beside the reconcile loop, never in it.

@@ -316,7 +316,7 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     mark finalized.
 
     Finalizing waits until every notification is settled: until then the operation's
-    daemon stays (kopf runs it while `status.finalized` is not true), also across
+    engine task stays (it runs while `status.finalized` is not true), also across
     restarts, which start the delivery worker again. The worker runs beside this
     loop (engine.notifications), writes only `status.notifications`, and pokes the
     loop when it ends. Every terminal phase is told, Canceled included: whoever waits
