@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,3 +33,16 @@ class Context:
     runners: Runners = field(default_factory=Runners)
     """The engine task of each unfinished resource."""
     """Operation uid → its running notification delivery worker (engine.notifications)."""
+
+    def follow(
+        self,
+        event_type: str | None,
+        finalized: bool,
+        uid: str,
+        run: Callable[[], Coroutine[Any, Any, None]],
+        log: logging.Logger,
+    ) -> None:
+        """A watch event of a resource: make sure its engine runs, and wake it."""
+        if event_type != "DELETED" and not finalized:
+            self.runners.ensure(uid, run, log)
+        self.wakeups.poke(uid)

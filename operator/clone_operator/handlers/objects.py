@@ -26,6 +26,5 @@ async def clone_object_changed(
 ) -> None:
     """Created, changed, or seen at startup: make sure its engine runs."""
     ctx = memo.ctx
-    if type != "DELETED" and not body.get("status", {}).get("finalized"):
-        ctx.runners.ensure(uid, lambda: engine.run(ctx, str(namespace), name, uid, log), log)
-    ctx.wakeups.poke(uid)
+    finalized = bool(body.get("status", {}).get("finalized"))
+    ctx.follow(type, finalized, uid, lambda: engine.run(ctx, str(namespace), name, uid, log), log)
