@@ -193,28 +193,8 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         return await clone_cluster(ctx, obj, log)
     try:
         created = await ensure_copy(ctx, obj)
-    except object_builders.CopyError as e:
-        return await fail(ctx, obj, Reason.INVALID_SOURCE, str(e), log)
-    except _SourceGone as e:
-        return await fail(ctx, obj, Reason.SOURCE_NOT_FOUND, str(e), log)
-    except clusters.TargetExists as e:
-        return await fail(ctx, obj, Reason.DESTINATION_EXISTS, str(e), log)
-    except Invalid as e:
-        return await fail(
-            ctx,
-            obj,
-            Reason.INVALID_DESTINATION,
-            f"the API server refused the {obj.kind.value} built from the source and options: {e.message}",
-            log,
-        )
-    except NotFound:
-        return await fail(
-            ctx,
-            obj,
-            Reason.NAMESPACE_NOT_FOUND,
-            f"destination namespace {obj.destination_namespace} does not exist",
-            log,
-        )
+    except CLONE_ERRORS as e:
+        return await fail(ctx, obj, *failure_of(obj, e), log)
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM and not decide.pvc_bound(created):
         ctx.targets.pop(obj.owner.uid, None)
         return 5.0  # the PVC watch wakes us sooner
@@ -232,8 +212,35 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     return AGAIN
 
 
-class _SourceGone(Exception):
-    pass
+CLONE_ERRORS = (
+    object_builders.CopyError,
+    cluster_builders.BuildError,
+    clusters.SourceNotFound,
+    clusters.TargetExists,
+    Invalid,
+    NotFound,
+)
+
+
+def failure_of(obj: CloneObject, error: Exception) -> tuple[Reason, str]:
+    """The reason and the message a user can act on, for an error of a clone."""
+    if isinstance(error, object_builders.CopyError | cluster_builders.BuildError):
+        return Reason.INVALID_SOURCE, str(error)
+    if isinstance(error, clusters.SourceNotFound):
+        return Reason.SOURCE_NOT_FOUND, str(error)
+    if isinstance(error, clusters.TargetExists):
+        return Reason.DESTINATION_EXISTS, str(error)
+    if isinstance(error, Invalid):
+        return (
+            Reason.INVALID_DESTINATION,
+            f"the API server refused the {obj.kind.value} built from the source and options: "
+            f"{error.message}",
+        )
+    # NotFound on create: the destination namespace is missing.
+    return (
+        Reason.NAMESPACE_NOT_FOUND,
+        f"destination namespace {obj.destination_namespace} does not exist",
+    )
 
 
 async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
@@ -248,7 +255,7 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
         obj.kind.api_version, obj.kind.value, obj.namespace, obj.spec.source.name
     )
     if source is None:
-        raise _SourceGone(
+        raise clusters.SourceNotFound(
             f"source {obj.kind.value} {obj.namespace}/{obj.spec.source.name} no longer exists"
         )
     size = None
@@ -311,20 +318,8 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
             if obj.spec.options.overrides:
                 objects[-1] = object_builders.merge_patch(objects[-1], obj.spec.options.overrides)
             await clusters.ensure(ctx.kube, objects, owner)
-        except clusters.SourceNotFound as e:
-            return await fail(ctx, obj, Reason.SOURCE_NOT_FOUND, str(e), log)
-        except cluster_builders.BuildError as e:
-            return await fail(ctx, obj, Reason.INVALID_SOURCE, str(e), log)
-        except clusters.TargetExists as e:
-            return await fail(ctx, obj, Reason.DESTINATION_EXISTS, str(e), log)
-        except Invalid as e:
-            return await fail(
-                ctx,
-                obj,
-                Reason.INVALID_DESTINATION,
-                f"the API server refused the StatefulSet built from the source and options: {e.message}",
-                log,
-            )
+        except CLONE_ERRORS as e:
+            return await fail(ctx, obj, *failure_of(obj, e), log)
         return AGAIN
     ready, desired, done = cluster_decide.target_ready(sts)
     if done:
