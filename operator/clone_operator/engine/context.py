@@ -37,12 +37,19 @@ class Context:
     def follow(
         self,
         event_type: str | None,
-        finalized: bool,
+        body: dict[str, Any],
         uid: str,
         run: Callable[[], Coroutine[Any, Any, None]],
         log: logging.Logger,
     ) -> None:
-        """A watch event of a resource: make sure its engine runs, and wake it."""
+        """A watch event of a resource: make sure its engine runs, and wake it.
+
+        A task being started reads the object from the event instead of a GET; if
+        it is stale, the guarded status write notices (and rebases or reads anew).
+        """
+        finalized = bool((body.get("status") or {}).get("finalized"))
         if event_type != "DELETED" and not finalized:
+            if not self.runners.running(uid):
+                self.fresh.setdefault(uid, body)
             self.runners.ensure(uid, run, log)
         self.wakeups.poke(uid)

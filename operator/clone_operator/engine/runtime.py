@@ -90,6 +90,10 @@ class Runners:
 
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
+    def running(self, uid: str) -> bool:
+        task = self.tasks.get(uid)
+        return task is not None and not task.done()
+
     def ensure(
         self, uid: str, run: Callable[[], Coroutine[Any, Any, None]], log: logging.Logger
     ) -> None:

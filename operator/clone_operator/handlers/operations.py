@@ -26,5 +26,4 @@ async def operation_changed(
 ) -> None:
     """Created, changed (a cancel), or seen at startup: make sure its engine runs."""
     ctx = memo.ctx
-    finalized = bool(body.get("status", {}).get("finalized"))
-    ctx.follow(type, finalized, uid, lambda: engine.run(ctx, str(namespace), name, uid, log), log)
+    ctx.follow(type, dict(body), uid, lambda: engine.run(ctx, str(namespace), name, uid, log), log)
