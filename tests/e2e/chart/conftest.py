@@ -6,10 +6,7 @@ after it) and is uninstalled after the test.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +17,7 @@ import pytest
 import yaml
 
 from tests.cluster import localcluster
-from tests.e2e.kube import Kubectl, wait_for
+from tests.e2e.kube import Kubectl
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "helm" / "clone-operator"
@@ -134,52 +131,3 @@ def can_i(admin: Kubectl, sa: str, verb: str, resource: str, namespace: str | No
     answer = result.stdout.strip()
     assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}"
     return answer == "yes"
-
-
-class SaOperator:
-    """`python -m clone_operator run --dev` as a child process with a given kubeconfig.
-
-    Kept here rather than reusing the session's operator helper so that these
-    tests control the process's credentials and environment completely.
-    """
-
-    def __init__(self, kubeconfig: Path, env: dict[str, str], log_path: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "clone_operator", "run", "--dev"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        wait_for("the operator to log that it started", self.started, timeout=timeout)
-
-    def started(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"the operator exited with {self.proc.returncode}:\n{self.log()[-3000:]}"
-            )
-        return "clone-operator started" in self.log()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

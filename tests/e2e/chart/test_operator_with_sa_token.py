@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.chart.conftest import Release, SaOperator
+from tests.conftest import OperatorProcess
+from tests.e2e.chart.conftest import Release
 from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +33,7 @@ def phase(kubectl: Kubectl, name: str) -> str | None:
     return (op.get("status") or {}).get("phase")
 
 
-def run_clone(kubectl: Kubectl, proc: SaOperator) -> dict[str, object]:
+def run_clone(kubectl: Kubectl, proc: OperatorProcess) -> dict[str, object]:
     kubectl.apply(statefulset("src", replicas=1))
     wait_for("the source to be ready", lambda: ready_replicas(kubectl, "src") == 1, timeout=90)
     kubectl.apply(
@@ -51,7 +52,7 @@ def run_clone(kubectl: Kubectl, proc: SaOperator) -> dict[str, object]:
         ),
         timeout=120,
     )
-    assert proc.alive(), f"the operator died:\n{proc.log()[-3000:]}"
+    assert proc.running(), f"the operator died:\n{proc.log()[-3000:]}"
     return final
 
 
@@ -82,11 +83,10 @@ def test_operator_with_chart_sa_token_reconciles(
         f"--clusterrole={scan}",
         f"--serviceaccount={namespace}:{release.fullname}",
     )
-    proc = SaOperator(
-        config, {"CLONE_OPERATOR_NAMESPACES": json.dumps([namespace])}, tmp_path / "operator.log"
-    )
+    proc = OperatorProcess(config)
+    env = {"CLONE_OPERATOR_NAMESPACES": json.dumps([namespace])}
     try:
-        proc.start()
+        proc.ensure(env)
         assert f"namespaces={namespace}" in proc.log()
         final = run_clone(kubectl, proc)
         status = final["status"]
@@ -106,11 +106,10 @@ def test_operator_with_namespaced_rbac_starts(
 ) -> None:
     release.install(**{"crds.enabled": "false", "watchNamespaces": json.dumps([namespace])})
     config = sa_kubeconfig(admin, namespace, release.fullname, tmp_path / "sa.kubeconfig")
-    proc = SaOperator(
-        config, {"CLONE_OPERATOR_NAMESPACES": json.dumps([namespace])}, tmp_path / "operator.log"
-    )
+    proc = OperatorProcess(config)
+    env = {"CLONE_OPERATOR_NAMESPACES": json.dumps([namespace])}
     try:
-        proc.start(timeout=30)
+        proc.ensure(env)
     finally:
         proc.stop()
     assert "clone-operator started" in proc.log()
