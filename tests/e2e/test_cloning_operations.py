@@ -448,3 +448,26 @@ def test_spec_is_immutable_except_cancel(
     # A new operation (no status yet) may still be canceled.
     kubectl("patch", "cloningoperation", "frozen", "--type=merge", "-p", '{"spec":{"cancel":true}}')
     assert kubectl.get("cloningoperation", "frozen")["spec"]["cancel"] is True
+
+
+def test_deleting_an_unfinished_operation_removes_its_partial_target(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    operator.ensure({**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
+    source_cluster(kubectl, "half", replicas=1)
+    kubectl("patch", "statefulset", "half", "--type=merge", "-p",
+            json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}))  # fmt: skip
+    kubectl.apply(operation("doomed", "half"))
+    target = wait_phase(kubectl, "doomed", {"InProgress"})["targetCluster"]
+    uid = uid_of(kubectl, "cloningoperation", "doomed")
+    wait_for("the partial target", lambda: kubectl.get("statefulset", target))
+    # No finalizer: the operation goes at once, even with the operator down.
+    operator.stop()
+    kubectl("delete", "cloningoperation", "doomed", "--wait=true", "--timeout=15s")
+    # The garbage collector follows the owner references to what it created.
+    wait_for(
+        "the partial target to be collected",
+        lambda: owned(kubectl, uid) == {k: [] for k in OWNED_KINDS},
+    )
+    assert kubectl.get("lease", "cloning-lock-half") is None
+    assert kubectl.get("statefulset", "half") is not None  # the source is never touched
