@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 
 from clone_operator.api.common import (
     CamelModel,
-    Condition,
+    Conditions,
     DNSLabel,
     DNSSubdomain,
     ShortText,
@@ -169,16 +169,7 @@ class CloneObjectStatus(CamelModel):
     """When the operator first saw the CloneObject."""
     updated_at: Timestamp | None = None
     """When the status last changed."""
-    conditions: Annotated[
-        list[Condition],
-        Field(
-            max_length=16,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-        ),
-    ] = []
+    conditions: Conditions = []
     """Latest observations: `Ready`, `Failed`."""
     observed_generation: int | None = None
     """The .metadata.generation the status reflects."""

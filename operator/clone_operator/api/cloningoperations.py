@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, JsonValue, StringConstraints
 
 from clone_operator.api.common import (
     CamelModel,
-    Condition,
+    Conditions,
     DNSLabel,
     EmailAddress,
     ImageTag,
@@ -17,6 +17,7 @@ from clone_operator.api.common import (
     ShortText,
     StatefulSetName,
     Timestamp,
+    keyed_list,
 )
 
 KIND = "CloningOperation"
@@ -228,28 +229,13 @@ class CloningOperationStatus(CamelModel):
     """CamelCase reason of the current phase, e.g. `AnotherOperationActive`."""
     message: ShortText | None = None
     """Human-readable explanation of the current phase."""
-    conditions: Annotated[
-        list[Condition],
-        Field(
-            max_length=16,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-        ),
-    ] = []
+    conditions: Conditions = []
     """Latest observations: `Ready`, `Progressing`, `Failed`."""
     observed_generation: int | None = None
     """The .metadata.generation the status reflects."""
     notifications: Annotated[
         list[Notification],
-        Field(
-            max_length=20,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["address"],
-            },
-        ),
+        keyed_list("address", 20),
     ] = []
     """Delivery of the outcome email (Succeeded, Failed or Canceled), one entry per address of
     spec.notificationEmailAddresses. Delivery never changes the phase; each address is sent at

@@ -53,6 +53,14 @@ Timestamp = Annotated[
 ShortText = Annotated[str, StringConstraints(max_length=32768)]
 
 
+def keyed_list(key: str, max_items: int) -> Any:
+    """A list that Kubernetes merges as a map keyed by `key` (listType=map)."""
+    return Field(
+        max_length=max_items,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]},
+    )
+
+
 def now_rfc3339() -> str:
     """The current time as RFC 3339 in UTC with a `Z`, as Kubernetes writes it."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -88,3 +96,6 @@ class Condition(CamelModel):
     """When the condition last changed its status."""
     observed_generation: int | None = None
     """The .metadata.generation this condition was set for."""
+
+
+Conditions = Annotated[list[Condition], keyed_list("type", 16)]
