@@ -178,3 +178,9 @@ def sa_kubeconfig(admin: Kubectl, namespace: str, sa: str, path: Path) -> Path:
         )
     )
     return path
+
+
+def make_unplaceable(kubectl: Kubectl, statefulset_name: str) -> None:
+    """Give a ready source a pod template no node can take: its clones cannot be scheduled."""
+    patch = {"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}
+    kubectl("patch", "statefulset", statefulset_name, "--type=merge", "-p", json.dumps(patch))

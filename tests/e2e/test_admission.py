@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import Kubectl, statefulset, wait_for
+from tests.e2e.kube import Kubectl, make_unplaceable, statefulset, wait_for
 from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
 
 pytestmark = pytest.mark.e2e
@@ -71,14 +70,7 @@ def test_second_active_operation_is_refused_at_apply(
     webhook: OperatorProcess, kubectl: Kubectl
 ) -> None:
     source_cluster(kubectl, "stuck", replicas=1)
-    kubectl(
-        "patch",
-        "statefulset",
-        "stuck",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}),
-    )
+    make_unplaceable(kubectl, "stuck")
     kubectl.apply(operation("first", "stuck"))
     wait_phase(
         kubectl, "first", {"InProgress"}

@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import localcluster
 from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import Kubectl, ready_replicas, statefulset, wait_for
+from tests.e2e.kube import Kubectl, make_unplaceable, ready_replicas, statefulset, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -186,14 +186,7 @@ def test_cancel_pending_then_refused_once_in_progress(
     source_cluster(kubectl, "api", replicas=1)
     # A clone whose pods can't be scheduled: the source's template gets an impossible selector.
     source_cluster(kubectl, "stuck", replicas=1)
-    kubectl(
-        "patch",
-        "statefulset",
-        "stuck",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}),
-    )
+    make_unplaceable(kubectl, "stuck")
     kubectl.apply(operation("holder", "stuck"))
     wait_phase(kubectl, "holder", {"InProgress"})
     kubectl.apply(operation("queued", "web"))
@@ -303,14 +296,7 @@ def test_failures_are_explained_and_leave_nothing_behind(
     wait_finalized(kubectl, "alias")
 
     # Pods that cannot be scheduled fail the operation, and its partial target is removed.
-    kubectl(
-        "patch",
-        "statefulset",
-        "src",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}),
-    )
+    make_unplaceable(kubectl, "src")
     kubectl.apply(operation("unplaceable", "src"))
     st = wait_phase(kubectl, "unplaceable", TERMINAL, timeout=60)
     assert (st["phase"], st["reason"]) == ("Failed", "PodsCannotStart")
@@ -455,8 +441,7 @@ def test_deleting_an_unfinished_operation_removes_its_partial_target(
 ) -> None:
     operator.ensure({**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
     source_cluster(kubectl, "half", replicas=1)
-    kubectl("patch", "statefulset", "half", "--type=merge", "-p",
-            json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}))  # fmt: skip
+    make_unplaceable(kubectl, "half")
     kubectl.apply(operation("doomed", "half"))
     target = wait_phase(kubectl, "doomed", {"InProgress"})["targetCluster"]
     uid = uid_of(kubectl, "cloningoperation", "doomed")
