@@ -308,14 +308,22 @@ def _provisioner_alive(p: Paths) -> bool:
 def _start_provisioner(p: Paths) -> None:
     if _provisioner_alive(p):
         return
-    log = p.provisioner_log.open("a")
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "provisioner.py"), "--kubeconfig", str(p.kubeconfig)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    p.provisioner_pid.write_text(str(proc.pid))
+    # A daemon that outlives this process (and the pytest session that may start
+    # it): spawned without a Popen handle, so nothing here is left open or
+    # reported as "subprocess still running" when this process lets go of it.
+    argv = [sys.executable, str(HERE / "provisioner.py"), "--kubeconfig", str(p.kubeconfig)]
+    with p.provisioner_log.open("a") as log:
+        pid = os.posix_spawn(
+            sys.executable,
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+            ],
+            setsid=True,
+        )
+    p.provisioner_pid.write_text(str(pid))
 
 
 def _stop_provisioner(p: Paths) -> None:

@@ -262,14 +262,20 @@ def test_uninstall_keeps_crds_and_user_resources(
     release: Release, admin: Kubectl, kubectl: Kubectl, namespace: str, crds: None
 ) -> None:
     names = ["cloningoperations.cloning.dev", "cloneobjects.cloning.dev"]
-    # CRDs applied with kubectl (the session's `crds` fixture) are adopted the
-    # way Helm documents: its ownership label and annotations.
-    for crd in names:
-        admin("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    policies = [f"{name}-requester" for name in names]
+    shipped = [("crd", n) for n in names] + [
+        (kind, p)
+        for p in policies
+        for kind in ("validatingadmissionpolicy", "validatingadmissionpolicybinding")
+    ]
+    # CRDs and policies applied with kubectl (the session's `crds` fixture) are
+    # adopted the way Helm documents: its ownership label and annotations.
+    for kind, name in shipped:
+        admin("label", kind, name, "app.kubernetes.io/managed-by=Helm", "--overwrite")
         admin(
             "annotate",
-            "crd",
-            crd,
+            kind,
+            name,
             f"meta.helm.sh/release-name={release.name}",
             f"meta.helm.sh/release-namespace={namespace}",
             "--overwrite",
@@ -279,8 +285,11 @@ def test_uninstall_keeps_crds_and_user_resources(
         assert {
             d["metadata"]["name"] for d in by_kind(release.manifest(), "CustomResourceDefinition")
         } == set(names)
-        for crd in names:
-            annotations = admin.get("crd", crd)["metadata"]["annotations"]
+        assert {
+            d["metadata"]["name"] for d in by_kind(release.manifest(), "ValidatingAdmissionPolicy")
+        } == set(policies)
+        for kind, name in shipped:
+            annotations = admin.get(kind, name)["metadata"]["annotations"]
             assert annotations["helm.sh/resource-policy"] == "keep"
         op = {
             "apiVersion": "cloning.dev/v1alpha1",
@@ -294,8 +303,8 @@ def test_uninstall_keeps_crds_and_user_resources(
         uninstalled = release.helm("uninstall", release.name, "--namespace", namespace, "--wait")
         release.installed = False
         assert "kept due to the resource policy" in uninstalled.stdout + uninstalled.stderr
-        for crd in names:
-            assert admin.get("crd", crd) is not None
+        for kind, name in shipped:
+            assert admin.get(kind, name) is not None
         kept = kubectl.get("cloningoperation", "users-op")
         assert kept is not None
         assert kept["metadata"]["uid"] == uid
@@ -450,3 +459,27 @@ def test_checkov_passes_on_the_rendered_chart(helm: Helm, tmp_path: Path) -> Non
     assert weak.returncode != 0
     assert "CKV_K8S_22" in weak.stdout  # read-only root filesystem
     assert "CKV_K8S_20" in weak.stdout  # allowPrivilegeEscalation
+
+
+def test_user_roles_aggregate_into_edit_only_with_the_rights_policies(helm: Helm) -> None:
+    """The cloner role can join `edit` because the policies bound every clone to
+    its requester's own rights; without those policies it must stay apart."""
+
+    def roles(*args: str) -> dict[str, dict[str, Any]]:
+        docs = helm.template("-n", "clone-operator", *args)
+        return {d["metadata"]["name"].rsplit("-", 1)[-1]: d for d in by_kind(docs, "ClusterRole")}
+
+    with_policies = roles()
+    assert {"ValidatingAdmissionPolicy"} <= {d["kind"] for d in helm.template("-n", "x")}
+    cloner, viewer = with_policies["cloner"], with_policies["viewer"]
+    assert cloner["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    [custom, status] = cloner["rules"]
+    assert custom["resources"] == ["cloningoperations", "cloneobjects"]
+    assert status["verbs"] == ["get"]  # status is the operator's to write
+    assert all(r["apiGroups"] == ["cloning.dev"] for r in cloner["rules"] + viewer["rules"])
+
+    without = roles("--set", "crds.enabled=false")
+    for role in (without["cloner"], without["viewer"]):
+        assert not any("aggregate-to" in key for key in role["metadata"]["labels"])
+    assert "cloner" not in roles("--set", "rbac.userRoles=false")
