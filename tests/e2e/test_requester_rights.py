@@ -39,16 +39,16 @@ class Requester:
     def username(self) -> str:
         return f"system:serviceaccount:{self.home}:{self.name}"
 
-    def allow(self, namespace: str, verb: str, resource: str) -> None:
-        """Grant one verb on one resource (`secrets`, `statefulsets.apps`) in a namespace."""
-        role = f"{self.name}-{verb}-{resource.replace('.', '-')}"
+    def allow(self, namespace: str, verbs: str, resource: str) -> None:
+        """Grant verbs (`get,create`) on one resource (`secrets`, `statefulsets.apps`)."""
+        role = f"{self.name}-{verbs.replace(',', '-')}-{resource.replace('.', '-')}"
         admin = self.admin.in_namespace(namespace)
-        admin("create", "role", role, f"--verb={verb}", f"--resource={resource}")
+        admin("create", "role", role, f"--verb={verbs}", f"--resource={resource}")
         admin("create", "rolebinding", role, f"--role={role}",
               f"--serviceaccount={self.home}:{self.name}")  # fmt: skip
         wait_for(
-            f"{self.name} to be allowed to {verb} {resource} in {namespace}",
-            lambda: self.can_i(verb, resource, namespace),
+            f"{self.name} to be allowed to {verbs} {resource} in {namespace}",
+            lambda: all(self.can_i(v, resource, namespace) for v in verbs.split(",")),
         )
 
     def can_i(self, verb: str, resource: str, namespace: str) -> bool:
@@ -71,26 +71,28 @@ def requester(admin: Kubectl, namespace: str, tmp_path: Path) -> Requester:
     admin.in_namespace(namespace)("create", "serviceaccount", name)
     token_only = sa_kubeconfig(admin, namespace, name, tmp_path / "kubeconfig")
     who = Requester(name, namespace, admin, Kubectl(admin.binary, token_only, namespace))
-    who.allow(namespace, "create", "cloneobjects.cloning.dev")
-    who.allow(namespace, "create", "cloningoperations.cloning.dev")
+    # `kubectl apply` reads before it creates: get and create, as the cloner role grants.
+    who.allow(namespace, "get,create", "cloneobjects.cloning.dev")
+    who.allow(namespace, "get,create", "cloningoperations.cloning.dev")
     return who
 
 
-def clone_object(name: str, kind: str, source: str, **options: Any) -> dict[str, Any]:
+def clone_object(object_name: str, kind: str, source: str, **options: Any) -> dict[str, Any]:
     return {
         "apiVersion": "cloning.dev/v1alpha1",
         "kind": "CloneObject",
-        "metadata": {"name": name},
+        "metadata": {"name": object_name},
         "spec": {"source": {"kind": kind, "name": source}, "options": options},
     }
 
 
-def refused(requester: Requester, manifest: dict[str, Any], *fragments: str) -> str:
-    """Apply as the requester; assert the API server refused it naming each fragment."""
+def refused(requester: Requester, manifest: dict[str, Any], missing: str, *also: str) -> str:
+    """Apply as the requester; assert the API server refused it (403), naming the first
+    `missing` permission after 'cannot', and mentioning each of `also`."""
     result = requester.kubectl.apply(manifest, check=False)
     assert result.returncode != 0, f"{manifest['metadata']['name']} was admitted"
-    assert "Forbidden" in result.stderr or "forbidden" in result.stderr, result.stderr
-    for fragment in (f'User "{requester.username}" cannot', *fragments):
+    assert "Error from server (Forbidden)" in result.stderr, result.stderr
+    for fragment in (f'User "{requester.username}" cannot {missing};', *also):
         assert fragment in result.stderr, result.stderr
     kind = manifest["kind"].lower()
     assert requester.kubectl.get(kind, manifest["metadata"]["name"]) is None
@@ -123,8 +125,10 @@ def test_a_secret_is_cloned_only_by_who_may_read_it_and_write_there(
     assert kubectl.in_namespace(other_namespace).get("secret", "loot") is None
 
     requester.allow(kubectl.namespace or "", "get", "secrets")
-    message = refused(requester, steal(other_namespace), "create secrets")
-    assert "get secrets" not in message  # only what is still missing is named
+    message = refused(
+        requester, steal(other_namespace), f'create secrets in the namespace "{other_namespace}"'
+    )
+    assert "cannot get secrets" not in message  # only what is still missing
 
     requester.allow(other_namespace, "create", "secrets")
     requester.kubectl.apply(steal(other_namespace))
@@ -218,6 +222,7 @@ def test_refusals_hold_with_the_operator_and_its_webhook_down(
         requester,
         clone_object("copy", "ConfigMap", "absent", namespace=other_namespace),
         f'get configmaps "absent" in the namespace "{home}"',
+        f'cloning a ConfigMap needs: get configmaps "absent" in the namespace "{home}", '
         f'create configmaps in the namespace "{other_namespace}"',
     )
     refused(
@@ -226,7 +231,10 @@ def test_refusals_hold_with_the_operator_and_its_webhook_down(
         f'get persistentvolumeclaims "data-db-0" in the namespace "{home}"',
     )
     refused(
-        requester, operation("db-clone", "db"), "get statefulsets.apps", "create statefulsets.apps"
+        requester,
+        operation("db-clone", "db"),
+        f'get statefulsets.apps "db" in the namespace "{home}"',
+        f'create statefulsets.apps in the namespace "{home}"',
     )
     assert kubectl.in_namespace(other_namespace).get("secret", "loot") is None
     assert [s["metadata"]["name"] for s in kubectl.items("statefulset")] == ["db"]
@@ -242,17 +250,30 @@ def test_the_requester_is_recorded_and_cannot_be_forged(
     requester.allow(home, "get", "configmaps")
     requester.allow(home, "create", "configmaps")
 
+    # Webhook up: whatever the creator writes, the record is the API server's user name.
     forged = clone_object("forged", "ConfigMap", "settings")
     forged["metadata"]["annotations"] = {REQUESTED_BY: "system:admin"}
-    refused(requester, forged, f"{REQUESTED_BY}] must be omitted or be your own user name")
-
-    requester.kubectl.apply(clone_object("honest", "ConfigMap", "settings"))
-    honest = kubectl.get("cloneobject", "honest")
-    assert honest["metadata"]["annotations"][REQUESTED_BY] == requester.username
+    requester.kubectl.apply(forged)
+    recorded = kubectl.get("cloneobject", "forged")["metadata"]["annotations"][REQUESTED_BY]
+    assert recorded == requester.username
 
     rewrite = kubectl(
-        "annotate", "cloneobject", "honest", f"{REQUESTED_BY}=someone-else", "--overwrite",
+        "annotate", "cloneobject", "forged", f"{REQUESTED_BY}=someone-else", "--overwrite",
         check=False,
     )  # fmt: skip
     assert rewrite.returncode != 0
     assert "records who created this resource" in rewrite.stderr
+    removal = kubectl("annotate", "cloneobject", "forged", f"{REQUESTED_BY}-", check=False)
+    assert "records who created this resource" in removal.stderr
+
+    # Webhook down: nothing is recorded, and a forged record is refused by the policy.
+    webhook.stop()
+    forged["metadata"]["name"] = "forged-while-down"
+    result = requester.kubectl.apply(forged, check=False)
+    assert f"{REQUESTED_BY}] must be omitted or be your own user name" in result.stderr
+    assert kubectl.get("cloneobject", "forged-while-down") is None
+    requester.kubectl.apply(clone_object("unrecorded", "ConfigMap", "settings"))
+    unrecorded = kubectl.get("cloneobject", "unrecorded")["metadata"]
+    assert REQUESTED_BY not in (unrecorded.get("annotations") or {})
+    late = kubectl("annotate", "cloneobject", "unrecorded", f"{REQUESTED_BY}=x", check=False)
+    assert "records who created this resource" in late.stderr  # cannot be added later

@@ -52,7 +52,7 @@ def test_each_kind_is_listed_in_the_cloneobject_policy_with_its_source_name() ->
     [cloneobject] = [p for p in policies.POLICIES if p.kind == "CloneObject"]
     for kind in SourceKind:
         assert f"'{kind.value}': [" in cloneobject.required
-    assert cloneobject.required.count("'name': object.spec.source.name") == len(SourceKind)
+    assert cloneobject.required.count("'name': string(object.spec.source.name)") == len(SourceKind)
 
 
 def test_policies_are_written_beside_the_crds_as_readable_yaml() -> None:

@@ -98,8 +98,12 @@ def _cel_rights(rights: tuple[Right, ...], source_name: str) -> str:
     """A CEL list of permission maps; namespaces and names are CEL expressions."""
     items = []
     for right in rights:
-        namespace = "request.namespace" if right.where is Where.SOURCE else "variables.destination"
-        name = source_name if right.where is Where.SOURCE else "''"
+        # string(…): CEL types a map literal by its values; a `dyn` beside string
+        # literals (fields of `object`, variables) does not type-check otherwise.
+        if right.where is Where.SOURCE:
+            namespace, name = "string(request.namespace)", f"string({source_name})"
+        else:
+            namespace, name = "string(variables.destination)", "''"
         items.append(
             "{"
             f"'verb': {_cel_string(right.verb)}, 'group': {_cel_string(right.group)}, "
@@ -109,20 +113,44 @@ def _cel_rights(rights: tuple[Right, ...], source_name: str) -> str:
     return "[\n  " + ",\n  ".join(items) + "\n]"
 
 
-_MISSING = (
-    "variables.required.filter(p,\n"
-    "  !authorizer.group(p.group).resource(p.resource).namespace(p.namespace)"
-    ".name(p.name).check(p.verb).allowed())"
-)
+def _allowed(right: str) -> str:
+    """CEL: may the requesting user do what the permission map `right` says?"""
+    return (
+        f"authorizer.group({right}.group).resource({right}.resource)"
+        f".namespace({right}.namespace).name({right}.name).check({right}.verb).allowed()"
+    )
 
-# 'User "alice" cannot get secrets "db" in the namespace "a"', as the API server words a 403.
-_MISSING_MESSAGE = (
-    "'User \"' + request.userInfo.username + '\" cannot ' + variables.missing.map(p,\n"
-    "  p.verb + ' ' + p.resource + (p.group == '' ? '' : '.' + p.group)\n"
-    "  + (p.name == '' ? '' : ' \"' + p.name + '\"')\n"
-    "  + ' in the namespace \"' + p.namespace + '\"').join(', ')\n"
-    "+ "
-)
+
+def _described(right: str) -> str:
+    """CEL: 'get secrets "db" in the namespace "a"', as the API server words a 403."""
+    return (
+        f"{right}.verb + ' ' + {right}.resource + ({right}.group == '' ? '' : '.' + {right}.group)"
+        f" + ({right}.name == '' ? '' : ' \"' + {right}.name + '\"')"
+        f" + ' in the namespace \"' + {right}.namespace + '\"'"
+    )
+
+
+def _rights_validations(purpose: str) -> list[dict[str, Any]]:
+    """One validation per required permission, by position.
+
+    The API server evaluates `messageExpression` without the authorizer (nor any
+    variable that uses it), so a message cannot list what is missing; each
+    validation checks one permission and its message names it, followed by the
+    whole requirement (`variables.needs`, plain text). The API server reports the
+    first missing permission.
+    """
+    most = max(len(rights) for rights in REQUIRED_RIGHTS.values())
+    return [
+        {
+            "expression": f"request.operation != 'CREATE' || size(variables.required) <= {i} ||\n"
+            + _allowed(f"variables.required[{i}]"),
+            "messageExpression": "'User \"' + request.userInfo.username + '\" cannot ' + "
+            f"variables.needs[{i}]\n+ '; ' + {purpose} + ': ' + variables.needs.join(', ')",
+            "reason": "Forbidden",
+        }
+        for i in range(most)
+    ]
+
 
 _RECORDED = f"object.metadata.?annotations[?{_cel_string(REQUESTED_BY)}]"
 _RECORDED_BEFORE = f"oldObject.metadata.?annotations[?{_cel_string(REQUESTED_BY)}]"
@@ -155,7 +183,7 @@ class PolicyDefinition:
     required: str
     """CEL: the list of permission maps the creator must hold."""
     purpose: str
-    """CEL: what the request is, ending the refusal message."""
+    """CEL: what the request needs, introducing the list of permissions in a refusal."""
 
     @property
     def name(self) -> str:
@@ -176,16 +204,14 @@ POLICIES = [
         kind=cloneobjects.KIND,
         destination="object.spec.?options.?namespace.orValue(request.namespace)",
         required=_cloneobject_required(),
-        purpose="'; cloning a ' + object.spec.source.kind + ' needs get on the source and create "
-        "in the destination namespace'",
+        purpose="'cloning a ' + object.spec.source.kind + ' needs'",
     ),
     PolicyDefinition(
         plural=cloningoperations.PLURAL,
         kind=cloningoperations.KIND,
         destination="request.namespace",
         required=_cel_rights(REQUIRED_RIGHTS[SourceKind.STATEFUL_SET], "object.spec.sourceCluster"),
-        purpose="'; cloning a cluster needs get on its StatefulSet and create on statefulsets, "
-        "services and persistentvolumeclaims in its namespace'",
+        purpose="'cloning a cluster needs'",
     ),
 ]
 
@@ -215,16 +241,9 @@ def policy(definition: PolicyDefinition) -> dict[str, Any]:
             "variables": [
                 {"name": "destination", "expression": definition.destination},
                 {"name": "required", "expression": definition.required},
-                {"name": "missing", "expression": _MISSING},
+                {"name": "needs", "expression": f"variables.required.map(p,\n  {_described('p')})"},
             ],
-            "validations": [
-                {
-                    "expression": "request.operation != 'CREATE' || size(variables.missing) == 0",
-                    "messageExpression": _MISSING_MESSAGE + definition.purpose,
-                    "reason": "Forbidden",
-                },
-                *_REQUESTER_VALIDATIONS,
-            ],
+            "validations": [*_rights_validations(definition.purpose), *_REQUESTER_VALIDATIONS],
         },
     }
 

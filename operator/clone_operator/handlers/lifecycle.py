@@ -28,7 +28,9 @@ def post_event(body: dict[str, Any], reason: str, message: str, warning: bool) -
     )
 
 
-@kopf.on.startup()
+# A startup that meets an API server still initializing (429 "storage is
+# (re)initializing" right after CRDs change) is retried in seconds, not kopf's 60.
+@kopf.on.startup(backoff=2)
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = Settings()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
@@ -44,12 +46,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Operations already InProgress hold their slots before anything new starts.
     # Namespaced RBAC allows listing only in the watched namespaces.
     namespaces: list[str | None] = [*config.namespaces] or [None]
-    for namespace in namespaces:
-        in_progress = await kube.list(
-            API_VERSION, OPERATION_KIND, namespace, field_selector="status.phase=InProgress"
-        )
-        for op in in_progress:
-            slots.occupy(op["metadata"]["uid"])
+    try:
+        for namespace in namespaces:
+            in_progress = await kube.list(
+                API_VERSION, OPERATION_KIND, namespace, field_selector="status.phase=InProgress"
+            )
+            for op in in_progress:
+                slots.occupy(op["metadata"]["uid"])
+    except BaseException:
+        await kube.close()  # the retry connects anew
+        raise
     memo.ctx = Context(kube=kube, settings=config, slots=slots, wakeups=wakeups, emit=post_event)
     metrics.expose_api_requests(lambda: kube.requests)
     memo.monitoring = None

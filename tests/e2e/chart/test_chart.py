@@ -103,27 +103,38 @@ def test_chart_crds_are_the_generated_ones(helm: Helm) -> None:
         [str(ROOT / "hack" / "sync-chart-crds.sh"), "--check"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
+    shipped = (
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    )
     rendered = {
-        d["metadata"]["name"]: d for d in by_kind(helm.template(), "CustomResourceDefinition")
+        (d["kind"], d["metadata"]["name"]): d
+        for kind in shipped
+        for d in by_kind(helm.template(), kind)
     }
     generated = {
-        d["metadata"]["name"]: d
+        (d["kind"], d["metadata"]["name"]): d
         for f in sorted((ROOT / "crds").glob("*.yaml"))
         for d in yaml.safe_load_all(f.read_text())
         if d
     }
+    resources = ("cloningoperations.cloning.dev", "cloneobjects.cloning.dev")
     assert (
         set(rendered)
         == set(generated)
-        == {
-            "cloningoperations.cloning.dev",
-            "cloneobjects.cloning.dev",
+        == {("CustomResourceDefinition", name) for name in resources}
+        | {
+            (kind, f"{name}-requester")
+            for name in resources
+            for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
         }
     )
-    for name, crd in rendered.items():
-        assert crd["spec"] == generated[name]["spec"]
-        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert by_kind(helm.template("--set", "crds.enabled=false"), "CustomResourceDefinition") == []
+    for key, document in rendered.items():
+        assert document["spec"] == generated[key]["spec"]
+        assert document["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for kind in shipped:
+        assert by_kind(helm.template("--set", "crds.enabled=false"), kind) == []
 
 
 def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
