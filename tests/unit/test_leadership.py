@@ -36,8 +36,8 @@ def test_a_live_lease_of_another_is_waited_for_on_this_candidates_own_clock() ->
     again = leadership.seen(current, first, now=110)
     assert again == first
     taken = leadership.decide(current, again, "a", now=115, wall=WALL, timing=T)
-    assert isinstance(taken, Take) and not taken.renewing
-    assert taken.record.holder == "a" and taken.record.transitions == 1
+    assert isinstance(taken, Take)
+    assert (taken.renewing, taken.record.holder, taken.record.transitions) == (False, "a", 1)
     # ... but a renewal by the holder (a new record) does.
     renewed = Record("b", 15, current.acquire_time, "2026-11-24T12:00:01.000000Z", 0)
     later = leadership.seen(renewed, first, now=114)
@@ -55,9 +55,10 @@ def test_the_holder_renews_keeping_its_acquire_time_and_transitions() -> None:
 
 def test_a_released_lease_is_taken_at_once() -> None:
     released = leadership.released(held_by("b", transitions=2))
-    assert released.holder is None and released.duration_seconds == 1
+    assert (released.holder, released.duration_seconds) == (None, 1)
     decision = leadership.decide(released, Seen(released, 100), "a", now=100, wall=WALL, timing=T)
-    assert isinstance(decision, Take) and decision.record.transitions == 3
+    assert isinstance(decision, Take)
+    assert decision.record.transitions == 3
 
 
 def test_a_leader_stops_acting_before_anyone_else_may_take_over() -> None:
@@ -73,7 +74,7 @@ def test_a_leader_stops_acting_before_anyone_else_may_take_over() -> None:
 def test_timings_that_could_make_two_leaders_are_refused() -> None:
     with pytest.raises(ValueError, match="renew_deadline < lease_duration"):
         Timing(lease_duration=10, renew_deadline=10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="retry_period"):
         Timing(retry_period=5, jitter=2.5, renew_deadline=10)
 
 
