@@ -42,13 +42,23 @@ def crds(admin: Kubectl) -> None:
         admin("wait", "--for=condition=Established", f"crd/{plural}.cloning.dev", "--timeout=30s")
 
 
-@pytest.fixture
-def namespace(admin: Kubectl) -> Iterator[str]:
-    """A throwaway namespace per test, deleted afterwards (without waiting)."""
+def throwaway_namespace(admin: Kubectl) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     admin("create", "namespace", name)
     yield name
     admin("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(admin: Kubectl) -> Iterator[str]:
+    """A throwaway namespace per test, deleted afterwards (without waiting)."""
+    yield from throwaway_namespace(admin)
+
+
+@pytest.fixture
+def other_namespace(admin: Kubectl) -> Iterator[str]:
+    """A second throwaway namespace, for what crosses namespaces."""
+    yield from throwaway_namespace(admin)
 
 
 @pytest.fixture
