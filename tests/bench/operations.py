@@ -9,7 +9,7 @@ Prints, from watch events (not timestamps with one-second resolution):
     and StatefulSet directly (the floor: what the control plane itself needs);
   * their ratio, pickup latency (create → InProgress; median, p95),
   * the operator's API requests per operation (its own client; kopf's watch streams
-    and its two finalizer patches per object come on top), and its peak RSS.
+    come on top), and its peak RSS.
 Targets (issue 3): all succeed; ratio ≤ 1.5; pickup p95 ≤ 1 s; RSS ≤ 150 MiB.
 """
 
@@ -78,10 +78,17 @@ def baseline(api: client.ApiClient, namespace: str, n: int, replicas: int) -> li
     ready: dict[str, float] = {}
     done = threading.Event()
 
+    apps = client.AppsV1Api(api)
+    since = apps.list_namespaced_stateful_set(namespace).metadata.resource_version
+
     def follow() -> None:
+        # From the listed resourceVersion: every event after it, however late the watch starts.
         w = watch.Watch()
         for event in w.stream(
-            client.AppsV1Api(api).list_namespaced_stateful_set, namespace, timeout_seconds=600
+            apps.list_namespaced_stateful_set,
+            namespace,
+            resource_version=since,
+            timeout_seconds=600,
         ):
             sts = event["object"]
             name = sts.metadata.name
@@ -97,7 +104,6 @@ def baseline(api: client.ApiClient, namespace: str, n: int, replicas: int) -> li
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
-    time.sleep(0.5)
     for i in range(n):
         name = f"floor-{i}"
         objects = statefulset(name, replicas=replicas)
@@ -134,14 +140,16 @@ def operations(
     phases: dict[str, str] = {}
     done = threading.Event()
 
+    group = ("cloning.dev", "v1alpha1", namespace, "cloningoperations")
+    since = custom.list_namespaced_custom_object(*group)["metadata"]["resourceVersion"]
+
     def follow() -> None:
+        # From the listed resourceVersion: every event after it, however late the watch starts.
         w = watch.Watch()
         for event in w.stream(
             custom.list_namespaced_custom_object,
-            "cloning.dev",
-            "v1alpha1",
-            namespace,
-            "cloningoperations",
+            *group,
+            resource_version=since,
             timeout_seconds=900,
         ):
             obj = event["object"]
@@ -159,7 +167,6 @@ def operations(
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
-    time.sleep(0.5)
     for i in range(n):
         name = f"op-{i}"
         body = {
