@@ -42,6 +42,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from typing import NoReturn
 
 import aiosmtplib
 
@@ -239,8 +240,7 @@ async def _send_one(
         )
         return await _failed(ctx, body, address, _describe(e), is_permanent, policy, log)
     except (aiosmtplib.SMTPException, OSError) as e:
-        await _failed(ctx, body, address, _describe(e), False, policy, log)
-        raise _ConnectionLost from e
+        await _connection_lost(ctx, body, address, e, policy, log)
 
     now = datetime.now(UTC)
     claimed = await _advance(
@@ -260,8 +260,7 @@ async def _send_one(
         )
     except (aiosmtplib.SMTPException, OSError) as e:
         # No final reply: not delivered (RFC 5321); retried with the same Message-ID.
-        await _failed(ctx, body, address, _describe(e), False, policy, log)
-        raise _ConnectionLost from e
+        await _connection_lost(ctx, body, address, e, policy, log)
     done = datetime.now(UTC)
     recorded = await _advance(
         ctx, body, address, NotificationState.SENDING, lambda e: delivery_rules.sent(e, done)
@@ -276,6 +275,19 @@ async def _send_one(
             False,
         )
     return recorded
+
+
+async def _connection_lost(
+    ctx: Context,
+    body: JSON,
+    address: str,
+    error: BaseException,
+    policy: Policy,
+    log: logging.LoggerAdapter[logging.Logger],
+) -> NoReturn:
+    """A transient failure of this recipient's attempt that also ends the connection."""
+    await _failed(ctx, body, address, _describe(error), False, policy, log)
+    raise _ConnectionLost from error
 
 
 async def _failed(

@@ -187,12 +187,7 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         return await fail(ctx, op, log, Reason.UNKNOWN_REGION, str(e))
     except cluster_builders.BuildError as e:
         return await fail(ctx, op, log, Reason.INVALID_SOURCE, str(e))
-    where = f" in {resolution.target_region}" if resolution.target_region else ""
-    message = (
-        f"cloning {spec.source_cluster} into {resolution.target_cluster}{where} "
-        f"on version {resolution.server_version}"
-    )
-    await move(ctx, op, Transition(Phase.IN_PROGRESS, Reason.STARTED, message), log, resolution)
+    await move(ctx, op, operation_rules.started(spec, resolution), log, resolution)
     return AGAIN
 
 

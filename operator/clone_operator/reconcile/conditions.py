@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, TypeVar
 
+from clone_operator.api.cloneobjects import CloneObjectStatus
+from clone_operator.api.cloningoperations import CloningOperationStatus
 from clone_operator.api.common import Condition
+
+Status = TypeVar("Status", CloningOperationStatus, CloneObjectStatus)
 
 
 class Reason(StrEnum):
@@ -57,3 +62,19 @@ def set_condition(
     if old is None:
         return [*conditions, new]
     return [new if c.type == type_ else c for c in conditions]
+
+
+def moved(
+    status: Status, update: dict[str, Any], now: str, generation: int | None, started: bool
+) -> Status:
+    """The status after a move of either kind: `update` (its own fields), stamped with
+    updatedAt and observedGeneration; createdAt on the first move, startedAt on the
+    first move to InProgress (`started`)."""
+    updated = status.model_copy(
+        update={**update, "updated_at": now, "observed_generation": generation}
+    )
+    if updated.created_at is None:
+        updated.created_at = now
+    if started and updated.started_at is None:
+        updated.started_at = now
+    return updated

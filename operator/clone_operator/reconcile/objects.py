@@ -7,7 +7,7 @@ from typing import Any
 
 from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, State
 from clone_operator.reconcile.clusters import Readiness
-from clone_operator.reconcile.conditions import Reason, set_condition
+from clone_operator.reconcile.conditions import Reason, moved, set_condition
 
 
 class Step(StrEnum):
@@ -56,19 +56,13 @@ def apply(
     errors = list(status.error_messages)
     if state is State.FAILED and message not in errors:
         errors.append(message)
-    updated = status.model_copy(
-        update={
-            "state": state,
-            "updated_at": now,
-            "conditions": conditions,
-            "error_messages": errors,
-            "observed_generation": generation,
-        }
+    updated = moved(
+        status,
+        {"state": state, "conditions": conditions, "error_messages": errors},
+        now,
+        generation,
+        started=state is State.IN_PROGRESS,
     )
-    if status.created_at is None:
-        updated.created_at = now
-    if state is State.IN_PROGRESS and status.started_at is None:
-        updated.started_at = now
     if parameters is not None:
         updated.parameters = parameters
     if destination is not None:

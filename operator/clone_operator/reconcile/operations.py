@@ -21,7 +21,7 @@ from clone_operator.api.cloningoperations import (
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders.provenance import Owner
 from clone_operator.reconcile.clusters import Readiness
-from clone_operator.reconcile.conditions import Reason, set_condition
+from clone_operator.reconcile.conditions import Reason, moved, set_condition
 from clone_operator.reconcile.regions import RegionTable
 
 
@@ -106,6 +106,17 @@ def resolve(
     return resolution
 
 
+def started(spec: CloningOperationSpec, resolution: Resolution) -> Transition:
+    """The move to InProgress that records `resolution`."""
+    where = f" in {resolution.target_region}" if resolution.target_region else ""
+    return Transition(
+        Phase.IN_PROGRESS,
+        Reason.STARTED,
+        f"cloning {spec.source_cluster} into {resolution.target_cluster}{where} "
+        f"on version {resolution.server_version}",
+    )
+
+
 def cluster_plan(
     spec: CloningOperationSpec,
     owner: Owner,
@@ -147,20 +158,18 @@ def apply(
         conditions = set_condition(
             conditions, "Failed", True, transition.reason, transition.message, now, generation
         )
-    updated = status.model_copy(
-        update={
+    updated = moved(
+        status,
+        {
             "phase": phase,
             "reason": transition.reason.value,
             "message": transition.message,
-            "updated_at": now,
             "conditions": conditions,
-            "observed_generation": generation,
-        }
+        },
+        now,
+        generation,
+        started=phase is Phase.IN_PROGRESS,
     )
-    if status.created_at is None:
-        updated.created_at = now
-    if phase is Phase.IN_PROGRESS and status.started_at is None:
-        updated.started_at = now
     if phase.terminal and status.completed_at is None:
         updated.completed_at = now
     if resolution is not None:
