@@ -72,9 +72,8 @@ class ClusterPlan:
 
 
 def default_target_name(source: str, uid: str) -> str:
-    """`<source>-clone-<first 5 of uid>`, short enough for a StatefulSet name."""
-    suffix = f"-clone-{uid.replace('-', '')[:5]}"
-    return source[: STATEFULSET_NAME_MAX - len(suffix)].rstrip("-") + suffix
+    """The default target name, short enough for a StatefulSet."""
+    return provenance.clone_name(source, uid, STATEFULSET_NAME_MAX)
 
 
 def server_container(source: dict[str, Any], requested: str | None) -> dict[str, Any]:
