@@ -73,8 +73,10 @@ class Fresh:
 class Slots:
     """The cluster-wide limit of InProgress operations, handed out oldest first.
 
-    The operator is the only writer of phases (kopf peering keeps one instance
-    active), so an in-memory count seeded from the API at startup is exact.
+    The operator is the only writer of phases and one instance runs (kopf in
+    standalone mode; the chart's Deployment has one replica and the Recreate
+    strategy), so an in-memory count seeded from the API at startup is exact.
+    engine.operations is the only module that takes and releases slots.
     """
 
     limit: int
