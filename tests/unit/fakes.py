@@ -15,24 +15,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from clone_operator.builders.objects import merge_patch
 from clone_operator.engine.context import Context
 from clone_operator.engine.metrics import Metrics
 from clone_operator.k8s.api import JSON, Conflict, NotFound
 from clone_operator.settings import Settings
 
 Key = tuple[str, str, str | None, str]
-
-
-def merge(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge(out.get(k), v)
-    return out
 
 
 @dataclass
@@ -97,7 +86,7 @@ class FakeKube:
             raise Conflict(409, "Conflict", "the object has been modified")
         body = {k: v for k, v in patch.items() if k != "metadata"}
         meta = {k: v for k, v in (patch.get("metadata") or {}).items() if k != "resourceVersion"}
-        updated = merge(stored, {**body, "metadata": meta})
+        updated = merge_patch(stored, {**body, "metadata": meta})
         return self.put(updated)
 
     async def delete(

@@ -74,3 +74,18 @@ class Context:
                 self.fresh.offer(uid, body)
             self.runners.ensure(uid, run, log)
         self.wakeups.poke(uid)
+
+    def target_changed(self, owner_uid: str, body: dict[str, Any] | None) -> None:
+        """A watch event of a clone's StatefulSet (None: deleted): keep it, wake its owner."""
+        if body is None:
+            self.targets.pop(owner_uid, None)
+        else:
+            self.targets[owner_uid] = body
+        self.wakeups.poke(owner_uid)
+
+    def node_changed(self, name: str, region: str | None) -> None:
+        """A watch event of a node: its region (None: deleted, or no region label)."""
+        if region is None:
+            self.node_regions.pop(name, None)
+        else:
+            self.node_regions[name] = region
