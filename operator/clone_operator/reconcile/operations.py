@@ -3,8 +3,9 @@ decisions out.
 
 `next_step` says what the engine does next; `resolve` decides, once, what the
 spec comes to against the source (target name, server version, regions) and
-refuses a target that cannot work; `apply` is the status a transition writes,
-`Resolution` values included; `cluster_plan` is what the target is built from.
+refuses a target that cannot work; `started` is the move to InProgress that
+records it and `apply` the status a transition writes, `Resolution` values
+included; `cluster_plan` is what the target is built from.
 """
 
 from __future__ import annotations
