@@ -9,7 +9,7 @@ Prints, from watch events (not timestamps with one-second resolution):
     and StatefulSet directly (the floor: what the control plane itself needs);
   * their ratio, pickup latency (create → InProgress; median, p95),
   * the operator's API requests per operation (its own client; kopf's watch streams
-    come on top), and its peak RSS.
+    come on top), its peak RSS and its CPU time (its own work, whatever else runs).
 Targets (issue 3): all succeed; ratio ≤ 1.5; pickup p95 ≤ 1 s; RSS ≤ 150 MiB.
 """
 
@@ -193,6 +193,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process used so far: its own work, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -252,6 +258,7 @@ def main() -> int:
             time.sleep(0.2)
         latency, pickup, phases = operations(api, namespace, n)
         rss = peak_rss_mib(operator.pid)
+        cpu = cpu_seconds(operator.pid)
         operator.terminate()
         operator.wait(timeout=30)
         match = re.search(r"api requests: total=(\d+)", log_path.read_text(errors="replace"))
@@ -278,6 +285,9 @@ def main() -> int:
         f"API requests / operation:  {requests / n:.1f}  (operator's client; kopf adds only its watches)"
     )
     print(f"operator peak RSS:         {rss:.1f} MiB")
+    print(
+        f"operator CPU time:         {cpu:.1f} s  ({1000 * cpu / n:.0f} ms / operation, startup included)"
+    )
     ok = succeeded == n and ratio <= 1.5 and p95(pickup) <= 1.0 and rss <= 150
     print(
         f"targets (all succeed, ratio ≤ 1.5, pickup p95 ≤ 1 s, RSS ≤ 150 MiB): {'met' if ok else 'NOT met'}"
