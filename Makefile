@@ -94,10 +94,15 @@ image: ## Build the container image (IMAGE, IMAGE_TAG; needs a Docker engine).
 chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.
 	$(HELM) lint --strict $(CHART)
 	hack/sync-chart-crds.sh --check
+	$(PY) hack/chart-values.py --check
 	rm -rf $(CHART_RENDERED) && mkdir -p $(CHART_RENDERED)/default $(CHART_RENDERED)/namespaced
 	$(HELM) template clone-operator $(CHART) --namespace clone-operator --output-dir $(CHART_RENDERED)/default >/dev/null
 	$(HELM) template clone-operator $(CHART) --namespace clone-operator --set 'watchNamespaces={team-a,team-b}' --output-dir $(CHART_RENDERED)/namespaced >/dev/null
 	$(VENV)/bin/checkov --config-file .checkov.yaml -d $(CHART_RENDERED) --framework kubernetes --quiet --compact
+
+.PHONY: chart-docs
+chart-docs: venv ## Regenerate the values table of the chart's README from values.yaml.
+	$(PY) hack/chart-values.py
 
 .PHONY: chart-crds
 chart-crds: ## Copy crds/ into the chart (after `make crds`).

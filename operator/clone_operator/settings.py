@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     unschedulable_grace_seconds: Annotated[int, Field(ge=0)] = 60
     """How long a target pod may stay unschedulable before the operation fails."""
     object_timeout_seconds: Annotated[int, Field(ge=30)] = 1800
-    """How long a CloneObject's PVC or cluster may take to become usable."""
+    """How long a CloneObject's PVC (to bind) or cluster (to get ready) may take, counted
+    from when it went InProgress; then it fails with reason Timeout."""
     namespaces: list[str] = []
     """Namespaces to watch; empty means every namespace (cluster-wide RBAC)."""
     webhook_mode: WebhookMode = WebhookMode.OFF
