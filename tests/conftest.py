@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / ".artifacts"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the control plane run last: the rest need a steady one."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> localcluster.Paths:
     """The local control plane: reused when running, else built and started."""
@@ -42,13 +47,23 @@ def crds(admin: Kubectl) -> None:
         admin("wait", "--for=condition=Established", f"crd/{plural}.cloning.dev", "--timeout=30s")
 
 
-@pytest.fixture
-def namespace(admin: Kubectl) -> Iterator[str]:
-    """A throwaway namespace per test, deleted afterwards (without waiting)."""
+def throwaway_namespace(admin: Kubectl) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     admin("create", "namespace", name)
     yield name
     admin("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(admin: Kubectl) -> Iterator[str]:
+    """A throwaway namespace per test, deleted afterwards (without waiting)."""
+    yield from throwaway_namespace(admin)
+
+
+@pytest.fixture
+def other_namespace(admin: Kubectl) -> Iterator[str]:
+    """A second throwaway namespace, for what crosses namespaces."""
+    yield from throwaway_namespace(admin)
 
 
 @pytest.fixture

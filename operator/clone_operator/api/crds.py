@@ -1,6 +1,7 @@
 """Generate the CustomResourceDefinitions from the pydantic models.
 
-`python -m clone_operator.api.crds --write crds/` regenerates `crds/*.yaml`;
+`python -m clone_operator.api.crds --write crds/` regenerates `crds/*.yaml`
+(the CRDs and, beside them, the admission policies of api/policies.py);
 `--check` fails when they are stale. Pure data manipulation, no API calls.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from clone_operator.api import cloneobjects, cloningoperations
+from clone_operator.api import cloneobjects, cloningoperations, policies
 from clone_operator.api.common import GROUP, VERSION
 
 # JSON-schema keywords that a structural OpenAPI v3 schema keeps.
@@ -196,13 +197,32 @@ def crd(resource: ResourceDefinition) -> dict[str, Any]:
     }
 
 
-def render(resource: ResourceDefinition) -> str:
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (the policies' CEL) as readable `|` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def render(document: dict[str, Any]) -> str:
     header = "# Generated from operator/clone_operator/api by `make crds`; do not edit.\n"
-    return header + yaml.safe_dump(crd(resource), sort_keys=False, width=100, allow_unicode=True)
+    return header + yaml.dump(
+        document, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+    )
 
 
 def rendered_files() -> dict[str, str]:
-    return {f"{GROUP}_{r.plural}.yaml": render(r) for r in RESOURCES}
+    """File name → text of everything `kubectl apply -f crds/` installs (one object a file)."""
+    files = {f"{GROUP}_{r.plural}.yaml": render(crd(r)) for r in RESOURCES}
+    for p in policies.POLICIES:
+        files[f"{GROUP}_{p.plural}.policy.yaml"] = render(policies.policy(p))
+        files[f"{GROUP}_{p.plural}.policy-binding.yaml"] = render(policies.binding(p))
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,13 @@ Only CREATE of the main resource is reviewed, never the status subresource, so
 the operator's own status patches never pass through it. Its failurePolicy is
 Ignore: when the webhook is down, requests are admitted and the operator
 enforces the same rules itself (the operation then ends Failed with a reason).
+
+It also records who asked: the mutating half writes the API server's
+authenticated user name into `cloning.dev/requested-by`. It cannot be forged:
+the ValidatingAdmissionPolicies (api/policies.py), run by the API server after
+every mutation, refuse any other value and any later change. Authorization
+itself (may the requester read the source and create the clone?) is never the
+webhook's job: the policies decide it, and they fail closed.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 import kopf
 
 from clone_operator import webhook_certs
-from clone_operator.api.cloningoperations import PLURAL
+from clone_operator.api import cloneobjects, cloningoperations, policies
 from clone_operator.api.common import GROUP, VERSION
 from clone_operator.engine import admission
 from clone_operator.settings import Settings, WebhookMode
@@ -52,8 +59,22 @@ def register(config: Settings) -> None:
     if config.webhook_mode is WebhookMode.OFF:
         return
     kopf.on.validate(
-        GROUP, VERSION, PLURAL, id="cloningoperation", operations=["CREATE"], ignore_failures=True
+        GROUP,
+        VERSION,
+        cloningoperations.PLURAL,
+        id="cloningoperation",
+        operations=["CREATE"],
+        ignore_failures=True,
     )(validate_operation)
+    for plural in (cloningoperations.PLURAL, cloneobjects.PLURAL):
+        kopf.on.mutate(
+            GROUP,
+            VERSION,
+            plural,
+            id=f"requester-{plural}",
+            operations=["CREATE"],
+            ignore_failures=True,
+        )(record_requester)
 
 
 async def validate_operation(
@@ -62,3 +83,12 @@ async def validate_operation(
     problems = await admission.check_operation(memo.ctx, str(namespace), name or "", dict(spec))
     if problems:
         raise kopf.AdmissionError("; ".join(problems), code=422)
+
+
+async def record_requester(patch: kopf.Patch, userinfo: kopf.UserInfo, **_: Any) -> None:
+    """Annotate the new resource with its creator (the policies keep it honest)."""
+    username = userinfo.get("username")
+    if username:
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[policies.REQUESTED_BY] = (
+            username
+        )

@@ -22,7 +22,9 @@ def post_event(body: dict[str, Any], reason: str, message: str, warning: bool) -
     )
 
 
-@kopf.on.startup()
+# A startup that meets an API server still initializing (429 "storage is
+# (re)initializing" right after CRDs change) is retried in seconds, not kopf's 60.
+@kopf.on.startup(backoff=2)
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = Settings()
     # Events are the engine's, one per transition: log lines never become Events.

@@ -104,27 +104,38 @@ def test_chart_crds_are_the_generated_ones(helm: Helm) -> None:
         [str(ROOT / "hack" / "sync-chart-crds.sh"), "--check"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
+    shipped = (
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    )
     rendered = {
-        d["metadata"]["name"]: d for d in by_kind(helm.template(), "CustomResourceDefinition")
+        (d["kind"], d["metadata"]["name"]): d
+        for kind in shipped
+        for d in by_kind(helm.template(), kind)
     }
     generated = {
-        d["metadata"]["name"]: d
+        (d["kind"], d["metadata"]["name"]): d
         for f in sorted((ROOT / "crds").glob("*.yaml"))
         for d in yaml.safe_load_all(f.read_text())
         if d
     }
+    resources = ("cloningoperations.cloning.dev", "cloneobjects.cloning.dev")
     assert (
         set(rendered)
         == set(generated)
-        == {
-            "cloningoperations.cloning.dev",
-            "cloneobjects.cloning.dev",
+        == {("CustomResourceDefinition", name) for name in resources}
+        | {
+            (kind, f"{name}-requester")
+            for name in resources
+            for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
         }
     )
-    for name, crd in rendered.items():
-        assert crd["spec"] == generated[name]["spec"]
-        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert by_kind(helm.template("--set", "crds.enabled=false"), "CustomResourceDefinition") == []
+    for key, document in rendered.items():
+        assert document["spec"] == generated[key]["spec"]
+        assert document["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for kind in shipped:
+        assert by_kind(helm.template("--set", "crds.enabled=false"), kind) == []
 
 
 def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
@@ -290,14 +301,20 @@ def test_uninstall_keeps_crds_and_user_resources(
     release: Release, admin: Kubectl, kubectl: Kubectl, namespace: str, crds: None
 ) -> None:
     names = ["cloningoperations.cloning.dev", "cloneobjects.cloning.dev"]
-    # CRDs applied with kubectl (the session's `crds` fixture) are adopted the
-    # way Helm documents: its ownership label and annotations.
-    for crd in names:
-        admin("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    policies = [f"{name}-requester" for name in names]
+    shipped = [("crd", n) for n in names] + [
+        (kind, p)
+        for p in policies
+        for kind in ("validatingadmissionpolicy", "validatingadmissionpolicybinding")
+    ]
+    # CRDs and policies applied with kubectl (the session's `crds` fixture) are
+    # adopted the way Helm documents: its ownership label and annotations.
+    for kind, name in shipped:
+        admin("label", kind, name, "app.kubernetes.io/managed-by=Helm", "--overwrite")
         admin(
             "annotate",
-            "crd",
-            crd,
+            kind,
+            name,
             f"meta.helm.sh/release-name={release.name}",
             f"meta.helm.sh/release-namespace={namespace}",
             "--overwrite",
@@ -307,8 +324,11 @@ def test_uninstall_keeps_crds_and_user_resources(
         assert {
             d["metadata"]["name"] for d in by_kind(release.manifest(), "CustomResourceDefinition")
         } == set(names)
-        for crd in names:
-            annotations = admin.get("crd", crd)["metadata"]["annotations"]
+        assert {
+            d["metadata"]["name"] for d in by_kind(release.manifest(), "ValidatingAdmissionPolicy")
+        } == set(policies)
+        for kind, name in shipped:
+            annotations = admin.get(kind, name)["metadata"]["annotations"]
             assert annotations["helm.sh/resource-policy"] == "keep"
         op = {
             "apiVersion": "cloning.dev/v1alpha1",
@@ -322,8 +342,8 @@ def test_uninstall_keeps_crds_and_user_resources(
         uninstalled = release.helm("uninstall", release.name, "--namespace", namespace, "--wait")
         release.installed = False
         assert "kept due to the resource policy" in uninstalled.stdout + uninstalled.stderr
-        for crd in names:
-            assert admin.get("crd", crd) is not None
+        for kind, name in shipped:
+            assert admin.get(kind, name) is not None
         kept = kubectl.get("cloningoperation", "users-op")
         assert kept is not None
         assert kept["metadata"]["uid"] == uid
@@ -478,3 +498,27 @@ def test_checkov_passes_on_the_rendered_chart(helm: Helm, tmp_path: Path) -> Non
     assert weak.returncode != 0
     assert "CKV_K8S_22" in weak.stdout  # read-only root filesystem
     assert "CKV_K8S_20" in weak.stdout  # allowPrivilegeEscalation
+
+
+def test_user_roles_aggregate_into_edit_only_with_the_rights_policies(helm: Helm) -> None:
+    """The cloner role can join `edit` because the policies bound every clone to
+    its requester's own rights; without those policies it must stay apart."""
+
+    def roles(*args: str) -> dict[str, dict[str, Any]]:
+        docs = helm.template("-n", "clone-operator", *args)
+        return {d["metadata"]["name"].rsplit("-", 1)[-1]: d for d in by_kind(docs, "ClusterRole")}
+
+    with_policies = roles()
+    assert {"ValidatingAdmissionPolicy"} <= {d["kind"] for d in helm.template("-n", "x")}
+    cloner, viewer = with_policies["cloner"], with_policies["viewer"]
+    assert cloner["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    [custom, status] = cloner["rules"]
+    assert custom["resources"] == ["cloningoperations", "cloneobjects"]
+    assert status["verbs"] == ["get"]  # status is the operator's to write
+    assert all(r["apiGroups"] == ["cloning.dev"] for r in cloner["rules"] + viewer["rules"])
+
+    without = roles("--set", "crds.enabled=false")
+    for role in (without["cloner"], without["viewer"]):
+        assert not any("aggregate-to" in key for key in role["metadata"]["labels"])
+    assert "cloner" not in roles("--set", "rbac.userRoles=false")

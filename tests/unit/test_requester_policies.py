@@ -1,0 +1,65 @@
+"""The admission policies that make a clone subject to its requester's own RBAC."""
+
+from __future__ import annotations
+
+import yaml
+
+from clone_operator.api import crds, policies
+from clone_operator.api.cloneobjects import SourceKind
+from clone_operator.api.policies import REQUIRED_RIGHTS, Right, Where
+
+
+def test_every_cloneable_kind_needs_get_on_its_source_and_create_at_the_destination() -> None:
+    assert set(REQUIRED_RIGHTS) == set(SourceKind)
+    for kind, rights in REQUIRED_RIGHTS.items():
+        [read] = [r for r in rights if r.where is Where.SOURCE]
+        assert read.verb == "get"
+        assert read.group == ("apps" if kind is SourceKind.STATEFUL_SET else "")
+        creates = {r.resource for r in rights if r.where is Where.DESTINATION}
+        assert {r.verb for r in rights if r.where is Where.DESTINATION} == {"create"}
+        assert read.resource in creates  # a copy is of the source's own kind
+
+
+def test_a_cluster_clone_needs_everything_the_clone_makes() -> None:
+    creates = {
+        (r.group, r.resource)
+        for r in REQUIRED_RIGHTS[SourceKind.STATEFUL_SET]
+        if r.where is Where.DESTINATION
+    }
+    assert creates == {("apps", "statefulsets"), ("", "services"), ("", "persistentvolumeclaims")}
+
+
+def test_rights_read_as_kubectl_auth_can_i() -> None:
+    get_sts = Right("get", "apps", "statefulsets", Where.SOURCE)
+    assert get_sts.can_i("a", "db") == "kubectl auth can-i get statefulsets.apps/db -n a"
+    create_secret = Right("create", "", "secrets", Where.DESTINATION)
+    assert create_secret.can_i("b") == "kubectl auth can-i create secrets -n b"
+
+
+def test_policies_fail_closed_deny_and_guard_only_the_main_resource() -> None:
+    for definition in policies.POLICIES:
+        policy = policies.policy(definition)["spec"]
+        assert policy["failurePolicy"] == "Fail"
+        [rule] = policy["matchConstraints"]["resourceRules"]
+        assert rule["resources"] == [definition.plural]  # never the status subresource
+        assert rule["operations"] == ["CREATE", "UPDATE"]
+        assert {v["reason"] for v in policy["validations"]} == {"Forbidden"}
+        binding = policies.binding(definition)["spec"]
+        assert binding == {"policyName": definition.name, "validationActions": ["Deny"]}
+
+
+def test_each_kind_is_listed_in_the_cloneobject_policy_with_its_source_name() -> None:
+    [cloneobject] = [p for p in policies.POLICIES if p.kind == "CloneObject"]
+    for kind in SourceKind:
+        assert f"'{kind.value}': [" in cloneobject.required
+    assert cloneobject.required.count("'name': string(object.spec.source.name)") == len(SourceKind)
+
+
+def test_policies_are_written_beside_the_crds_as_readable_yaml() -> None:
+    files = crds.rendered_files()
+    for definition in policies.POLICIES:
+        text = files[f"cloning.dev_{definition.plural}.policy.yaml"]
+        assert yaml.safe_load(text) == policies.policy(definition)
+        assert "expression: |-" in text  # multi-line CEL as a block, not a quoted line
+        binding = files[f"cloning.dev_{definition.plural}.policy-binding.yaml"]
+        assert yaml.safe_load(binding) == policies.binding(definition)
