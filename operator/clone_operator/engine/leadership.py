@@ -68,7 +68,7 @@ class Elector:
                     self.log.info(
                         "leading: %s holds Lease %s/%s", self.me, self.namespace, self.name
                     )
-                    await self.on_lead(self.lease or {})
+                    await self.call(self.on_lead)
             if self.leading and not self.may_act():
                 self.leading = False
                 self.log.warning(
@@ -77,9 +77,16 @@ class Elector:
                     self.name,
                     self.timing.renew_deadline,
                 )
-                await self.on_lose(self.lease or {})
+                await self.call(self.on_lose)
             delay = self.timing.retry_period if self.leading else self.timing.next_try(self.rng)
             await asyncio.sleep(delay)
+
+    async def call(self, callback: Callback) -> None:
+        """A callback's failure is logged; the election itself must go on."""
+        try:
+            await callback(self.lease or {})
+        except Exception:
+            self.log.exception("leader election callback %s failed", callback)
 
     async def try_acquire_or_renew(self) -> bool:
         try:
