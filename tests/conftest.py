@@ -94,8 +94,9 @@ DEFAULT_OPERATOR_ENV = {
 class OperatorProcess:
     """The real operator (`python -m clone_operator run`) as a child process."""
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, name: str = "session") -> None:
         self.kubeconfig = kubeconfig
+        self.name = name
         self.env: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = ARTIFACTS / "operator-none.log"
@@ -113,9 +114,15 @@ class OperatorProcess:
         self.start()
 
     def start(self) -> None:
+        """Launch it and wait until it acts."""
+        self.launch()
+        wait_for("the operator to start", self.ready, timeout=60)
+
+    def launch(self) -> None:
+        """Start the process; it may stand by (another replica leads)."""
         ARTIFACTS.mkdir(exist_ok=True)
         self.starts += 1
-        self.log_path = ARTIFACTS / f"operator-{os.getpid()}-{self.starts}.log"
+        self.log_path = ARTIFACTS / f"operator-{self.name}-{os.getpid()}-{self.starts}.log"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -125,7 +132,6 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
-        wait_for("the operator to start", self.ready, timeout=60)
 
     def ready(self) -> bool:
         assert self.proc is not None

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from clone_operator.engine.events import Poster
 from clone_operator.engine.leadership import Elector
 from clone_operator.engine.metrics import Metrics
 from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups
@@ -48,6 +49,8 @@ class Context:
     leading: bool = True
     """Whether this replica acts: always without leader election; with it, only while
     it holds the Lease (engine.lifecycle). A replica that does not lead ignores events."""
+    events: Poster | None = None
+    """Posts what `emit` queues (engine.events)."""
     elector: Elector | None = None
     """The leader election this replica takes part in (None: it acts alone)."""
     election: asyncio.Task[None] | None = None

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from clone_operator.k8s.api import JSON, ApiError, Conflict, Kube, path
+from clone_operator.k8s.api import JSON, ApiError, Conflict, Kube, NotFound, path
 from clone_operator.reconcile import leadership
 from clone_operator.reconcile.leadership import Record, Seen, Take, Timing, Wait
 
@@ -90,7 +90,7 @@ class Elector:
 
     async def try_acquire_or_renew(self) -> bool:
         try:
-            lease = await self.kube.get(LEASE_API, "Lease", self.namespace, self.name)
+            lease = await self.read()
             now = self.clock()
             current = Record.of(lease)
             self.observed = leadership.seen(current, self.observed, now)
@@ -111,6 +111,13 @@ class Elector:
         self.holder = self.me
         self.observed = Seen(decision.record, self.clock())
         return True
+
+    async def read(self) -> JSON | None:
+        url = path(LEASE_API, "Lease", self.namespace, self.name)
+        try:
+            return await self.kube.call("GET", url, fenced=False)
+        except NotFound:
+            return None
 
     async def write(self, lease: JSON | None, decision: Take) -> JSON:
         body: JSON = {

@@ -20,8 +20,8 @@ from typing import Any
 
 from clone_operator.api import cloneobjects, cloningoperations
 from clone_operator.api.common import API_VERSION
-from clone_operator.engine import metrics, notifications, objects, operations
-from clone_operator.engine.context import Context, EventSink
+from clone_operator.engine import events, metrics, notifications, objects, operations
+from clone_operator.engine.context import Context
 from clone_operator.engine.leadership import LEASE_API, Elector
 from clone_operator.engine.runtime import Fresh, Slots
 from clone_operator.k8s.api import JSON, ApiError, Kube
@@ -69,11 +69,16 @@ def follow(ctx: Context, door: FrontDoor, event_type: str | None, body: JSON) ->
     )
 
 
-async def start(settings: Settings, emit: EventSink) -> Context:
+async def start(settings: Settings) -> Context:
     """Connect, serve the metrics and readiness; lead at once, or join the election."""
     kube = await Kube.connect()
+    poster = events.Poster(kube)
     ctx = Context(
-        kube=kube, settings=settings, emit=emit, metrics=metrics.Metrics(lambda: kube.requests)
+        kube=kube,
+        settings=settings,
+        emit=poster.emit,
+        metrics=metrics.Metrics(lambda: kube.requests),
+        events=poster,
     )
     try:
         if settings.leader_election:
@@ -131,6 +136,8 @@ def elector(ctx: Context) -> Elector:
         return False
 
     ctx.kube.fence = fence
+    if ctx.events is not None:
+        ctx.events.instance = chosen.me
     return chosen
 
 
@@ -176,14 +183,14 @@ async def step_down(ctx: Context, lease: JSON) -> None:
     ctx.fresh = Fresh()
     ctx.metrics.leading(False)
     me = ctx.elector.me if ctx.elector else "?"
-    ctx.emit(
-        lease, "LeadershipLost", f"{me} stopped leading: the Lease was not renewed in time", True
+    await lease_event(
+        ctx, lease, "LeadershipLost", f"{me} stopped leading: the Lease was not renewed in time"
     )
 
 
 async def lease_event(ctx: Context, lease: JSON, reason: str, message: str) -> None:
-    """An Event on the Lease (`kubectl describe lease`), posted directly: the election
-    runs outside kopf's handlers, where kopf's own event queue is not reachable."""
+    """An Event on the Lease (`kubectl describe lease`), posted at once and unfenced:
+    a replica that just lost the lead still says so."""
     meta = lease.get("metadata") or {}
     if not meta.get("uid"):
         return
@@ -226,6 +233,8 @@ async def stop(ctx: Context) -> None:
             await asyncio.gather(task, return_exceptions=True)
     await ctx.runners.stop_all()
     await notifications.stop_all(ctx)
+    if ctx.events is not None:
+        await ctx.events.stop()
     if ctx.elector is not None:
         await ctx.elector.release()
     counts = ctx.kube.requests
