@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from clone_operator.engine.events import Poster
+from clone_operator.engine.leadership import Elector
 from clone_operator.engine.metrics import Metrics
 from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups
 from clone_operator.k8s.api import Kube
@@ -44,6 +46,16 @@ class Context:
     """The `/metrics` and `/readyz` endpoint, when it is served."""
     ready: bool = False
     """What `/readyz` answers: startup is done and the watches may start."""
+    leading: bool = True
+    """Whether this replica acts: always without leader election; with it, only while
+    it holds the Lease (engine.lifecycle). A replica that does not lead ignores events."""
+    events: Poster | None = None
+    """Posts what `emit` queues (engine.events)."""
+    elector: Elector | None = None
+    """The leader election this replica takes part in (None: it acts alone)."""
+    election: asyncio.Task[None] | None = None
+    takeover: asyncio.Task[None] | None = None
+    """A new leader's rescan of every unfinished resource (engine.lifecycle)."""
 
     def __post_init__(self) -> None:
         self.slots = Slots(limit=self.settings.max_in_progress, on_free=self.wakeups.poke)
@@ -68,6 +80,8 @@ class Context:
 
         A task being started reads the object from the event instead of a GET.
         """
+        if not self.leading:
+            return  # the leader acts on it; a new leader rescans every unfinished one
         finalized = bool((body.get("status") or {}).get("finalized"))
         if event_type != "DELETED" and not finalized:
             if not self.runners.running(uid):

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from clone_operator.k8s.api import JSON, ApiError, Conflict, Kube, path
+from clone_operator.k8s.api import JSON, ApiError, Conflict, Kube, NotFound, path
 from clone_operator.reconcile import leadership
 from clone_operator.reconcile.leadership import Record, Seen, Take, Timing, Wait
 
@@ -68,7 +68,7 @@ class Elector:
                     self.log.info(
                         "leading: %s holds Lease %s/%s", self.me, self.namespace, self.name
                     )
-                    await self.on_lead(self.lease or {})
+                    await self.call(self.on_lead)
             if self.leading and not self.may_act():
                 self.leading = False
                 self.log.warning(
@@ -77,13 +77,20 @@ class Elector:
                     self.name,
                     self.timing.renew_deadline,
                 )
-                await self.on_lose(self.lease or {})
+                await self.call(self.on_lose)
             delay = self.timing.retry_period if self.leading else self.timing.next_try(self.rng)
             await asyncio.sleep(delay)
 
+    async def call(self, callback: Callback) -> None:
+        """A callback's failure is logged; the election itself must go on."""
+        try:
+            await callback(self.lease or {})
+        except Exception:
+            self.log.exception("leader election callback %s failed", callback)
+
     async def try_acquire_or_renew(self) -> bool:
         try:
-            lease = await self.kube.get(LEASE_API, "Lease", self.namespace, self.name)
+            lease = await self.read()
             now = self.clock()
             current = Record.of(lease)
             self.observed = leadership.seen(current, self.observed, now)
@@ -104,6 +111,13 @@ class Elector:
         self.holder = self.me
         self.observed = Seen(decision.record, self.clock())
         return True
+
+    async def read(self) -> JSON | None:
+        url = path(LEASE_API, "Lease", self.namespace, self.name)
+        try:
+            return await self.kube.call("GET", url, fenced=False)
+        except NotFound:
+            return None
 
     async def write(self, lease: JSON | None, decision: Take) -> JSON:
         body: JSON = {

@@ -125,6 +125,22 @@ class Metrics:
             ["error"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "clone_operator_leader",
+            "1 while this replica holds the leader Lease (and acts), else 0.",
+            registry=self.registry,
+        )
+        self.leadership_changes = Counter(
+            "clone_operator_leadership_changes",
+            "Times this replica started or stopped leading, by change (acquired, lost).",
+            ["change"],
+            registry=self.registry,
+        )
+        self.writes_refused = Counter(
+            "clone_operator_writes_refused",
+            "Writes the API client refused to send because this replica no longer leads.",
+            registry=self.registry,
+        )
         build_info = Gauge(
             "clone_operator_build_info",
             "The running version (always 1).",
@@ -142,6 +158,12 @@ class Metrics:
         for error in ("transient", "permanent"):
             self.notification_errors.labels(error)
         build_info.labels(__version__).set(1)
+        for change in ("acquired", "lost"):
+            self.leadership_changes.labels(change)
+
+    def leading(self, now_leading: bool) -> None:
+        self.leader.set(1 if now_leading else 0)
+        self.leadership_changes.labels("acquired" if now_leading else "lost").inc()
 
     def track(self, kind: str, uid: str, status: Mapping[str, Any]) -> None:
         """Count `uid` as in flight while its status is not terminal."""

@@ -12,6 +12,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from clone_operator.k8s.api import NotLeading
+
 
 @dataclass
 class Wakeups:
@@ -146,6 +148,9 @@ class Runners:
                     return
                 except asyncio.CancelledError:
                     raise
+                except NotLeading:
+                    log.info("engine for %s stops: this replica no longer leads", uid)
+                    return
                 except Exception:
                     log.exception("engine for %s failed; it starts again in 1 s", uid)
                     await asyncio.sleep(1.0)

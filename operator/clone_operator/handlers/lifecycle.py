@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -11,15 +11,6 @@ from clone_operator.engine import lifecycle
 from clone_operator.engine.context import Context
 from clone_operator.handlers import admission
 from clone_operator.settings import Settings
-
-
-def post_event(body: dict[str, Any], reason: str, message: str, warning: bool) -> None:
-    kopf.event(
-        cast(kopf.Body, body),
-        type="Warning" if warning else "Normal",
-        reason=str(reason),
-        message=message,
-    )
 
 
 # A startup that meets an API server still initializing (429 "storage is
@@ -33,7 +24,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.batching.batch_window = 0.01  # react at once; the engine coalesces wake-ups itself
     settings.networking.request_timeout = 60
     admission.configure(settings, config)
-    memo.ctx = await lifecycle.start(config, post_event)
+    memo.ctx = await lifecycle.start(config)
 
 
 @kopf.on.cleanup()

@@ -93,6 +93,8 @@ class Kube:
 
     api: client.ApiClient
     requests: Counter[str] = field(default_factory=Counter)
+    election_requests: Counter[str] = field(default_factory=Counter)
+    """Leader election's own requests (unfenced), kept apart from the engine's."""
     fence: Callable[[], bool] | None = None
     """With leader election: asked before every write; False refuses it (NotLeading)."""
 
@@ -119,12 +121,16 @@ class Kube:
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
         fenced: bool = True,
+        tally: Counter[str] | None = None,
     ) -> JSON:
         """One request; a write is refused unless the fence allows it (`fenced=False`:
-        the elector's own Lease writes)."""
+        leader election's own requests, counted apart). Counted in `tally`, by default
+        the engine's `requests`."""
         if fenced and method != "GET" and self.fence is not None and not self.fence():
             raise NotLeading(0, "NotLeading", f"{method} {url}: this replica is not the leader")
-        self.requests[method] += 1
+        if tally is None:
+            tally = self.requests if fenced else self.election_requests
+        tally[method] += 1
         response = await self.api.call_api(
             url,
             method,
