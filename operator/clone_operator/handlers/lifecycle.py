@@ -28,7 +28,9 @@ def post_event(body: dict[str, Any], reason: str, message: str, warning: bool) -
     )
 
 
-@kopf.on.startup()
+# Retried every 2 s, not kopf's 60: on a fresh `helm install` the CRDs arrive with
+# the pod, and the API server answers "storage is (re)initializing" at first.
+@kopf.on.startup(backoff=2)
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = Settings()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
@@ -44,12 +46,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Operations already InProgress hold their slots before anything new starts.
     # Namespaced RBAC allows listing only in the watched namespaces.
     namespaces: list[str | None] = [*config.namespaces] or [None]
-    for namespace in namespaces:
-        in_progress = await kube.list(
-            API_VERSION, OPERATION_KIND, namespace, field_selector="status.phase=InProgress"
-        )
-        for op in in_progress:
-            slots.occupy(op["metadata"]["uid"])
+    try:
+        for namespace in namespaces:
+            in_progress = await kube.list(
+                API_VERSION, OPERATION_KIND, namespace, field_selector="status.phase=InProgress"
+            )
+            for op in in_progress:
+                slots.occupy(op["metadata"]["uid"])
+    except BaseException:
+        await kube.close()  # the retry connects afresh
+        raise
     memo.ctx = Context(kube=kube, settings=config, slots=slots, wakeups=wakeups, emit=post_event)
     metrics.expose_api_requests(lambda: kube.requests)
     memo.monitoring = None
