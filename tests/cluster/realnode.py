@@ -123,6 +123,27 @@ def docker_client() -> str | None:
     return None
 
 
+def ensure_docker_engine(logs: Path) -> None:
+    """A Docker engine to build and export images: Debian's dockerd, started if none answers."""
+    docker = docker_client()
+    if docker is None:
+        raise NodeError("no docker client (apt-get install docker.io)")
+    if subprocess.run([docker, "info"], capture_output=True).returncode == 0:
+        return
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / "dockerd.log").open("ab") as log:
+        subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    _wait(
+        "dockerd answering",
+        lambda: subprocess.run([docker, "info"], capture_output=True).returncode == 0,
+        60,
+        logs / "dockerd.log",
+    )
+
+
 def unavailable_reason() -> str | None:
     """Why this machine cannot run the real node, or None when it can."""
     if os.environ.get("CLONE_OPERATOR_REAL_NODE", "1") == "0":
@@ -568,6 +589,7 @@ def up(np: NodePaths, api_port: int) -> None:
         30,
         np.logs / "containerd.log",
     )
+    ensure_docker_engine(np.state.parent / "logs")
     _ensure_pause(np)
     labels = {
         "topology.kubernetes.io/region": REGION,
