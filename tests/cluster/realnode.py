@@ -660,7 +660,9 @@ def down(np: NodePaths) -> None:
     if owned_elsewhere(np):
         return  # the machine's node is another cluster's: touch nothing
     if _alive(np.pidfile("kubelet")) and np.kubeconfig.exists():
-        # Let the kubelet tear its pods down (CNI DEL, unmounts) before it goes.
+        # Let the kubelet tear its pods down (CNI DEL, unmounts) before it goes; cordoned
+        # first, or their controllers would place replacements here at once.
+        _kubectl(np, "cordon", NODE_NAME, check=False)
         _kubectl(np, "delete", "pods", "-A", f"--field-selector=spec.nodeName={NODE_NAME}",
                  "--grace-period=0", "--force", "--wait=false", check=False)  # fmt: skip
         deadline = time.monotonic() + 30
