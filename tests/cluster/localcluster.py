@@ -5,7 +5,8 @@ session fixture. It builds missing binaries (tests/cluster/build.sh), starts
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok
 controller as plain processes on 127.0.0.1 via kwokctl's binary runtime, then
 adds region-labelled kwok nodes, a default StorageClass and the test volume
-provisioner (the stand-in for a CSI driver; see provisioner.py).
+provisioner (the stand-in for a CSI driver; see provisioner.py) and, when this
+machine can run it, one real node that runs containers (see realnode.py).
 
 Everything is idempotent: `up()` on a running cluster only checks it and
 restarts the provisioner if it died.

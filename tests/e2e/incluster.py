@@ -233,6 +233,14 @@ def build_and_import(cluster_cache: Path, cluster_dir: Path) -> str:
     docker = realnode.docker_client()
     assert docker
     subprocess.run([docker, "tag", "clone-operator:e2e", ref], check=True)
+    # Earlier builds' tags (their layers are mostly shared) go.
+    listed = subprocess.run(
+        [docker, "images", "clone-operator", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    stale = [r for r in listed if r != ref and len(r.rsplit(":", 1)[1]) == 12]
+    if stale:
+        subprocess.run([docker, "rmi", *stale], capture_output=True, check=False)
     np = realnode.node_paths(cluster_cache, cluster_dir)
     if not realnode.has_image(np, ref):
         realnode.import_image(np, ref, docker)
