@@ -82,13 +82,8 @@ crds-apply: venv
 ##@ Packaging
 
 .PHONY: image
-image: ## Build the container image (IMAGE, IMAGE_TAG; needs a Docker engine).
-	@if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then \
-		echo "make image: no Docker engine is available (docker missing or its daemon unreachable)." >&2; \
-		echo "Build on a machine with Docker, or let CI do it (.github/workflows/e2e-kind.yaml)." >&2; \
-		exit 1; \
-	fi
-	docker build --tag $(IMAGE):$(IMAGE_TAG) .
+image: ## Build the image (IMAGE, IMAGE_TAG; BASE_IMAGE= a registry base, default a debootstrap Debian one).
+	hack/image.sh $(IMAGE):$(IMAGE_TAG)
 
 .PHONY: chart-lint
 chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.

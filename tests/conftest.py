@@ -1,4 +1,13 @@
-"""Shared pytest wiring: `e2e` tests get the real local cluster, started on demand."""
+"""Shared pytest wiring: `e2e` tests get the real local cluster, started on demand.
+
+The operator under test runs in one of two ways (CLONE_OPERATOR_E2E_TARGET):
+
+- `in-cluster`: its image, built here, installed by the Helm chart, in a pod on
+  the local cluster's real node (tests/e2e/incluster.py);
+- `process`: `python -m clone_operator run` on this machine, with a token of the
+  chart's ServiceAccount;
+- `auto` (the default): `in-cluster` when the real node is up, else `process`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import localcluster
+from tests.cluster import localcluster, realnode
+from tests.e2e.incluster import OperatorPod, build_and_import
 from tests.e2e.kube import Kubectl, sa_kubeconfig, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +104,9 @@ DEFAULT_OPERATOR_ENV = {
 class OperatorProcess:
     """The real operator (`python -m clone_operator run`) as a child process."""
 
+    in_cluster = False
+    host_address = "127.0.0.1"  # this machine, as the operator reaches it
+
     def __init__(self, kubeconfig: Path, name: str = "session") -> None:
         self.kubeconfig = kubeconfig
         self.name = name
@@ -163,6 +176,13 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    @property
+    def monitoring_url(self) -> str:
+        """The monitoring endpoint (/metrics, /readyz) as the settings place it."""
+        host = self.env.get("CLONE_OPERATOR_METRICS_HOST", "127.0.0.1")
+        port = self.env.get("CLONE_OPERATOR_METRICS_PORT", "8081")
+        return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+
 
 @pytest.fixture(scope="session")
 def operator_kubeconfig(
@@ -193,9 +213,62 @@ def operator_kubeconfig(
     )  # fmt: skip
 
 
+# The in-cluster release: one name, left running after the session (its pod's
+# restarts and logs are there to inspect); a process-mode session removes it.
+IN_CLUSTER_RELEASE, IN_CLUSTER_NAMESPACE = "e2e", "clone-operator-e2e"
+
+
 @pytest.fixture(scope="session")
-def operator_process(operator_kubeconfig: Path, crds: None) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(operator_kubeconfig)
+def e2e_target(cluster: localcluster.Paths) -> str:
+    """`in-cluster` or `process` (see the module docstring)."""
+    wanted = os.environ.get("CLONE_OPERATOR_E2E_TARGET", "auto")
+    if wanted not in ("auto", "in-cluster", "process"):
+        pytest.fail(f"CLONE_OPERATOR_E2E_TARGET={wanted}: expected auto, in-cluster or process")
+    if wanted == "process":
+        return "process"
+    node_up = realnode.running(localcluster.node_paths(cluster))
+    if wanted == "in-cluster" and not node_up:
+        reason = realnode.unavailable_reason() or "it did not start (see `make cluster`)"
+        pytest.fail(f"CLONE_OPERATOR_E2E_TARGET=in-cluster, but no real node: {reason}")
+    return "in-cluster" if node_up else "process"
+
+
+@pytest.fixture(scope="session")
+def operator_pod(cluster: localcluster.Paths, admin: Kubectl, crds: None) -> OperatorPod:
+    """The operator's image on the real node, installed by the chart (not started yet)."""
+    image = build_and_import(cluster.cache, cluster.cluster_dir)
+    return OperatorPod(
+        admin,
+        cluster.helm_bin / "helm",
+        IN_CLUSTER_RELEASE,
+        IN_CLUSTER_NAMESPACE,
+        image,
+        ARTIFACTS,
+    )
+
+
+@pytest.fixture(scope="session")
+def operator_process(
+    request: pytest.FixtureRequest, e2e_target: str, crds: None
+) -> Iterator[OperatorProcess]:
+    """The session's operator: a process, or the chart's pod (same interface)."""
+    if e2e_target == "in-cluster":
+        pod: OperatorPod = request.getfixturevalue("operator_pod")
+        yield pod  # type: ignore[misc]
+        # Left running with the default settings, for `kubectl get pods -o wide` and logs.
+        pod.ensure(DEFAULT_OPERATOR_ENV)
+        pod.log()
+        return
+    admin: Kubectl = request.getfixturevalue("admin")
+    if admin.get("deployment", f"{IN_CLUSTER_RELEASE}-clone-operator", "-n", IN_CLUSTER_NAMESPACE):
+        # An in-cluster operator left by an earlier session would act beside this one.
+        cluster: localcluster.Paths = request.getfixturevalue("cluster")
+        subprocess.run(
+            [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig),
+             "uninstall", IN_CLUSTER_RELEASE, "--namespace", IN_CLUSTER_NAMESPACE, "--wait"],
+            check=False, capture_output=True,
+        )  # fmt: skip
+    proc = OperatorProcess(request.getfixturevalue("operator_kubeconfig"))
     yield proc
     proc.stop()
 
@@ -210,6 +283,7 @@ def operator(operator_process: OperatorProcess) -> Iterator[OperatorProcess]:
     operator_process.ensure(DEFAULT_OPERATOR_ENV)
     log, offset = operator_process.log_path, len(operator_process.log())
     yield operator_process
+    operator_process.log()  # in-cluster: fetch the pod's log
     text = log.read_text(errors="replace")[offset:] if log == operator_process.log_path else ""
     # What kopf logs while it shuts down (a stop right after a start) is not the test's.
     text = text.split("Activity 'cleanup'")[0]
@@ -217,6 +291,7 @@ def operator(operator_process: OperatorProcess) -> Iterator[OperatorProcess]:
     crashes = [
         line
         for line in text.splitlines()
-        if ("Traceback" in line or " ERROR " in line) and "engines.posting" not in line
+        if ("Traceback" in line or " ERROR " in line or '"level": "ERROR"' in line)
+        and "engines.posting" not in line
     ]
     assert not crashes, f"the operator logged errors (see {log}): {crashes[:3]}"

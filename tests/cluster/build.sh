@@ -4,7 +4,8 @@
 # version: $CLONE_OPERATOR_CACHE/bin/<component>-<version>/. Only missing
 # binaries are built, so only the first run pays.
 #
-# Usage: build.sh [component ...]   (kubernetes etcd kwok helm; default: all)
+# Usage: build.sh [component ...]   (kubernetes etcd kwok helm node; default: all
+# but node, which only the real node needs: kubelet, kube-proxy, a pause binary)
 # Prints nothing but progress; every build logs to $CACHE/logs/<component>.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -63,6 +64,31 @@ build_kubernetes() {
     run_logged "$c" bash -c "cd '$here/gomod/kubernetes' && go build -trimpath -ldflags '$(kube_ldflags)' -o '$out.tmp/$c' k8s.io/kubernetes/cmd/$c"
     mkdir -p "$out" && mv "$out.tmp/$c" "$out/$c"
   done
+}
+
+build_node() {
+  local out="$cache/bin/kubernetes-$KUBE_VERSION"
+  local missing=""
+  for c in kubelet kube-proxy; do
+    [ -x "$out/$c" ] || missing="$missing $c"
+  done
+  if [ -n "$missing" ]; then
+    check_gomod kubernetes k8s.io/kubernetes "$KUBE_VERSION"
+    mkdir -p "$out.tmp"
+    for c in $missing; do
+      run_logged "$c" bash -c "cd '$here/gomod/kubernetes' && go build -trimpath -ldflags '$(kube_ldflags)' -o '$out.tmp/$c' k8s.io/kubernetes/cmd/$c"
+      mkdir -p "$out" && mv "$out.tmp/$c" "$out/$c"
+    done
+  fi
+  # The sandbox ("pause") container's binary: registry.k8s.io is out of reach,
+  # so it is built here, keyed by its source.
+  local key
+  key=$(cat "$here/pause/go.mod" "$here/pause/main.go" | sha256sum | cut -c1-12)
+  out="$cache/bin/pause-$key"
+  [ -x "$out/pause" ] && return 0
+  mkdir -p "$out.tmp"
+  run_logged pause bash -c "cd '$here/pause' && go build -trimpath -ldflags '-s -w' -o '$out.tmp/pause' ."
+  mkdir -p "$out" && mv "$out.tmp/pause" "$out/"; rmdir "$out.tmp"
 }
 
 build_etcd() {

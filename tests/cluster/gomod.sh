@@ -24,7 +24,8 @@ write_kubernetes() {
     echo "require k8s.io/kubernetes $KUBE_VERSION"
     echo
     echo "tool ("
-    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    # kubelet and kube-proxy run the real node (tests/cluster/realnode.py).
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
       echo "	k8s.io/kubernetes/cmd/$c"
     done
     echo ")"

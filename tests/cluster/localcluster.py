@@ -5,7 +5,8 @@ session fixture. It builds missing binaries (tests/cluster/build.sh), starts
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok
 controller as plain processes on 127.0.0.1 via kwokctl's binary runtime, then
 adds region-labelled kwok nodes, a default StorageClass and the test volume
-provisioner (the stand-in for a CSI driver; see provisioner.py).
+provisioner (the stand-in for a CSI driver; see provisioner.py) and, when this
+machine can run it, one real node that runs containers (see realnode.py).
 
 Everything is idempotent: `up()` on a running cluster only checks it and
 restarts the provisioner if it died.
@@ -25,6 +26,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: tests/cluster/localcluster.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.cluster import realnode
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_NAME = "clone-operator"
@@ -129,9 +134,31 @@ def build() -> None:
         link.symlink_to(target)
 
 
-def kwokctl_config(p: Paths) -> str:
-    """The KwokctlConfiguration: local binaries only, loopback only, RBAC on."""
-    config = {
+def real_node_wanted() -> bool:
+    """Whether this machine can run the real node (see realnode.unavailable_reason)."""
+    return realnode.unavailable_reason() is None
+
+
+def kwokctl_config(p: Paths, real_node: bool = False) -> str:
+    """The KwokctlConfiguration: local binaries only, loopback only, RBAC on.
+
+    With the real node, the API server also listens on the node's bridge (its
+    port refused on every other interface, see realnode.py) and advertises that
+    address, so pods reach it through the `kubernetes` Service; its certificate
+    names the Service's IP; it authenticates to the kubelet with the admin
+    certificate (`kubectl logs`).
+    """
+    apiserver_args = [{"key": "advertise-address", "value": "127.0.0.1"}]
+    if real_node:
+        pki = p.cluster_dir / "pki"
+        apiserver_args = [
+            {"key": "advertise-address", "value": realnode.GATEWAY},
+            {"key": "bind-address", "value": "0.0.0.0"},
+            {"key": "kubelet-client-certificate", "value": str(pki / "admin.crt")},
+            {"key": "kubelet-client-key", "value": str(pki / "admin.key")},
+            {"key": "kubelet-preferred-address-types", "value": "InternalIP"},
+        ]
+    config: dict[str, object] = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": {
@@ -163,9 +190,17 @@ def kwokctl_config(p: Paths) -> str:
             "cacheDir": str(p.cache / "kwok-cache"),
         },
         "componentsPatches": [
+            {"name": "kube-apiserver", "extraArgs": apiserver_args},
+            # kwok simulates the kwok nodes only, never the real node.
             {
-                "name": "kube-apiserver",
-                "extraArgs": [{"key": "advertise-address", "value": "127.0.0.1"}],
+                "name": "kwok-controller",
+                "extraArgs": [
+                    {"key": "manage-all-nodes", "value": "false"},
+                    {
+                        "key": "manage-nodes-with-annotation-selector",
+                        "value": "kwok.x-k8s.io/node=fake",
+                    },
+                ],
             },
             # One instance of each: leader election would only make a restarted
             # one wait out its dead predecessor's lease (15 s) before scheduling.
@@ -175,6 +210,10 @@ def kwokctl_config(p: Paths) -> str:
             ),
         ],
     }
+    if real_node:
+        options = config["options"]
+        assert isinstance(options, dict)
+        options["kubeApiserverCertSANs"] = [realnode.SERVICE_IP, realnode.GATEWAY]
     # JSON is valid YAML; kwokctl reads either.
     return json.dumps(config, indent=2)
 
@@ -240,8 +279,9 @@ def _port_in_use(number: int) -> bool:
 def dry_run_plan() -> str:
     """kwokctl's plan for creating the cluster; proves nothing is downloaded."""
     p = paths()
-    p.workdir.mkdir(parents=True, exist_ok=True)
-    (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
+    (p.workdir / "dry-run").mkdir(parents=True, exist_ok=True)
+    config = p.workdir / "dry-run" / "kwokctl.yaml"
+    config.write_text(kwokctl_config(p, real_node=real_node_wanted()))
     env = dict(os.environ, KWOK_WORKDIR=str(p.workdir / "dry-run"))
     result = subprocess.run(
         [
@@ -250,7 +290,7 @@ def dry_run_plan() -> str:
             "--name",
             CLUSTER_NAME,
             "--config",
-            str(p.workdir / "kwokctl.yaml"),
+            str(config),
             "create",
             "cluster",
         ],
@@ -374,11 +414,11 @@ def _nodes_ready() -> bool:
     return len(ready) >= len(NODES)
 
 
-def restart(p: Paths) -> bool:
+def restart(p: Paths, config: str) -> bool:
     """Stop every component and start them again on the same state; True once the
     API server is ready and the kwok nodes are served by the new kwok controller."""
     _stop_provisioner(p)
-    (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
+    (p.workdir / "kwokctl.yaml").write_text(config)
     _kwokctl(p, "stop", "cluster", check=False)
     if _kwokctl(p, "start", "cluster", check=False).returncode != 0 or not _ready_within(p, 30):
         return False
@@ -389,26 +429,43 @@ def restart(p: Paths) -> bool:
     return True
 
 
+def node_paths(p: Paths) -> realnode.NodePaths:
+    return realnode.node_paths(p.cache, p.cluster_dir)
+
+
 def up() -> Paths:
     """Start the cluster, or check and reuse the running one. Idempotent."""
     started = time.monotonic()
     build()
     p = paths()
     p.workdir.mkdir(parents=True, exist_ok=True)
+    np = node_paths(p)
+    reason = realnode.unavailable_reason()
+    other = realnode.owned_elsewhere(np)
+    if reason is None and other:
+        reason = f"this machine's real node belongs to another local cluster ({other})"
+    config = kwokctl_config(p, real_node=reason is None)
+    stored = p.workdir / "kwokctl.yaml"
+    if p.cluster_dir.exists() and stored.exists() and stored.read_text() != config:
+        print("the cluster's configuration changed: recreating it", file=sys.stderr)
+        down()
     if not _apiserver_ready(p):
         # A stopped cluster (a reboot, a killed session): start its components
         # again; if it is not ready soon, recreate it from scratch (3 s).
-        if p.cluster_dir.exists() and not restart(p):
+        if p.cluster_dir.exists() and not restart(p, config):
             print("the stopped cluster did not come back: recreating it", file=sys.stderr)
             _kwokctl(p, "delete", "cluster", check=False)
             shutil.rmtree(p.cluster_dir, ignore_errors=True)
         if not _apiserver_ready(p) and not p.cluster_dir.exists():
+            deadline = time.monotonic() + 30  # a cluster just deleted may still hold it
+            while _port_in_use(port()) and time.monotonic() < deadline:
+                time.sleep(0.5)
             if _port_in_use(port()):
                 raise ClusterError(
                     f"port {port()} on 127.0.0.1 is already in use by another process; "
                     "free it or choose another with CLONE_OPERATOR_CLUSTER_PORT=<port>"
                 )
-            (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))
+            stored.write_text(config)
             result = _kwokctl(
                 p, "create", "cluster", "--timeout", f"{int(READY_TIMEOUT_S)}s", check=False
             )
@@ -426,6 +483,14 @@ def up() -> Paths:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=_node_manifest())
     _start_provisioner(p)
     _wait(f"{len(NODES)} Ready nodes", _nodes_ready, READY_TIMEOUT_S, p.cluster_dir / "logs")
+    if reason is None:
+        try:
+            realnode.up(np, port())
+        except realnode.NodeError as e:
+            print(f"real node: could not start; kwok nodes only: {e}", file=sys.stderr)
+            realnode.down(np)
+    else:
+        print(f"real node: not on this machine: {reason}; kwok nodes only")
     print(f"cluster {CLUSTER_NAME} ready in {time.monotonic() - started:.1f} s")
     print(f"kubeconfig: {p.kubeconfig}")
     print(f"tools:      {p.bin_dir} (kubectl, helm, kwokctl)")
@@ -433,8 +498,9 @@ def up() -> Paths:
 
 
 def down() -> None:
-    """Stop the cluster and the provisioner and delete its state. Idempotent."""
+    """Stop the real node, the cluster and the provisioner; delete their state. Idempotent."""
     p = paths()
+    realnode.down(node_paths(p))
     _stop_provisioner(p)
     if (p.kwok_bin / "kwokctl").exists() and p.cluster_dir.exists():
         (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))

@@ -1,4 +1,5 @@
-"""The admission webhook, served on 127.0.0.1 to the real kube-apiserver."""
+"""The admission webhook, called by the real kube-apiserver: at 127.0.0.1 (process
+mode) or through the chart's Service (the operator's pod on the real node)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,12 @@ def test_webhook_configuration_reviews_creates_only(
     assert hook["failurePolicy"] == "Ignore"
     assert hook["rules"][0]["operations"] == ["CREATE"]
     assert hook["rules"][0]["resources"] == ["cloningoperations"]  # never the status subresource
-    assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
+    if webhook.in_cluster:
+        service = hook["clientConfig"]["service"]
+        assert service["name"].endswith("-clone-operator-webhook")
+        assert service["port"] == 9443
+    else:
+        assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
     assert hook["clientConfig"]["caBundle"]
 
 

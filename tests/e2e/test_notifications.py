@@ -1,5 +1,6 @@
 """Outcome emails, Events, metrics and readiness end to end: the real operator
-process, the real local cluster, and a real SMTP server (aiosmtpd) on 127.0.0.1.
+(process or pod), the real local cluster, and a real SMTP server (aiosmtpd) on
+this machine (127.0.0.1, or the real node's bridge address for a pod).
 
 The operator runs with SMTP settings pointing at a port chosen once for this
 module; each test starts (or, for "server down", does not start) an aiosmtpd
@@ -108,11 +109,12 @@ class Mailbox:
 @dataclass
 class SmtpServer:
     port: int
+    host: str = "127.0.0.1"
     mailbox: Mailbox = field(default_factory=Mailbox)
     controller: Controller | None = None
 
     def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.mailbox, hostname=self.host, port=self.port)
         self.controller.start()
 
     def stop(self) -> None:
@@ -122,9 +124,10 @@ class SmtpServer:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    """A real SMTP server on 127.0.0.1:SMTP_PORT, running, with an empty mailbox."""
-    server = SmtpServer(SMTP_PORT)
+def smtp(operator_process: OperatorProcess) -> Iterator[SmtpServer]:
+    """A real SMTP server on SMTP_PORT where the operator reaches this machine, running,
+    with an empty mailbox."""
+    server = SmtpServer(SMTP_PORT, host=operator_process.host_address)
     server.start()
     yield server
     server.stop()
@@ -133,8 +136,10 @@ def smtp() -> Iterator[SmtpServer]:
 def run_operator(proc: OperatorProcess, env: dict[str, str]) -> Iterator[OperatorProcess]:
     """The operator with `env`; fails the test if it logged a crash meanwhile."""
     proc.ensure(env)
+    MONITORING["url"] = proc.monitoring_url
     logs = [(proc.log_path, len(proc.log()))]
     yield proc
+    proc.log()  # in-cluster: fetch the pod's log
     seen = {path for path, _ in logs}
     if proc.log_path not in seen:  # restarted by the test
         logs.append((proc.log_path, 0))
@@ -157,8 +162,12 @@ def notifying(operator_process: OperatorProcess, smtp: SmtpServer) -> Iterator[O
 # --- metrics ---------------------------------------------------------------------------------
 
 
+# Where the running operator serves /metrics and /readyz (set by run_operator).
+MONITORING = {"url": f"http://127.0.0.1:{METRICS_PORT}"}
+
+
 def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as r:
+    with urllib.request.urlopen(f"{MONITORING['url']}/metrics", timeout=10) as r:
         text = r.read().decode()
     out = {}
     for family in text_string_to_metric_families(text):
@@ -238,7 +247,7 @@ def succeeded(kubectl: Kubectl, notifying: OperatorProcess, smtp: SmtpServer) ->
 
 
 def test_the_monitoring_endpoint_answers_ready(notifying: OperatorProcess) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/readyz", timeout=10) as r:
+    with urllib.request.urlopen(f"{MONITORING['url']}/readyz", timeout=10) as r:
         assert (r.status, json.loads(r.read())) == (200, {"ready": True})
 
 

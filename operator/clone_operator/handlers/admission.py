@@ -15,6 +15,7 @@ webhook's job: the policies decide it, and they fail closed.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
         cert = webhook_certs.mounted(cert_dir)
     else:
         cert = webhook_certs.self_signed([host, addr] if addr != "0.0.0.0" else [host])
-    settings.admission.server = kopf.WebhookServer(
+    server_class = kopf.WebhookServer if addr != "0.0.0.0" else ServiceWebhookServer
+    settings.admission.server = server_class(
         addr=addr,
         port=config.webhook_port,
         host=host,
@@ -51,6 +53,29 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
         cadata=cert.ca,
     )
     settings.admission.managed = CONFIGURATION_NAME
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """kopf's webhook server, published to the API server as a Service reference.
+
+    kopf publishes `url: https://<host>:<port>`; the API server would resolve
+    that name through its own DNS, which knows nothing of cluster Services. A
+    `service:` reference (from `host`, `<name>.<namespace>.svc`) is routed by
+    the API server itself to the Service's endpoints.
+    """
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        name, _, rest = (self.host or "").partition(".")
+        namespace = rest.split(".")[0]
+        async for published in super().__call__(fn):
+            config = kopf.WebhookClientConfig(
+                service=kopf.WebhookClientConfigService(
+                    namespace=namespace, name=name, port=self.port, path=""
+                )
+            )
+            if "caBundle" in published:
+                config["caBundle"] = published["caBundle"]
+            yield config
 
 
 def register(config: Settings) -> None:

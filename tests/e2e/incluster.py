@@ -1,0 +1,255 @@
+"""The operator as users run it: its image, installed by the Helm chart, in a pod
+on the local cluster's real node (tests/cluster/realnode.py).
+
+`OperatorPod` has the interface of the process-mode `OperatorProcess`
+(tests/conftest.py), so the e2e suite runs unchanged against either
+(CLONE_OPERATOR_E2E_TARGET). The Kubernetes way stands in for signals:
+
+- settings (`ensure(env)`) become chart values (`helm upgrade`, one replica; the
+  new pod takes the lead when the old one releases it); settings without a value go through
+  `extraEnv`. Process-only settings (where to listen) are the chart's business.
+- `stop()` scales the Deployment to 0 and waits for the pod to go (SIGTERM,
+  kopf's cleanup); `kill()` force-deletes it with no grace period, as when a
+  node dies; `start()` scales back to 1 and waits until the pod is Ready.
+- `log()` is `kubectl logs` of the current pod, kept in `.artifacts/` (per
+  pod, so a replaced pod's log stays readable).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.cluster import realnode
+from tests.e2e.kube import Kubectl, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "clone-operator"
+
+# Operator settings that are chart values: env name -> (value path, is JSON).
+CHART_VALUES = {
+    "CLONE_OPERATOR_REGION_ALIASES": ("operator.regionAliases", True),
+    "CLONE_OPERATOR_ALLOWED_REGIONS": ("operator.allowedRegions", True),
+    "CLONE_OPERATOR_MAX_IN_PROGRESS": ("operator.maxInProgress", True),
+    "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": ("operator.unschedulableGraceSeconds", True),
+    "CLONE_OPERATOR_LOG_FORMAT": ("operator.logFormat", False),
+    "CLONE_OPERATOR_SMTP_HOST": ("notifications.smtp.host", False),
+    "CLONE_OPERATOR_SMTP_PORT": ("notifications.smtp.port", True),
+    "CLONE_OPERATOR_SMTP_SECURITY": ("notifications.smtp.security", False),
+    "CLONE_OPERATOR_SMTP_FROM": ("notifications.smtp.from", False),
+    "CLONE_OPERATOR_SMTP_MAX_ATTEMPTS": ("notifications.smtp.maxAttempts", True),
+}
+# Where the process listens is the chart's to decide in a pod (probes, Services).
+PROCESS_ONLY = {
+    "CLONE_OPERATOR_WEBHOOK_MODE",
+    "CLONE_OPERATOR_WEBHOOK_PORT",
+    "CLONE_OPERATOR_WEBHOOK_HOST",
+    "CLONE_OPERATOR_METRICS_HOST",
+    "CLONE_OPERATOR_METRICS_PORT",
+    "CLONE_OPERATOR_HEALTH_PORT",
+    # The chart names the Lease its RBAC lets the pod renew.
+    "CLONE_OPERATOR_LEADER_ELECTION_NAMESPACE",
+    "CLONE_OPERATOR_LEADER_ELECTION_LEASE",
+}
+METRICS_PORT = 8081  # the chart's metrics.port
+
+
+class OperatorPod:
+    """The chart's operator Deployment on the real node, driven like a process."""
+
+    in_cluster = True
+    host_address = realnode.GATEWAY  # this machine, as pods reach it (e.g. the test SMTP server)
+
+    def __init__(
+        self, admin: Kubectl, helm: Path, release: str, namespace: str, image: str, artifacts: Path
+    ) -> None:
+        self.admin = admin
+        self.kubectl = admin.in_namespace(namespace)
+        self.helm = [str(helm), "--kubeconfig", str(admin.kubeconfig)]
+        self.release, self.namespace = release, namespace
+        self.repository, self.tag = image.rsplit(":", 1)
+        self.artifacts = artifacts
+        self.env: dict[str, str] = {}
+        self.installed_env: dict[str, str] | None = None
+        self.pod = ""
+        self.log_path = artifacts / "operator-pod-none.log"
+
+    @property
+    def deployment(self) -> str:
+        return f"{self.release}-clone-operator"
+
+    # --- the chart ----------------------------------------------------------------------------
+
+    def values(self, env: dict[str, str]) -> list[str]:
+        """`helm` arguments for these operator settings (see the module docstring)."""
+        webhook = env.get("CLONE_OPERATOR_WEBHOOK_MODE", "off") != "off"
+        args = [
+            "--set", f"image.repository={self.repository}",
+            "--set", f"image.tag={self.tag}",
+            "--set", "image.pullPolicy=Never",  # imported into the node, never pulled
+            "--set", "crds.enabled=false",  # the session applies crds/ itself
+            "--set", f"webhook.enabled={str(webhook).lower()}",
+            "--set", "operator.logFormat=json",
+            # One pod (with leader election, as the chart runs two): a test's stop,
+            # kill and log are that pod's.
+            "--set", "replicaCount=1",
+            "--set-json", f"nodeSelector={json.dumps({realnode.TAINT_KEY: 'true'})}",
+            "--set-json", "tolerations=" + json.dumps(
+                [{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+            ),
+        ]  # fmt: skip
+        extra = []
+        for name, value in env.items():
+            if name in PROCESS_ONLY:
+                continue
+            if name == "CLONE_OPERATOR_SMTP_HOST" and value in ("127.0.0.1", "localhost"):
+                value = self.host_address
+            if name in CHART_VALUES:
+                path, is_json = CHART_VALUES[name]
+                args += ["--set-json" if is_json else "--set-string", f"{path}={value}"]
+            else:
+                extra.append({"name": name, "value": value})
+        args += ["--set-json", f"extraEnv={json.dumps(extra)}"]
+        return args
+
+    def install(self, env: dict[str, str]) -> None:
+        """`helm upgrade --install` with these settings; returns once the pod is Ready."""
+        self._save_log()
+        result = subprocess.run(
+            [*self.helm, "upgrade", "--install", self.release, str(CHART),
+             "--namespace", self.namespace, "--create-namespace", "--reset-values",
+             *self.values(env), "--wait", "--timeout", "180s"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise AssertionError(f"helm upgrade --install {self.release}: {result.stderr}")
+        self.installed_env = dict(env)
+        self.env = dict(env)
+        self._scale(1)
+        self._wait_started()
+
+    def uninstall(self) -> None:
+        self._save_log()
+        subprocess.run(
+            [*self.helm, "uninstall", self.release, "--namespace", self.namespace, "--wait"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+
+    # --- the OperatorProcess interface --------------------------------------------------------
+
+    def ensure(self, env: dict[str, str]) -> None:
+        """Running with exactly these settings (the pod replaced if they differ)."""
+        if self.installed_env == env:
+            if not self.running():
+                self.start()
+            return
+        self.install(env)
+
+    def start(self) -> None:
+        self._scale(1)
+        self._wait_started()
+
+    def stop(self) -> None:
+        """Scale to 0: the pod gets SIGTERM and kopf's cleanup runs, as on a drain."""
+        self._save_log()
+        self._scale(0)
+        wait_for("the operator pod to be gone", lambda: not self._pods(), timeout=60)
+
+    def kill(self) -> None:
+        """No cleanup at all: the pod is force-deleted with no grace period."""
+        self._save_log()
+        self._scale(0)
+        pods = self._pods()
+        if pods:
+            self.kubectl("delete", "pod", *pods, "--grace-period=0", "--force", check=False)
+        wait_for("the operator pod to be gone", lambda: not self._pods(), timeout=60)
+
+    def running(self) -> bool:
+        dep = self.kubectl.get("deployment", self.deployment)
+        return bool(dep) and int((dep.get("status") or {}).get("readyReplicas") or 0) >= 1
+
+    def ready(self) -> bool:
+        # Acting, not just started: the leader, once a killed predecessor's Lease expired.
+        return self.running() and "took over as leader" in self.log()
+
+    def log(self) -> str:
+        """The current pod's log (also written to `log_path`)."""
+        self._save_log()
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # --- what only a pod has ------------------------------------------------------------------
+
+    def pod_object(self) -> dict[str, Any]:
+        pods = self.kubectl.items("pod", "-l", f"app.kubernetes.io/instance={self.release}")
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        assert live, f"no operator pod of release {self.release}"
+        return live[-1]
+
+    @property
+    def monitoring_url(self) -> str:
+        """The pod's monitoring endpoint (/metrics, /readyz), scraped from this machine."""
+        return f"http://{self.pod_object()['status']['podIP']}:{METRICS_PORT}"
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _pods(self) -> list[str]:
+        pods = self.kubectl.items("pod", "-l", f"app.kubernetes.io/instance={self.release}")
+        return [p["metadata"]["name"] for p in pods]
+
+    def _scale(self, replicas: int) -> None:
+        self.kubectl("scale", f"deployment/{self.deployment}", f"--replicas={replicas}")
+
+    def _wait_started(self) -> None:
+        def started() -> bool:
+            pods = self._pods()
+            if len(pods) != 1:
+                return False
+            self.pod = pods[0]
+            self.log_path = self.artifacts / f"operator-{self.pod}.log"
+            return self.ready()
+
+        wait_for("the operator pod to be Ready and started", started, timeout=120, interval=0.5)
+
+    def _save_log(self) -> None:
+        if not self.pod:
+            return
+        result = self.kubectl("logs", self.pod, "--container", "operator", check=False)
+        if result.returncode == 0 and result.stdout:
+            self.artifacts.mkdir(exist_ok=True)
+            self.log_path.write_text(result.stdout)
+
+
+def build_and_import(cluster_cache: Path, cluster_dir: Path) -> str:
+    """Build the image (`make image`'s script), import it into the real node; its reference.
+
+    The tag is the image ID, so a changed image is a new reference: the node
+    never runs a stale one under an old name.
+    """
+    started = time.monotonic()
+    built = subprocess.run(
+        [str(ROOT / "hack" / "image.sh"), "clone-operator:e2e"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if built.returncode != 0:
+        raise AssertionError(f"building the image failed:\n{built.stderr[-3000:]}")
+    image_id = built.stdout.strip().splitlines()[-1].removeprefix("sha256:")[:12]
+    ref = f"clone-operator:{image_id}"
+    docker = realnode.docker_client()
+    assert docker
+    subprocess.run([docker, "tag", "clone-operator:e2e", ref], check=True)
+    # Earlier builds' tags (their layers are mostly shared) go.
+    listed = subprocess.run(
+        [docker, "images", "clone-operator", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    stale = [r for r in listed if r != ref and len(r.rsplit(":", 1)[1]) == 12]
+    if stale:
+        subprocess.run([docker, "rmi", *stale], capture_output=True, check=False)
+    np = realnode.node_paths(cluster_cache, cluster_dir)
+    if not realnode.has_image(np, ref):
+        realnode.import_image(np, ref, docker)
+    print(f"image {ref} built and on the real node in {time.monotonic() - started:.1f} s")
+    return ref
