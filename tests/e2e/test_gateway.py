@@ -482,3 +482,28 @@ def test_concurrent_posts_through_two_replicas_get_distinct_ids(
         for o in alice.kubectl.items("cloneobjects")
     ]
     assert sorted(int(v) for v in labels) == sorted(ids)
+
+
+def test_openapi_document_docs_page_and_metrics(gateway: GatewayProcess, alice: Caller) -> None:
+    document = curl(f"curl {gateway.url}/openapi.json")
+    assert document.status == 200
+    paths = document.json()["paths"]
+    assert set(paths) == {
+        "/api/v1/clusters/{cluster}/cloning-operations",
+        "/api/v1/clusters/{cluster}/cloning-operations/{operation_id}",
+        "/api/admin/clone_objects",
+        "/api/admin/clone_objects/{object_id}",
+    }
+    assert set(document.json()["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    assert curl(f"curl {gateway.url}/docs").status == 200
+
+    assert bridge(BRIDGE_SHOW, gateway, alice, object_id=424242).status == 404
+    metrics = curl(f"curl {gateway.url}/metrics").text
+    assert (
+        'clone_operator_api_requests_total{method="GET",route="/api/admin/clone_objects/{object_id}",'
+        'status="404"}' in metrics
+    )
+    assert (
+        'clone_operator_api_request_duration_seconds_bucket{le="0.1",method="GET",'
+        'route="/api/admin/clone_objects/{object_id}"}' in metrics
+    )
