@@ -158,4 +158,3 @@ def test_the_namespace_is_the_tokens_unless_named() -> None:
     assert auth.namespace_hint({}, None, "opaque-oidc-token") is None
     with pytest.raises(auth.NoNamespace):
         auth.namespace_hint({}, "Not_A_Namespace", bound)
-    assert "token" not in repr(auth.Credentials(bound, "team-a")).lower().replace("credentials", "")

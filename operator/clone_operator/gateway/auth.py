@@ -16,7 +16,6 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 API_KEY_HEADER = "X-TYPESENSE-CLOUD-MANAGEMENT-API-KEY"
@@ -31,15 +30,6 @@ class Unauthenticated(Exception):
 
 class NoNamespace(Exception):
     """The token names no namespace and none was given."""
-
-
-@dataclass(frozen=True)
-class Credentials:
-    token: str
-    namespace: str
-
-    def __repr__(self) -> str:  # never print the token
-        return f"Credentials(namespace={self.namespace!r})"
 
 
 def token_from(headers: dict[str, str]) -> str:
