@@ -64,6 +64,10 @@ test-e2e: venv ## e2e tests against the local cluster (started on demand).
 bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; prints figures.
 	$(PY) -m tests.bench.operations
 
+.PHONY: bench-api
+bench-api: venv cluster ## Benchmark the gateway: p50/p95 of create, get and list over 1,000 of each.
+	$(PY) -m tests.bench.api
+
 ##@ CRDs
 
 .PHONY: crds
