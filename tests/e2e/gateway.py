@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -34,9 +35,17 @@ def free_port() -> int:
 class GatewayProcess:
     """`python -m clone_operator api` on a free port, with the given kubeconfig."""
 
-    def __init__(self, kubeconfig: Path, counter_namespace: str, name: str = "gateway") -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        counter_namespace: str,
+        name: str = "gateway",
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.kubeconfig = kubeconfig
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"{name}-{os.getpid()}-{self.port}.log"
         env = {
@@ -46,6 +55,9 @@ class GatewayProcess:
             "CLONE_OPERATOR_API_HOST": "127.0.0.1",
             "CLONE_OPERATOR_API_NAMESPACE": counter_namespace,
         }
+        if tls:
+            env["CLONE_OPERATOR_API_TLS_CERT_FILE"] = str(tls[0])
+            env["CLONE_OPERATOR_API_TLS_KEY_FILE"] = str(tls[1])
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "clone_operator", "api"],
@@ -60,7 +72,9 @@ class GatewayProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"the gateway exited; log: {self.log_path}")
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+            with urllib.request.urlopen(
+                f"{self.url}/healthz", timeout=1, context=self.context
+            ) as r:
                 return bool(r.status == 200)
         except OSError:
             return False

@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
+from clone_operator import webhook_certs
 from tests.cluster import localcluster
 from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e.gateway import GatewayProcess, Response, curl, install_gateway_rbac, shape
 from tests.e2e.kube import Kubectl, make_unplaceable, sa_kubeconfig, wait_for
-from tests.e2e.test_cloning_operations import source_cluster
+from tests.e2e.test_cloning_operations import operation, source_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -158,10 +159,10 @@ def gateway(cluster: localcluster.Paths, admin: Kubectl, crds: None,
         tmp_path_factory.mktemp("gateway") / "kubeconfig",
     )  # fmt: skip
     proc = GatewayProcess(kubeconfig, GATEWAY_NAMESPACE)
-    proc.kubeconfig = kubeconfig  # type: ignore[attr-defined]
     yield proc
     proc.stop()
     assert "eyJ" not in proc.log(), "a token was logged"
+    assert "Traceback" not in proc.log(), f"the gateway crashed on a request: {proc.log_path}"
     admin("delete", "namespace", GATEWAY_NAMESPACE, "--wait=false", check=False)
 
 
@@ -326,6 +327,15 @@ def test_typesense_operation_succeeds_with_a_reference_and_lists_newest_first(
     second = ts(TS_LIST.replace("?per_page=1", "?per_page=1&page=2"), gateway, alice, "search")
     assert [o["id"] for o in second.json()["cloning_operations"]] == [ids[0]]
 
+    # One made with kubectl (any name) is listed too, in creation order.
+    alice.kubectl.apply(operation("by-hand", "search"))
+    wait_for("by-hand to succeed",
+             lambda: ts(TS_GET, gateway, alice, "search", "by-hand").json()["status"] == "succeeded",
+             timeout=90)  # fmt: skip
+    page = ts(TS_LIST.replace("?per_page=1", "?per_page=2"), gateway, alice, "search").json()
+    assert [o["id"] for o in page["cloning_operations"]] == ["by-hand", ids[1]]
+    assert page["total"] == 3
+
 
 # --- Bridge ------------------------------------------------------------------------
 
@@ -462,7 +472,7 @@ def test_concurrent_posts_through_two_replicas_get_distinct_ids(
     gateway: GatewayProcess, alice: Caller
 ) -> None:
     alice.kubectl("create", "configmap", "settings", "--from-literal=a=b")
-    second = GatewayProcess(gateway.kubeconfig, GATEWAY_NAMESPACE, "gateway-2")  # type: ignore[attr-defined]
+    second = GatewayProcess(gateway.kubeconfig, GATEWAY_NAMESPACE, "gateway-2")
     try:
         body = {"clone_objects": [{"source_id": "settings", "source_type": "ConfigMap"}]}
         replicas = [gateway, second]
@@ -507,3 +517,17 @@ def test_openapi_document_docs_page_and_metrics(gateway: GatewayProcess, alice: 
         'clone_operator_api_request_duration_seconds_bucket{le="0.1",method="GET",'
         'route="/api/admin/clone_objects/{object_id}"}' in metrics
     )
+
+
+def test_https_when_given_a_certificate(gateway: GatewayProcess, alice: Caller) -> None:
+    cert = webhook_certs.self_signed(["127.0.0.1"])
+    secure = GatewayProcess(
+        gateway.kubeconfig, GATEWAY_NAMESPACE, "gateway-tls", tls=(cert.certfile, cert.keyfile)
+    )
+    try:
+        assert secure.url.startswith("https://")
+        listed = bridge(BRIDGE_LIST, secure, alice, extra=f"--cacert {cert.certfile}")
+        assert listed.status == 200, listed.text
+        assert set(listed.json()) == {"meta", "clone_objects"}
+    finally:
+        secure.stop()

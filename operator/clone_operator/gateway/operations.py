@@ -64,13 +64,16 @@ async def start(
     cluster: str, who: Who, body: views.CreateOperationRequest | None = None
 ) -> dict[str, Any]:
     request = body or views.CreateOperationRequest()
-    source, others = await asyncio.gather(
+    source, rows = await asyncio.gather(
         who.client.get("StatefulSet", who.namespace, cluster),
-        who.client.list(KIND, who.namespace, field_selector=f"spec.sourceCluster={cluster}"),
+        who.client.rows(KIND, who.namespace, field_selector=f"spec.sourceCluster={cluster}"),
     )
     if source is None:
         raise await cluster_missing(who, cluster)
-    busy = [o for o in others if active(o)]
+    # Rows carry the phase; a Pending one may be canceled already, so read those whole.
+    open_ = [r["Name"] for r in rows if r.get("Phase") not in TERMINAL_PHASES]
+    others = await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in open_))
+    busy = [o for o in others if o is not None and active(o)]
     if busy:
         other = busy[0]
         raise GatewayError(
@@ -106,18 +109,24 @@ async def index(
     page: Annotated[int, Query(ge=1)] = 1,
     per_page: Annotated[int, Query(ge=1, le=250)] = 10,
 ) -> dict[str, Any]:
-    items = await who.client.list(
-        KIND, who.namespace, field_selector=f"spec.sourceCluster={cluster}"
-    )
-    if not items and await who.client.get("StatefulSet", who.namespace, cluster) is None:
+    selector = f"spec.sourceCluster={cluster}"
+    names = [r["Name"] for r in await who.client.rows(KIND, who.namespace, field_selector=selector)]
+    if not names and await who.client.get("StatefulSet", who.namespace, cluster) is None:
         raise await cluster_missing(who, cluster)
-    ordered = views.newest_first(items)
-    chosen = ordered[(page - 1) * per_page : page * per_page]
+    start, end = (page - 1) * per_page, page * per_page
+    if all(views.is_uuid7(n) for n in names):
+        # Time-ordered names: page on the names, then read just the page's objects.
+        chosen = sorted(names, reverse=True)[start:end]
+        found = await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in chosen))
+        objects = [o for o in found if o is not None]
+    else:  # some made elsewhere (kubectl): order by creation time, from the whole list
+        items = await who.client.list(KIND, who.namespace, field_selector=selector)
+        objects = views.newest_first(items)[start:end]
     return views.OperationPage(
         page=page,
         per_page=per_page,
-        total=len(items),
-        cloning_operations=[views.operation_view(o) for o in chosen],
+        total=len(names),
+        cloning_operations=[views.operation_view(o) for o in objects],
     ).model_dump(mode="json")
 
 

@@ -69,6 +69,15 @@ def uuid7() -> str:
     return str(uuid.UUID(int=value))
 
 
+def is_uuid7(name: str) -> bool:
+    """A name made by `uuid7`: sorting such names sorts by creation (to the millisecond)."""
+    try:
+        value = uuid.UUID(name)
+    except ValueError:
+        return False
+    return value.version == 7 and str(value) == name
+
+
 def etag(body: Any) -> str:
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return f'"{digest[:32]}"'
@@ -248,6 +257,13 @@ def object_manifest(object_id: int, kind: SourceKind, source: str, options: Obje
         },
         "spec": {"source": {"kind": kind.value, "name": source}, "options": options.wire()},
     }
+
+
+def id_of_name(name: str) -> int | None:
+    """The id in a gateway-made CloneObject's name (`clone-object-<id>`), else None."""
+    prefix = object_name(0)[:-1]
+    number = name.removeprefix(prefix)
+    return int(number) if name.startswith(prefix) and number.isdigit() else None
 
 
 def object_id(obj: JSON) -> int | None:
