@@ -7,8 +7,10 @@ makes for a request carries the caller's own bearer token, so Kubernetes RBAC
 and admission decide who may do what; the gateway holds no rights on the
 custom resources. Its only own state is one id counter per namespace (`ids`).
 
-Modules: `settings` (environment), `kube` (the one I/O boundary: HTTP to the
-API server), `auth` (who is calling, which namespace), `views` (pure: resource
-→ seed JSON), `ids` (the Bridge's integer ids), `operations` and `objects`
-(the two APIs' routes), `metrics`, `app` (assembly and serving).
+Modules, lowest layer first (pyproject's import-linter contract checks it):
+`settings`, `auth` (who is calling, which namespace), `views` (pure: resource
+→ seed JSON), `metrics`; `kube` (the one I/O boundary: HTTP to the API
+server); `ids` (the Bridge's integer ids); `context` (the caller, errors);
+`operations` and `objects` (the two APIs' routes, independent of each other);
+`app` (assembly and serving).
 """

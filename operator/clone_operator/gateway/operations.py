@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 
 from clone_operator.api.cloningoperations import TERMINAL_PHASES, Phase
 from clone_operator.gateway import views
-from clone_operator.gateway.app import Caller, GatewayError, caller, from_api
+from clone_operator.gateway.context import Caller, GatewayError, caller, from_api
 from clone_operator.gateway.kube import JSON, ApiError
 
 router = APIRouter(
