@@ -51,10 +51,14 @@ async def page_of(who: Caller, page: int, per_page: int) -> tuple[int, list[JSON
     start, end = (page - 1) * per_page, page * per_page
     numbered = [(views.id_of_name(n), n) for n in names]
     if all(number is not None for number, _ in numbered):
-        # Gateway-made names carry the id: page on the names, read just the page's objects.
-        chosen = [n for _, n in sorted(numbered, reverse=True)[start:end]]
-        found = await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in chosen))
-        return len(names), [o for o in found if o is not None]
+        # Gateway-made names carry the id: page on the names, then one list selects the page.
+        chosen = [str(number) for number, _ in sorted(numbered, reverse=True)[start:end]]
+        if not chosen:
+            return len(names), []
+        found = await who.client.list(
+            KIND, who.namespace, label_selector=views.any_of(views.OBJECT_ID_LABEL, chosen)
+        )
+        return len(names), sorted(found, key=lambda o: views.object_id(o) or 0, reverse=True)
     items = await who.client.list(KIND, who.namespace, label_selector=selector)
     ordered = sorted(items, key=lambda o: views.object_id(o) or 0, reverse=True)
     return len(items), ordered[start:end]

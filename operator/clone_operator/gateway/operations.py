@@ -42,6 +42,23 @@ async def operation_of(who: Caller, cluster: str, operation_id: str) -> JSON:
     return obj
 
 
+async def read_page(who: Caller, chosen: list[str]) -> list[JSON]:
+    """The named operations in the given order: one list selecting them by their id label
+    (10 GETs cost ten times as much), then a GET for any without the label."""
+    if not chosen:
+        return []
+    selector = views.any_of(views.OPERATION_ID_LABEL, chosen)
+    found = {
+        o["metadata"]["name"]: o
+        for o in await who.client.list(KIND, who.namespace, label_selector=selector)
+    }
+    missing = [n for n in chosen if n not in found]
+    for obj in await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in missing)):
+        if obj is not None:
+            found[obj["metadata"]["name"]] = obj
+    return [found[n] for n in chosen if n in found]
+
+
 def envelope(obj: JSON) -> dict[str, Any]:
     view = views.operation_view(obj)
     return views.OperationEnvelope(success=True, cloning_operation=view).model_dump(mode="json")
@@ -117,8 +134,7 @@ async def index(
     if all(views.is_uuid7(n) for n in names):
         # Time-ordered names: page on the names, then read just the page's objects.
         chosen = sorted(names, reverse=True)[start:end]
-        found = await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in chosen))
-        objects = [o for o in found if o is not None]
+        objects = await read_page(who, chosen)
     else:  # some made elsewhere (kubectl): order by creation time, from the whole list
         items = await who.client.list(KIND, who.namespace, field_selector=selector)
         objects = views.newest_first(items)[start:end]

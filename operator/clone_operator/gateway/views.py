@@ -26,6 +26,9 @@ from clone_operator.api.common import API_VERSION, LABEL_PREFIX
 JSON = dict[str, Any]
 OBJECT_ID_LABEL = f"{LABEL_PREFIX}object-id"
 """The Bridge id of a CloneObject made through the gateway."""
+OPERATION_ID_LABEL = f"{LABEL_PREFIX}operation-id"
+"""A gateway-made CloningOperation's id (its name) as a label, so that one list with a
+set-based selector (`in (…)`) reads a whole page of them."""
 
 OperationStatus = Literal["pending", "in_progress", "canceled", "succeeded", "failed"]
 PHASES: dict[Phase, OperationStatus] = {
@@ -67,6 +70,11 @@ def uuid7() -> str:
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
     return str(uuid.UUID(int=value))
+
+
+def any_of(label: str, values: list[str]) -> str:
+    """A set-based label selector: `label in (a,b,…)`."""
+    return f"{label} in ({','.join(values)})"
 
 
 def is_uuid7(name: str) -> bool:
@@ -148,7 +156,7 @@ def operation_manifest(name: str, cluster: str, request: CreateOperationRequest)
     return {
         "apiVersion": API_VERSION,
         "kind": "CloningOperation",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {OPERATION_ID_LABEL: name}},
         "spec": spec,
     }
 
