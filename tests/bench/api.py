@@ -56,6 +56,7 @@ def main() -> int:
     args = parser.parse_args()
 
     paths = localcluster.up()
+    load_before = os.getloadavg()[0]
     admin = Kubectl(paths.kube_bin / "kubectl", paths.kubeconfig)
     admin("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     suffix = uuid.uuid4().hex[:6]
@@ -87,7 +88,9 @@ def main() -> int:
         for ns in (home, gateway_ns):
             admin("delete", "namespace", ns, "--wait=false", check=False)
 
-    print(f"\ngateway latency, {args.count} each, one request at a time (ms):")
+    load = os.getloadavg()[0]
+    print(f"\ngateway latency, {args.count} each, one request at a time (ms); "
+          f"load average {load_before:.1f} before, {load:.1f} after on {os.cpu_count()} CPUs:")  # fmt: skip
     print(f"  {'call':<34} {'p50':>7} {'p95':>7}")
     failed = False
     for name, samples in results.items():
