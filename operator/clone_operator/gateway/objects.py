@@ -34,7 +34,7 @@ def cached(request: Request, body: dict[str, Any]) -> Response:
     """The body with its ETag, or 304 when the client already holds that version."""
     tag = views.etag(body)
     held = {t.strip() for t in request.headers.get("if-none-match", "").split(",")}
-    if tag in held or f"W/{tag}" in held:
+    if "*" in held or tag in held or f"W/{tag}" in held:
         return Response(status_code=304, headers={"ETag": tag})
     return JSONResponse(body, headers={"ETag": tag})
 

@@ -31,7 +31,7 @@ def active(obj: JSON) -> bool:
     )
 
 
-async def cluster_missing(who: Caller, cluster: str) -> GatewayError:
+def cluster_missing(who: Caller, cluster: str) -> GatewayError:
     return GatewayError(404, f"cluster {cluster} not found in namespace {who.namespace}")
 
 
@@ -86,7 +86,7 @@ async def start(
         who.client.rows(KIND, who.namespace, field_selector=f"spec.sourceCluster={cluster}"),
     )
     if source is None:
-        raise await cluster_missing(who, cluster)
+        raise cluster_missing(who, cluster)
     # Rows carry the phase; a Pending one may be canceled already, so read those whole.
     open_ = [r["Name"] for r in rows if r.get("Phase") not in TERMINAL_PHASES]
     others = await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in open_))
@@ -129,7 +129,7 @@ async def index(
     selector = f"spec.sourceCluster={cluster}"
     names = [r["Name"] for r in await who.client.rows(KIND, who.namespace, field_selector=selector)]
     if not names and await who.client.get("StatefulSet", who.namespace, cluster) is None:
-        raise await cluster_missing(who, cluster)
+        raise cluster_missing(who, cluster)
     start, end = (page - 1) * per_page, page * per_page
     if all(views.is_uuid7(n) for n in names):
         # Time-ordered names: page on the names, then read just the page's objects.
