@@ -98,11 +98,16 @@ image: ## Build the container image (IMAGE, IMAGE_TAG; needs a Docker engine).
 chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.
 	$(HELM) lint --strict $(CHART)
 	hack/sync-chart-crds.sh --check
+	$(PY) hack/chart-values.py --check
 	rm -rf $(CHART_RENDERED) && mkdir -p $(CHART_RENDERED)/default $(CHART_RENDERED)/namespaced $(CHART_RENDERED)/api
 	$(HELM) template clone-operator $(CHART) --namespace clone-operator --output-dir $(CHART_RENDERED)/default >/dev/null
 	$(HELM) template clone-operator $(CHART) --namespace clone-operator --set 'watchNamespaces={team-a,team-b}' --output-dir $(CHART_RENDERED)/namespaced >/dev/null
 	$(HELM) template clone-operator $(CHART) --namespace clone-operator --set api.enabled=true --output-dir $(CHART_RENDERED)/api >/dev/null
 	$(VENV)/bin/checkov --config-file .checkov.yaml -d $(CHART_RENDERED) --framework kubernetes --quiet --compact
+
+.PHONY: chart-docs
+chart-docs: venv ## Regenerate the values table of the chart's README from values.yaml.
+	$(PY) hack/chart-values.py
 
 .PHONY: chart-crds
 chart-crds: ## Copy crds/ into the chart (after `make crds`).

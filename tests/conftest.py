@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / ".artifacts"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the control plane run last: the rest need a steady one."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> localcluster.Paths:
     """The local control plane: reused when running, else built and started."""
@@ -42,13 +47,23 @@ def crds(admin: Kubectl) -> None:
         admin("wait", "--for=condition=Established", f"crd/{plural}.cloning.dev", "--timeout=30s")
 
 
-@pytest.fixture
-def namespace(admin: Kubectl) -> Iterator[str]:
-    """A throwaway namespace per test, deleted afterwards (without waiting)."""
+def throwaway_namespace(admin: Kubectl) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     admin("create", "namespace", name)
     yield name
     admin("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(admin: Kubectl) -> Iterator[str]:
+    """A throwaway namespace per test, deleted afterwards (without waiting)."""
+    yield from throwaway_namespace(admin)
+
+
+@pytest.fixture
+def other_namespace(admin: Kubectl) -> Iterator[str]:
+    """A second throwaway namespace, for what crosses namespaces."""
+    yield from throwaway_namespace(admin)
 
 
 @pytest.fixture
@@ -58,18 +73,30 @@ def kubectl(admin: Kubectl, namespace: str) -> Kubectl:
 
 
 # Settings of the shared operator: a short unschedulable grace keeps failure tests quick.
+# One release per test session: a token is bound to its ServiceAccount, so two
+# sessions sharing one release would revoke each other's tokens on uninstall.
+E2E_RELEASE, E2E_RELEASE_NAMESPACE = f"e2e-{os.getpid()}", "clone-operator-e2e"
+
 DEFAULT_OPERATOR_ENV = {
     "CLONE_OPERATOR_MAX_IN_PROGRESS": "50",
     "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "5",
     "CLONE_OPERATOR_REGION_ALIASES": '{"virginia": "us-east-1", "oregon": "us-west-2"}',
+    # The Lease the chart's RBAC lets its ServiceAccount renew; short timings, so that
+    # an operator started after a SIGKILLed one takes over in seconds.
+    "CLONE_OPERATOR_LEADER_ELECTION_NAMESPACE": E2E_RELEASE_NAMESPACE,
+    "CLONE_OPERATOR_LEADER_ELECTION_LEASE": f"{E2E_RELEASE}-clone-operator",
+    "CLONE_OPERATOR_LEADER_ELECTION_LEASE_SECONDS": "6",
+    "CLONE_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "4",
+    "CLONE_OPERATOR_LEADER_ELECTION_RETRY_SECONDS": "1",
 }
 
 
 class OperatorProcess:
     """The real operator (`python -m clone_operator run`) as a child process."""
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, name: str = "session") -> None:
         self.kubeconfig = kubeconfig
+        self.name = name
         self.env: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = ARTIFACTS / "operator-none.log"
@@ -87,9 +114,15 @@ class OperatorProcess:
         self.start()
 
     def start(self) -> None:
+        """Launch it and wait until it acts."""
+        self.launch()
+        wait_for("the operator to start", self.ready, timeout=60)
+
+    def launch(self) -> None:
+        """Start the process; it may stand by (another replica leads)."""
         ARTIFACTS.mkdir(exist_ok=True)
         self.starts += 1
-        self.log_path = ARTIFACTS / f"operator-{os.getpid()}-{self.starts}.log"
+        self.log_path = ARTIFACTS / f"operator-{self.name}-{os.getpid()}-{self.starts}.log"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -99,7 +132,6 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
-        wait_for("the operator to start", self.ready, timeout=60)
 
     def ready(self) -> bool:
         assert self.proc is not None
@@ -107,7 +139,10 @@ class OperatorProcess:
             raise AssertionError(
                 f"the operator exited with {self.proc.returncode}; log: {self.log_path}"
             )
-        return "clone-operator started" in self.log()
+        # Acting, not just started: a leader that has taken over (after a SIGKILLed
+        # predecessor, once its Lease has expired).
+        alone = self.env.get("CLONE_OPERATOR_LEADER_ELECTION") == "false"
+        return ("clone-operator started" if alone else "took over as leader") in self.log()
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as when the node dies."""
@@ -127,11 +162,6 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-# One release per test session: a token is bound to its ServiceAccount, so two
-# sessions sharing one release would revoke each other's tokens on uninstall.
-E2E_RELEASE, E2E_RELEASE_NAMESPACE = f"e2e-{os.getpid()}", "clone-operator-e2e"
 
 
 @pytest.fixture(scope="session")

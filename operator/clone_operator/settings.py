@@ -51,9 +51,24 @@ class Settings(BaseSettings):
     unschedulable_grace_seconds: Annotated[int, Field(ge=0)] = 60
     """How long a target pod may stay unschedulable before the operation fails."""
     object_timeout_seconds: Annotated[int, Field(ge=30)] = 1800
-    """How long a CloneObject's PVC or cluster may take to become usable."""
+    """How long a CloneObject's PVC (to bind) or cluster (to get ready) may take, counted
+    from when it went InProgress; then it fails with reason Timeout."""
     namespaces: list[str] = []
     """Namespaces to watch; empty means every namespace (cluster-wide RBAC)."""
+    leader_election: bool = True
+    """Elect one leader among the replicas (a Lease); only the leader acts. Off: this
+    instance acts at once, alone (never run two like that)."""
+    leader_election_lease: str = "clone-operator"
+    """Name of the Lease the replicas compete for."""
+    leader_election_namespace: str = ""
+    """Namespace of that Lease; empty: the pod's own (its ServiceAccount's), or
+    `default` outside a cluster."""
+    leader_election_lease_seconds: Annotated[float, Field(gt=0)] = 15.0
+    """How long a leader's lease lasts without renewal; others wait that long."""
+    leader_election_renew_deadline_seconds: Annotated[float, Field(gt=0)] = 10.0
+    """A leader that could not renew for this long stops acting (shorter than the lease)."""
+    leader_election_retry_seconds: Annotated[float, Field(gt=0)] = 2.0
+    """How often the leader renews and the others try (jittered)."""
     webhook_mode: WebhookMode = WebhookMode.OFF
     """`off`, `local` (127.0.0.1, for a local cluster) or `service` (in-cluster)."""
     webhook_port: Annotated[int, Field(ge=1, le=65535)] = 9443

@@ -9,7 +9,7 @@ Prints, from watch events (not timestamps with one-second resolution):
     and StatefulSet directly (the floor: what the control plane itself needs);
   * their ratio, pickup latency (create → InProgress; median, p95),
   * the operator's API requests per operation (its own client; kopf's watch streams
-    and its two finalizer patches per object come on top), and its peak RSS.
+    come on top), its peak RSS and its CPU time (its own work, whatever else runs).
 Targets (issue 3): all succeed; ratio ≤ 1.5; pickup p95 ≤ 1 s; RSS ≤ 150 MiB.
 """
 
@@ -78,10 +78,17 @@ def baseline(api: client.ApiClient, namespace: str, n: int, replicas: int) -> li
     ready: dict[str, float] = {}
     done = threading.Event()
 
+    apps = client.AppsV1Api(api)
+    since = apps.list_namespaced_stateful_set(namespace).metadata.resource_version
+
     def follow() -> None:
+        # From the listed resourceVersion: every event after it, however late the watch starts.
         w = watch.Watch()
         for event in w.stream(
-            client.AppsV1Api(api).list_namespaced_stateful_set, namespace, timeout_seconds=600
+            apps.list_namespaced_stateful_set,
+            namespace,
+            resource_version=since,
+            timeout_seconds=600,
         ):
             sts = event["object"]
             name = sts.metadata.name
@@ -97,7 +104,6 @@ def baseline(api: client.ApiClient, namespace: str, n: int, replicas: int) -> li
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
-    time.sleep(0.5)
     for i in range(n):
         name = f"floor-{i}"
         objects = statefulset(name, replicas=replicas)
@@ -134,14 +140,16 @@ def operations(
     phases: dict[str, str] = {}
     done = threading.Event()
 
+    group = ("cloning.dev", "v1alpha1", namespace, "cloningoperations")
+    since = custom.list_namespaced_custom_object(*group)["metadata"]["resourceVersion"]
+
     def follow() -> None:
+        # From the listed resourceVersion: every event after it, however late the watch starts.
         w = watch.Watch()
         for event in w.stream(
             custom.list_namespaced_custom_object,
-            "cloning.dev",
-            "v1alpha1",
-            namespace,
-            "cloningoperations",
+            *group,
+            resource_version=since,
             timeout_seconds=900,
         ):
             obj = event["object"]
@@ -159,7 +167,6 @@ def operations(
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
-    time.sleep(0.5)
     for i in range(n):
         name = f"op-{i}"
         body = {
@@ -184,6 +191,12 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process used so far: its own work, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -245,6 +258,7 @@ def main() -> int:
             time.sleep(0.2)
         latency, pickup, phases = operations(api, namespace, n)
         rss = peak_rss_mib(operator.pid)
+        cpu = cpu_seconds(operator.pid)
         operator.terminate()
         operator.wait(timeout=30)
         match = re.search(r"api requests: total=(\d+)", log_path.read_text(errors="replace"))
@@ -271,6 +285,9 @@ def main() -> int:
         f"API requests / operation:  {requests / n:.1f}  (operator's client; kopf adds only its watches)"
     )
     print(f"operator peak RSS:         {rss:.1f} MiB")
+    print(
+        f"operator CPU time:         {cpu:.1f} s  ({1000 * cpu / n:.0f} ms / operation, startup included)"
+    )
     ok = succeeded == n and ratio <= 1.5 and p95(pickup) <= 1.0 and rss <= 150
     print(
         f"targets (all succeed, ratio ≤ 1.5, pickup p95 ≤ 1 s, RSS ≤ 150 MiB): {'met' if ok else 'NOT met'}"

@@ -180,6 +180,23 @@ def sa_kubeconfig(admin: Kubectl, namespace: str, sa: str, path: Path) -> Path:
     return path
 
 
+def owned_canary(kubectl: Kubectl, kind: str, owner: str, name: str = "canary") -> dict[str, Any]:
+    """A ConfigMap owned by `owner`: once the garbage collector has removed it, it has
+    dealt with the owner's deletion, so anything else it would remove is gone too."""
+    body = kubectl.get(kind, owner)
+    reference = {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "name": owner,
+        "uid": body["metadata"]["uid"],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "ownerReferences": [reference]},
+    }
+
+
 def make_unplaceable(kubectl: Kubectl, statefulset_name: str) -> None:
     """Give a ready source a pod template no node can take: its clones cannot be scheduled."""
     patch = {"spec": {"template": {"spec": {"nodeSelector": {"disk": "none"}}}}}

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import OperatorProcess
+from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -269,6 +268,28 @@ def test_operator_killed_mid_batch(kubectl: Kubectl, operator: OperatorProcess) 
         f"cm-{i}" for i in range(0, 20, 4)
     )
     assert kubectl.get("service", "app")["metadata"].get("labels") == {"app": "shop"}
-    assert json.loads(kubectl("get", "configmaps", "-o", "json").stdout)[
-        "items"
-    ]  # sanity: listing works
+
+
+def test_a_pvc_clone_that_never_binds_times_out(
+    kubectl: Kubectl, operator_process: OperatorProcess
+) -> None:
+    """objectTimeoutSeconds applies to PVC clones too: one that cannot bind (its storage
+    class does not exist) fails with reason Timeout, and its PVC is removed."""
+    operator_process.ensure({**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_OBJECT_TIMEOUT_SECONDS": "30"})
+    apply_sources(kubectl)
+    kubectl.apply(
+        clone_object(
+            "stuck",
+            "PersistentVolumeClaim",
+            "app-data",
+            name="stuck-data",
+            overrides={"spec": {"storageClassName": "no-such-class"}},
+        )
+    )
+    st = wait_state(kubectl, "stuck", timeout=120)
+    assert st["state"] == "Failed"
+    assert {c["type"]: c["reason"] for c in st["conditions"]}["Failed"] == "Timeout"
+    assert st["errorMessages"] == [
+        f"PersistentVolumeClaim {kubectl.namespace}/stuck-data was not bound within 30 s"
+    ]
+    wait_for("the unbound PVC to be removed", lambda: kubectl.get("pvc", "stuck-data") is None)

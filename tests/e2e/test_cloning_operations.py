@@ -14,7 +14,14 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import localcluster
 from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import Kubectl, make_unplaceable, ready_replicas, statefulset, wait_for
+from tests.e2e.kube import (
+    Kubectl,
+    make_unplaceable,
+    owned_canary,
+    ready_replicas,
+    statefulset,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -135,9 +142,15 @@ def test_example_operation_clones_the_example_cluster(
         for e in kubectl.items("events", "--field-selector", "involvedObject.name=search-to-28")
     ]
     assert {"Started", "TargetReady"} <= set(reasons)  # a free slot: no Pending wait
-    # Deleting the operation leaves the clone in place.
+    # Deleting the operation leaves the clone in place. A canary the operation still owns
+    # shows when the garbage collector has dealt with the operation's dependents.
+    kubectl.apply(owned_canary(kubectl, "cloningoperation", "search-to-28"))
     kubectl("delete", "cloningoperation", "search-to-28", "--wait=true", "--timeout=30s")
-    time.sleep(1)
+    wait_for(
+        "the garbage collector to remove the operation's canary",
+        lambda: kubectl.get("configmap", "canary") is None,
+        timeout=60,
+    )
     assert kubectl.get("statefulset", target) is not None
 
 

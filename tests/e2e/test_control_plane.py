@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -215,3 +218,31 @@ def test_helm_installs_a_chart(
 def _bound(kubectl: Kubectl, name: str) -> dict | None:
     pvc = kubectl.get("pvc", name)
     return pvc if pvc and pvc["status"].get("phase") == "Bound" else None
+
+
+@pytest.mark.disruptive
+def test_a_killed_control_plane_serves_pods_again_within_seconds(
+    cluster: localcluster.Paths, kubectl: Kubectl
+) -> None:
+    """SIGKILL every component, as a crash or a killed session would; `make cluster`
+    (localcluster.up) brings it back and new pods run within seconds: the new kwok
+    controller takes the nodes' leases back, and the scheduler has no lease to wait out."""
+    kubectl.apply(statefulset("steady", replicas=2))
+    wait_for("steady ready", lambda: ready_replicas(kubectl, "steady") == 2, timeout=60)
+    pids = [int(f.read_text()) for f in (cluster.cluster_dir / "pids").glob("*.pid")]
+    assert len(pids) >= 5, pids  # etcd, apiserver, controller-manager, scheduler, kwok
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    localcluster.up()
+    kubectl("scale", "statefulset", "steady", "--replicas=4")
+    wait_for("a new pod to run", lambda: ready_replicas(kubectl, "steady") == 4, timeout=60)
+    elapsed = time.monotonic() - started
+    print(f"\ncontrol plane killed → new pods ready: {elapsed:.1f} s")
+    assert elapsed < 30, f"recovery took {elapsed:.1f} s"  # was minutes before the fix
+    holders = {
+        lease["spec"]["holderIdentity"]
+        for lease in kubectl.in_namespace("kube-node-lease").items("lease")
+        if lease["metadata"]["name"].startswith("kwok-")
+    }
+    assert len(holders) == 1, holders  # one live kwok controller serves every node

@@ -13,7 +13,6 @@ import email
 import json
 import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
+from clone_operator import __version__
 from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e.kube import Kubectl, wait_for
 from tests.e2e.test_cloning_operations import (
@@ -205,15 +205,27 @@ def wait_described(kubectl: Kubectl, kind: str, name: str, *texts: str) -> str:
 # --- the scenarios ---------------------------------------------------------------------------
 
 
-def test_two_addresses_succeeded_one_message_each(
-    kubectl: Kubectl, notifying: OperatorProcess, smtp: SmtpServer, namespace: str
-) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/readyz", timeout=10) as r:
-        assert (r.status, json.loads(r.read())) == (200, {"ready": True})
+ADDRESSES = ["dev@example.com", "ops@example.com"]
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """One CloningOperation with two recipients, run until Succeeded and finalized."""
+
+    status: dict[str, Any]
+    before: dict[Any, float]
+    """The metrics scraped before it was created."""
+
+    @property
+    def target(self) -> str:
+        return str(self.status["targetCluster"])
+
+
+@pytest.fixture
+def succeeded(kubectl: Kubectl, notifying: OperatorProcess, smtp: SmtpServer) -> Succeeded:
     before = scrape()
     source_cluster(kubectl, "books", replicas=1)
-    addresses = ["dev@example.com", "ops@example.com"]
-    kubectl.apply(operation("clone-books", "books", notificationEmailAddresses=addresses))
+    kubectl.apply(operation("clone-books", "books", notificationEmailAddresses=ADDRESSES))
     wait_for(
         "the in-flight gauge to count the running operation",
         lambda: metric(scrape(), "clone_operator_operations_in_flight", kind=KIND) >= 1,
@@ -221,10 +233,20 @@ def test_two_addresses_succeeded_one_message_each(
         interval=0.05,
     )
     status = wait_finalized(kubectl, "clone-books", timeout=120)
-
     assert status["phase"] == "Succeeded"
-    target = status["targetCluster"]
-    for address in addresses:
+    return Succeeded(status, before)
+
+
+def test_the_monitoring_endpoint_answers_ready(notifying: OperatorProcess) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/readyz", timeout=10) as r:
+        assert (r.status, json.loads(r.read())) == (200, {"ready": True})
+
+
+def test_success_is_emailed_once_to_each_address(
+    kubectl: Kubectl, smtp: SmtpServer, succeeded: Succeeded, namespace: str
+) -> None:
+    status, target = succeeded.status, succeeded.target
+    for address in ADDRESSES:
         [msg] = wait_mail(smtp, address)
         assert msg["To"] == address
         assert msg["From"] == "Clone Operator <clone-operator@ops.example>"
@@ -247,15 +269,17 @@ def test_two_addresses_succeeded_one_message_each(
         ):
             assert fact in text
     # Exactly one message per address, one recipient each.
-    assert sorted(rcpts[0] for rcpts, _ in smtp.mailbox.all()) == addresses
+    assert sorted(rcpts[0] for rcpts, _ in smtp.mailbox.all()) == ADDRESSES
     assert all(len(rcpts) == 1 for rcpts, _ in smtp.mailbox.all())
     entries = notifications_of(kubectl, "clone-books")
     assert {a: (e["state"], e["attempts"]) for a, e in entries.items()} == {
-        a: ("Sent", 1) for a in addresses
+        a: ("Sent", 1) for a in ADDRESSES
     }
     assert all(e["sentAt"] >= status["completedAt"] for e in entries.values())
 
-    # Every transition is an Event `kubectl describe` shows, notifications included.
+
+def test_every_transition_of_a_success_is_an_event(kubectl: Kubectl, succeeded: Succeeded) -> None:
+    target = succeeded.target
     wait_described(
         kubectl,
         "cloningoperation",
@@ -271,42 +295,18 @@ def test_two_addresses_succeeded_one_message_each(
         "emailed the Succeeded outcome to ops@example.com",
     )
 
-    after = scrape()
+
+def test_a_success_is_counted(succeeded: Succeeded) -> None:
+    before, after = succeeded.before, scrape()
+    outcome = {"kind": KIND, "outcome": "Succeeded"}
     assert delta(before, after, "clone_operator_notifications_total", result="sent") == 2
-    assert (
-        delta(
-            before,
-            after,
-            "clone_operator_operations_total",
-            kind=KIND,
-            outcome="Succeeded",
-        )
-        == 1
-    )
-    assert (
-        delta(
-            before,
-            after,
-            "clone_operator_operation_duration_seconds_count",
-            kind=KIND,
-            outcome="Succeeded",
-        )
-        == 1
-    )
-    assert (
-        delta(
-            before,
-            after,
-            "clone_operator_operation_duration_seconds_sum",
-            kind=KIND,
-            outcome="Succeeded",
-        )
-        > 0
-    )
+    assert delta(before, after, "clone_operator_operations_total", **outcome) == 1
+    assert delta(before, after, "clone_operator_operation_duration_seconds_count", **outcome) == 1
+    assert delta(before, after, "clone_operator_operation_duration_seconds_sum", **outcome) > 0
     assert delta(before, after, "clone_operator_api_requests_total", method="PATCH") >= 4
     assert delta(before, after, "clone_operator_api_requests_total", method="POST") >= 2
     assert metric(after, "clone_operator_operations_in_flight", kind=KIND) == 0
-    assert metric(after, "clone_operator_build_info", version="0.1.0") == 1
+    assert metric(after, "clone_operator_build_info", version=__version__) == 1
     # Exposed (its value depends on whatever else the shared cluster holds).
     assert ("clone_operator_reconcile_errors_total", (("kind", KIND),)) in after
 
@@ -409,7 +409,8 @@ def test_smtp_down_then_up_is_retried_and_delivered_once(
     assert entry["state"] == "Sent"
     assert entry["attempts"] >= 3
     assert "lastError" not in entry
-    time.sleep(3)  # nothing more arrives
+    # Finalized only once its delivery worker ended, after the server's reply to DATA
+    # (and so after the mailbox got the message): nothing more can arrive.
     assert len(smtp.mailbox.to("late@x.io")) == 1
     after = scrape()
     assert delta(before, after, "clone_operator_notification_errors_total", error="transient") >= 2
@@ -427,8 +428,9 @@ def test_restart_after_delivery_does_not_send_again(
     # A finalized operation is not picked up again; another one shows the operator is working.
     kubectl.apply(operation("clone-twice", "nothing", notificationEmailAddresses=["twice@x.io"]))
     wait_finalized(kubectl, "clone-twice")
+    # The restarted operator listed clone-once before it saw clone-twice: a resend would
+    # have started before this later delivery, and would have been recorded by now.
     wait_mail(smtp, "twice@x.io")
-    time.sleep(2)
     assert len(smtp.mailbox.to("once@x.io")) == 1
     assert status_of(kubectl, "clone-once")["notifications"] == sent
 
@@ -455,9 +457,9 @@ def test_restart_during_transfer_is_recorded_and_never_resent(
     assert entry["state"] == "Unconfirmed"
     assert entry["attempts"] == 1
     assert "not sent again" in entry["lastError"]
-    time.sleep(2)
-    assert len(smtp.mailbox.to("midway@x.io")) == 1
+    # Finalized once the restarted worker ended; its Event comes after the decision.
     wait_described(kubectl, "cloningoperation", "clone-midway", "NotificationUnconfirmed")
+    assert len(smtp.mailbox.to("midway@x.io")) == 1
 
 
 def test_clone_object_transitions_are_described(

@@ -8,8 +8,6 @@ refusals hold whether the operator and its webhook are up or down.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,14 +52,6 @@ class Requester:
     def can_i(self, verb: str, resource: str, namespace: str) -> bool:
         answer = self.kubectl("auth", "can-i", verb, resource, "-n", namespace, check=False)
         return answer.stdout.strip() == "yes"
-
-
-@pytest.fixture
-def other_namespace(admin: Kubectl) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    admin("create", "namespace", name)
-    yield name
-    admin("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture

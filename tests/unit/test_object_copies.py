@@ -10,6 +10,7 @@ from clone_operator.api.cloneobjects import CloneObjectStatus, SourceKind, State
 from clone_operator.builders import objects
 from clone_operator.builders.provenance import Owner, created_by
 from clone_operator.reconcile import objects as decide
+from clone_operator.reconcile.conditions import Reason
 
 OWNER = Owner(kind="CloneObject", name="copy-it", namespace="shop", uid="1234abcd-0000")
 
@@ -167,15 +168,13 @@ def test_default_names_are_deterministic_and_valid() -> None:
 
 
 def test_clone_object_transitions_record_errors_and_timestamps() -> None:
-    pending = decide.apply(
-        CloneObjectStatus(), State.PENDING, decide.Reason.ACCEPTED, "waiting", "T1", 1
-    )
+    pending = decide.apply(CloneObjectStatus(), State.PENDING, Reason.ACCEPTED, "waiting", "T1", 1)
     assert (pending.state, pending.created_at, pending.error_messages) == (State.PENDING, "T1", [])
-    failed = decide.apply(pending, State.FAILED, decide.Reason.SOURCE_NOT_FOUND, "gone", "T2", 1)
+    failed = decide.apply(pending, State.FAILED, Reason.SOURCE_NOT_FOUND, "gone", "T2", 1)
     assert failed.created_at == "T1"
     assert failed.updated_at == "T2"
     assert failed.error_messages == ["gone"]
-    again = decide.apply(failed, State.FAILED, decide.Reason.SOURCE_NOT_FOUND, "gone", "T3", 1)
+    again = decide.apply(failed, State.FAILED, Reason.SOURCE_NOT_FOUND, "gone", "T3", 1)
     assert again.error_messages == ["gone"]
     conditions = {c.type: c.status for c in failed.conditions}
     assert conditions == {"Ready": "False", "Failed": "True"}
@@ -186,6 +185,6 @@ def test_clone_object_transitions_record_errors_and_timestamps() -> None:
         decide.Step.ADMIT,
         decide.Step.START,
         decide.Step.CLONE,
-        decide.Step.FINISHED,
-        decide.Step.FINISHED,
+        decide.Step.FINISH,
+        decide.Step.FINISH,
     ]

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from clone_operator.api.cloningoperations import CloningOperationStatus, Phase
+from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.operations import (
-    Reason,
+    Resolution,
     Step,
     Transition,
     apply,
     next_step,
-    parse_time,
     progress,
-    seconds_left,
-    target_ready,
-    timed_out,
-    unschedulable_message,
 )
 
 T0 = "2024-01-01T00:00:00Z"
@@ -43,12 +39,12 @@ EXPECTED_STEPS: dict[tuple[Phase | None, bool], Step] = {
     (Phase.PENDING, True): Step.CANCEL,
     (Phase.IN_PROGRESS, False): Step.PROVISION,
     (Phase.IN_PROGRESS, True): Step.PROVISION,  # too late to cancel: the API server refuses it
-    (Phase.SUCCEEDED, False): Step.FINISHED,
-    (Phase.SUCCEEDED, True): Step.FINISHED,
-    (Phase.FAILED, False): Step.FINISHED,
-    (Phase.FAILED, True): Step.FINISHED,
-    (Phase.CANCELED, False): Step.FINISHED,
-    (Phase.CANCELED, True): Step.FINISHED,
+    (Phase.SUCCEEDED, False): Step.FINISH,
+    (Phase.SUCCEEDED, True): Step.FINISH,
+    (Phase.FAILED, False): Step.FINISH,
+    (Phase.FAILED, True): Step.FINISH,
+    (Phase.CANCELED, False): Step.FINISH,
+    (Phase.CANCELED, True): Step.FINISH,
 }
 
 
@@ -132,19 +128,25 @@ def test_completed_at_is_not_moved_by_a_repeated_terminal_transition() -> None:
 
 
 def test_resolved_values_are_recorded() -> None:
-    status = apply(
-        CloningOperationStatus(),
-        STARTED,
-        T0,
-        2,
+    resolution = Resolution(
         target_cluster="search-clone-abcde",
         server_version="28.0",
+        source_region="us-east-1",
         target_region="eu-west-1",
+        replicas=3,
     )
+    status = apply(CloningOperationStatus(), STARTED, T0, 2, resolution)
     assert status.target_cluster == "search-clone-abcde"
     assert status.server_version == "28.0"
-    assert status.target_region == "eu-west-1"
+    assert (status.source_region, status.target_region) == ("us-east-1", "eu-west-1")
+    assert (status.ready_replicas, status.replicas, status.ready) == (0, 3, "0/3")
     assert status.observed_generation == 2
+    assert Resolution.recorded(status) == resolution
+
+
+def test_success_records_the_final_readiness() -> None:
+    status = apply(walk((STARTED, T0)), SUCCEEDED, T1, 1, readiness=Readiness(3, 3, True))
+    assert (status.ready_replicas, status.replicas, status.ready) == (3, 3, "3/3")
 
 
 def test_apply_does_not_mutate_the_input_status() -> None:
@@ -210,7 +212,7 @@ def test_status_wire_form_round_trips() -> None:
 
 def test_progress_records_readiness() -> None:
     status = walk((STARTED, T0)).model_copy(update={"target_cluster": "tgt"})
-    updated = progress(status, 1, 3, T1)
+    updated = progress(status, Readiness(1, 3, False), T1)
     assert updated is not None
     assert (updated.ready_replicas, updated.replicas, updated.ready) == (1, 3, "1/3")
     assert updated.updated_at == T1
@@ -220,136 +222,15 @@ def test_progress_records_readiness() -> None:
 
 def test_progress_returns_none_when_nothing_changed() -> None:
     status = walk((STARTED, T0))
-    once = progress(status, 2, 3, T1)
+    once = progress(status, Readiness(2, 3, False), T1)
     assert once is not None
-    assert progress(once, 2, 3, T2) is None
-    assert progress(once, 3, 3, T2) is not None
-    assert progress(once, 2, 4, T2) is not None
+    assert progress(once, Readiness(2, 3, False), T2) is None
+    assert progress(once, Readiness(3, 3, True), T2) is not None
+    assert progress(once, Readiness(2, 4, False), T2) is not None
 
 
 def test_progress_from_zero_is_a_change() -> None:
-    assert progress(walk((STARTED, T0)), 0, 3, T1) is not None
-
-
-def statefulset(
-    replicas: int | None, ready: int | None, generation: int, observed: int | None
-) -> dict[str, Any]:
-    spec = {} if replicas is None else {"replicas": replicas}
-    st: dict[str, Any] = {}
-    if ready is not None:
-        st["readyReplicas"] = ready
-    if observed is not None:
-        st["observedGeneration"] = observed
-    return {"metadata": {"generation": generation}, "spec": spec, "status": st}
-
-
-@pytest.mark.parametrize(
-    ("sts", "expected"),
-    [
-        (statefulset(3, 3, 2, 2), (3, 3, True)),
-        (statefulset(3, 2, 2, 2), (2, 3, False)),
-        (statefulset(3, 3, 2, 1), (3, 3, False)),  # the controller has not seen the new spec
-        (statefulset(3, None, 1, 1), (0, 3, False)),
-        (statefulset(None, 1, 1, 1), (1, 1, True)),
-        (statefulset(0, None, 1, 1), (0, 0, True)),
-        (statefulset(3, 3, 2, None), (3, 3, False)),
-    ],
-)
-def test_target_ready(sts: dict[str, Any], expected: tuple[int, int, bool]) -> None:
-    assert target_ready(sts) == expected
-
-
-def test_target_ready_without_status() -> None:
-    assert target_ready({"metadata": {"generation": 1}, "spec": {"replicas": 2}}) == (0, 2, False)
-
-
-# --- time ----------------------------------------------------------------------------------------
-
-START = "2024-01-01T00:00:00Z"
-START_DT = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def test_parse_time_reads_kubernetes_timestamps() -> None:
-    assert parse_time(START) == START_DT
-    assert parse_time("2024-01-01T00:00:00+00:00") == START_DT
-
-
-@pytest.mark.parametrize(
-    ("elapsed", "expired", "left"),
-    [(0, False, 600.0), (599, False, 1.0), (600, True, 0.0), (10_000, True, 0.0)],
-)
-def test_timeout(elapsed: int, expired: bool, left: float) -> None:
-    now = START_DT + timedelta(seconds=elapsed)
-    assert timed_out(START, 600, now) is expired
-    assert seconds_left(START, 600, now) == left
-
-
-def test_an_operation_that_never_started_never_times_out() -> None:
-    late = START_DT + timedelta(days=30)
-    assert timed_out(None, 600, late) is False
-    assert seconds_left(None, 600, late) == 600.0
-
-
-def pod(name: str, *conditions: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "status": {"conditions": list(conditions)}}
-
-
-def unschedulable(since: str, message: str | None = "0/3 nodes available") -> dict[str, Any]:
-    c = {
-        "type": "PodScheduled",
-        "status": "False",
-        "reason": "Unschedulable",
-        "lastTransitionTime": since,
-    }
-    if message is not None:
-        c["message"] = message
-    return c
-
-
-def test_unschedulable_within_the_grace_period_is_not_reported() -> None:
-    pods = [pod("tgt-0", unschedulable(START))]
-    assert unschedulable_message(pods, START_DT + timedelta(seconds=59), 60) is None
-
-
-def test_unschedulable_past_the_grace_period_names_the_pod_and_the_reason() -> None:
-    pods = [pod("tgt-0", {"type": "Ready", "status": "True"}), pod("tgt-1", unschedulable(START))]
-    message = unschedulable_message(pods, START_DT + timedelta(seconds=60), 60)
-    assert message == "pod tgt-1 cannot be scheduled: 0/3 nodes available"
-
-
-def test_unschedulable_without_a_message_still_explains() -> None:
-    pods = [pod("tgt-0", unschedulable(START, message=None))]
-    message = unschedulable_message(pods, START_DT + timedelta(hours=1), 60)
-    assert message == "pod tgt-0 cannot be scheduled: no reason given"
-
-
-@pytest.mark.parametrize(
-    "condition",
-    [
-        {"type": "PodScheduled", "status": "True", "lastTransitionTime": START},
-        {
-            "type": "PodScheduled",
-            "status": "False",
-            "reason": "SchedulerError",
-            "lastTransitionTime": START,
-        },
-        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
-        {
-            "type": "Ready",
-            "status": "False",
-            "reason": "Unschedulable",
-            "lastTransitionTime": START,
-        },
-    ],
-    ids=["scheduled", "other-reason", "no-time", "other-type"],
-)
-def test_only_unschedulable_pods_are_reported(condition: dict[str, Any]) -> None:
-    pods = [pod("tgt-0", condition), {"metadata": {"name": "tgt-1"}}]
-    assert unschedulable_message(pods, START_DT + timedelta(hours=1), 60) is None
-
-
-def test_zero_grace_reports_at_once() -> None:
-    assert unschedulable_message([pod("tgt-0", unschedulable(START))], START_DT, 0) is not None
+    assert progress(walk((STARTED, T0)), Readiness(0, 3, False), T1) is not None
 
 
 def test_a_guarded_write_is_rebased_only_when_spec_and_status_are_unchanged() -> None:
@@ -380,3 +261,58 @@ def test_a_guarded_write_is_rebased_only_when_spec_and_status_are_unchanged() ->
     assert not decided_on_same_state(read, moved)
     assert not decided_on_same_state(read, deleting)
     assert not decided_on_same_state(read, replaced)
+
+
+# --- resolve -------------------------------------------------------------------------------------
+
+
+def test_resolve_fills_the_defaults_from_the_source() -> None:
+    from clone_operator.api.cloningoperations import CloningOperationSpec
+    from clone_operator.reconcile.operations import resolve
+    from clone_operator.reconcile.regions import RegionTable
+    from tests.unit import factories
+
+    regions = RegionTable(node_regions=frozenset({"us-east-1", "us-west-2"}), aliases={})
+    spec = CloningOperationSpec(source_cluster="search")
+    source, service = factories.source_statefulset(), factories.source_service()
+    resolved = resolve(spec, factories.OWNER, source, service, "us-east-1", regions)
+    assert resolved == Resolution(
+        target_cluster="search-clone-0a1b2",
+        server_version="27.1",
+        source_region="us-east-1",
+        target_region="us-east-1",
+        replicas=3,
+    )
+    asked = spec.model_copy(update={"server_version": "28.0", "target_region": "us-west-2"})
+    resolved = resolve(asked, factories.OWNER, source, service, "us-east-1", regions)
+    assert (resolved.server_version, resolved.target_region) == ("28.0", "us-west-2")
+
+
+def test_resolve_refuses_what_cannot_work() -> None:
+    from clone_operator.api.cloningoperations import CloningOperationSpec
+    from clone_operator.builders.clusters import BuildError
+    from clone_operator.reconcile.operations import resolve
+    from clone_operator.reconcile.regions import RegionTable, UnknownRegion
+    from tests.unit import factories
+
+    regions = RegionTable(node_regions=frozenset({"us-east-1"}), aliases={})
+    source, service = factories.source_statefulset(), factories.source_service()
+    with pytest.raises(UnknownRegion):
+        resolve(
+            CloningOperationSpec(source_cluster="search", target_region="mars-1"),
+            factories.OWNER, source, service, None, regions,
+        )  # fmt: skip
+    with pytest.raises(BuildError, match="no container 'db'"):
+        resolve(
+            CloningOperationSpec(source_cluster="search", server_container="db"),
+            factories.OWNER, source, service, None, regions,
+        )  # fmt: skip
+    loose = factories.source_statefulset()
+    loose["spec"]["selector"] = {
+        "matchExpressions": [{"key": "canary", "operator": "DoesNotExist"}]
+    }
+    with pytest.raises(BuildError, match="StatefulSet's selector would select"):
+        resolve(
+            CloningOperationSpec(source_cluster="search"),
+            factories.OWNER, loose, service, None, regions,
+        )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from clone_operator.api.common import (
     CamelModel,
@@ -14,6 +14,7 @@ from clone_operator.api.common import (
     DNSSubdomain,
     ShortText,
     Timestamp,
+    cel_rules,
 )
 
 KIND = "CloneObject"
@@ -58,19 +59,14 @@ class State(StrEnum):
 class SourceRef(CamelModel):
     """The object to clone, in this CloneObject's namespace."""
 
-    model_config = ConfigDict(
-        **CamelModel.model_config,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.apiVersion) || self.apiVersion == "
-                    "(self.kind == 'StatefulSet' ? 'apps/v1' : 'v1')",
-                    "messageExpression": "'source.apiVersion must be ' + "
-                    "(self.kind == 'StatefulSet' ? 'apps/v1' : 'v1') + ' for kind ' + self.kind",
-                    "fieldPath": ".apiVersion",
-                }
-            ]
-        },
+    model_config = cel_rules(
+        {
+            "rule": "!has(self.apiVersion) || self.apiVersion == "
+            "(self.kind == 'StatefulSet' ? 'apps/v1' : 'v1')",
+            "messageExpression": "'source.apiVersion must be ' + "
+            "(self.kind == 'StatefulSet' ? 'apps/v1' : 'v1') + ' for kind ' + self.kind",
+            "fieldPath": ".apiVersion",
+        }
     )
 
     kind: Annotated[
@@ -96,7 +92,8 @@ class SourceRef(CamelModel):
 
 
 class CloneOptions(CamelModel):
-    """Options applied to the copy (the seed's `options`)."""
+    """Options applied to the copy: its name and namespace, added labels and annotations,
+    and a merge patch."""
 
     name: DNSSubdomain | None = None
     """Name of the destination. Default: `<source>-clone-<id>`."""
@@ -116,29 +113,24 @@ class CloneOptions(CamelModel):
 class CloneObjectSpec(CamelModel):
     """What to clone and the options to apply. Immutable after creation."""
 
-    model_config = ConfigDict(
-        **CamelModel.model_config,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self == oldSelf",
-                    "message": "spec is immutable; create a new CloneObject instead",
-                },
-                {
-                    "rule": "!has(self.options) || !has(self.options.namespace) || "
-                    "!(self.source.kind in ['StatefulSet', 'PersistentVolumeClaim'])",
-                    "message": "options.namespace is not supported for StatefulSet and "
-                    "PersistentVolumeClaim: volume clones stay in the source's namespace",
-                    "fieldPath": ".options.namespace",
-                },
-            ]
+    model_config = cel_rules(
+        {
+            "rule": "self == oldSelf",
+            "message": "spec is immutable; create a new CloneObject instead",
+        },
+        {
+            "rule": "!has(self.options) || !has(self.options.namespace) || "
+            "!(self.source.kind in ['StatefulSet', 'PersistentVolumeClaim'])",
+            "message": "options.namespace is not supported for StatefulSet and "
+            "PersistentVolumeClaim: volume clones stay in the source's namespace",
+            "fieldPath": ".options.namespace",
         },
     )
 
     source: SourceRef
-    """The object to clone (the seed's `source_type` and `source_id`)."""
+    """The object to clone: its kind and name, in this namespace."""
     options: CloneOptions = CloneOptions()
-    """Options applied to the destination (the seed's `options`)."""
+    """Options applied to the destination."""
 
 
 class Destination(CamelModel):
@@ -167,6 +159,8 @@ class CloneObjectStatus(CamelModel):
     """The options actually applied (with defaults resolved)."""
     created_at: Timestamp | None = None
     """When the operator first saw the CloneObject."""
+    started_at: Timestamp | None = None
+    """When the clone went InProgress: a PVC or cluster clone's timeout counts from here."""
     updated_at: Timestamp | None = None
     """When the status last changed."""
     conditions: Conditions = []

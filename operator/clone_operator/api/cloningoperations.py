@@ -5,23 +5,28 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import Field, JsonValue, StringConstraints
 
 from clone_operator.api.common import (
     CamelModel,
     Conditions,
     DNSLabel,
     EmailAddress,
-    ImageTag,
     RegionName,
     ShortText,
     StatefulSetName,
     Timestamp,
+    cel_rules,
     keyed_list,
 )
 
 KIND = "CloningOperation"
 PLURAL = "cloningoperations"
+
+ImageTag = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", max_length=128)
+]
+"""A container image tag, as the OCI distribution spec allows it: what `serverVersion` is."""
 
 
 class Phase(StrEnum):
@@ -76,17 +81,12 @@ IMMUTABLE_RULES: list[JsonValue] = [
 class CloningOperationSpec(CamelModel):
     """What to clone and how. Immutable after creation, except `cancel`."""
 
-    model_config = ConfigDict(
-        **CamelModel.model_config,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                *IMMUTABLE_RULES,
-                {
-                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
-                    "message": "spec.cancel cannot be unset once it is true",
-                    "fieldPath": ".cancel",
-                },
-            ]
+    model_config = cel_rules(
+        *IMMUTABLE_RULES,
+        {
+            "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+            "message": "spec.cancel cannot be unset once it is true",
+            "fieldPath": ".cancel",
         },
     )
 
@@ -144,18 +144,13 @@ class NotificationState(StrEnum):
 class Notification(CamelModel):
     """Delivery of the outcome email to one address of spec.notificationEmailAddresses."""
 
-    model_config = ConfigDict(
-        **CamelModel.model_config,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(oldSelf.sentAt) || (has(self.sentAt) && self.sentAt == oldSelf.sentAt"
-                    " && self.state == oldSelf.state)",
-                    "message": "a sent notification is final: sentAt and state cannot change",
-                    "fieldPath": ".sentAt",
-                }
-            ]
-        },
+    model_config = cel_rules(
+        {
+            "rule": "!has(oldSelf.sentAt) || (has(self.sentAt) && self.sentAt == oldSelf.sentAt"
+            " && self.state == oldSelf.state)",
+            "message": "a sent notification is final: sentAt and state cannot change",
+            "fieldPath": ".sentAt",
+        }
     )
 
     address: EmailAddress
@@ -178,26 +173,21 @@ class Notification(CamelModel):
 class CloningOperationStatus(CamelModel):
     """Observed state, written by the operator through the status subresource."""
 
-    model_config = ConfigDict(
-        **CamelModel.model_config,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(oldSelf.phase) || !(oldSelf.phase in ['Succeeded', 'Failed', "
-                    "'Canceled']) || (has(self.phase) && self.phase == oldSelf.phase)",
-                    "message": "status.phase is terminal and cannot change",
-                    "fieldPath": ".phase",
-                },
-                {
-                    "rule": "!has(oldSelf.phase) || !has(self.phase) || self.phase == oldSelf.phase"
-                    " || (oldSelf.phase == 'Pending' && self.phase in ['InProgress', 'Canceled',"
-                    " 'Failed']) || (oldSelf.phase == 'InProgress' && self.phase in "
-                    "['Succeeded', 'Failed'])",
-                    "messageExpression": "'status.phase cannot move from ' + oldSelf.phase + "
-                    "' to ' + self.phase",
-                    "fieldPath": ".phase",
-                },
-            ]
+    model_config = cel_rules(
+        {
+            "rule": "!has(oldSelf.phase) || !(oldSelf.phase in ['Succeeded', 'Failed', "
+            "'Canceled']) || (has(self.phase) && self.phase == oldSelf.phase)",
+            "message": "status.phase is terminal and cannot change",
+            "fieldPath": ".phase",
+        },
+        {
+            "rule": "!has(oldSelf.phase) || !has(self.phase) || self.phase == oldSelf.phase"
+            " || (oldSelf.phase == 'Pending' && self.phase in ['InProgress', 'Canceled',"
+            " 'Failed']) || (oldSelf.phase == 'InProgress' && self.phase in "
+            "['Succeeded', 'Failed'])",
+            "messageExpression": "'status.phase cannot move from ' + oldSelf.phase + "
+            "' to ' + self.phase",
+            "fieldPath": ".phase",
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from pydantic.alias_generators import to_camel
 
 GROUP = "cloning.dev"
@@ -35,9 +35,6 @@ DNSSubdomain = Annotated[
         max_length=253,
     ),
 ]
-ImageTag = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", max_length=128)
-]
 RegionName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=63),
@@ -61,9 +58,27 @@ def keyed_list(key: str, max_items: int) -> Any:
     )
 
 
+def rfc3339(t: datetime) -> str:
+    """A time as RFC 3339 in UTC with a `Z`, to the second, as Kubernetes writes it."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_rfc3339() -> str:
-    """The current time as RFC 3339 in UTC with a `Z`, as Kubernetes writes it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as `rfc3339` writes it."""
+    return rfc3339(datetime.now(UTC))
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """A Kubernetes timestamp (`...Z` or with an offset) as an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def cel_rules(*rules: JsonValue) -> ConfigDict:
+    """The model config of a CamelModel whose schema carries these CEL rules
+    (`x-kubernetes-validations`): the API server enforces them on every write."""
+    return ConfigDict(
+        **CamelModel.model_config, json_schema_extra={"x-kubernetes-validations": list(rules)}
+    )
 
 
 class CamelModel(BaseModel):

@@ -216,16 +216,21 @@ POLICIES = [
 ]
 
 
-def policy(definition: PolicyDefinition) -> dict[str, Any]:
-    """The ValidatingAdmissionPolicy of one resource, as a plain dict."""
+def _admission_object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {
-            "name": definition.name,
-            "labels": {"app.kubernetes.io/part-of": "clone-operator"},
-        },
-        "spec": {
+        "kind": kind,
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "clone-operator"}},
+        "spec": spec,
+    }
+
+
+def policy(definition: PolicyDefinition) -> dict[str, Any]:
+    """The ValidatingAdmissionPolicy of one resource, as a plain dict."""
+    return _admission_object(
+        "ValidatingAdmissionPolicy",
+        definition.name,
+        {
             "failurePolicy": "Fail",
             "matchConstraints": {
                 "resourceRules": [
@@ -245,17 +250,13 @@ def policy(definition: PolicyDefinition) -> dict[str, Any]:
             ],
             "validations": [*_rights_validations(definition.purpose), *_REQUESTER_VALIDATIONS],
         },
-    }
+    )
 
 
 def binding(definition: PolicyDefinition) -> dict[str, Any]:
     """Binds the policy everywhere, denying (not just warning or auditing)."""
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {
-            "name": definition.name,
-            "labels": {"app.kubernetes.io/part-of": "clone-operator"},
-        },
-        "spec": {"policyName": definition.name, "validationActions": ["Deny"]},
-    }
+    return _admission_object(
+        "ValidatingAdmissionPolicyBinding",
+        definition.name,
+        {"policyName": definition.name, "validationActions": ["Deny"]},
+    )

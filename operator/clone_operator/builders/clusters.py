@@ -18,6 +18,7 @@ from typing import Any
 from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.api.common import LABEL_PREFIX, STATEFULSET_NAME_MAX
 from clone_operator.builders import images, provenance, selectors
+from clone_operator.builders.objects import merge_patch
 from clone_operator.builders.provenance import Owner
 from clone_operator.settings import REGION_LABEL
 
@@ -45,6 +46,8 @@ class ClusterPlan:
     """Capacity of each source PVC by name: a clone is at least as large as its source."""
     extra_labels: dict[str, str] = field(default_factory=dict)
     extra_annotations: dict[str, str] = field(default_factory=dict)
+    statefulset_overrides: dict[str, Any] | None = None
+    """A JSON merge patch applied to the built StatefulSet (a CloneObject's `overrides`)."""
 
     @property
     def namespace(self) -> str:
@@ -69,9 +72,8 @@ class ClusterPlan:
 
 
 def default_target_name(source: str, uid: str) -> str:
-    """`<source>-clone-<first 5 of uid>`, short enough for a StatefulSet name."""
-    suffix = f"-clone-{uid.replace('-', '')[:5]}"
-    return source[: STATEFULSET_NAME_MAX - len(suffix)].rstrip("-") + suffix
+    """The default target name, short enough for a StatefulSet."""
+    return provenance.clone_name(source, uid, STATEFULSET_NAME_MAX)
 
 
 def server_container(source: dict[str, Any], requested: str | None) -> dict[str, Any]:
@@ -214,6 +216,13 @@ def _claim_templates(plan: ClusterPlan) -> list[dict[str, Any]]:
     return templates
 
 
+def check(plan: ClusterPlan) -> None:
+    """Refuse (BuildError) a plan whose target cannot work, without building it."""
+    if plan.server_version is not None:
+        server_container(plan.source, plan.server_container)
+    check_isolated(plan, pod_labels(plan))
+
+
 def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
     """The target StatefulSet: the source's pods and claims under a new identity."""
     spec = copy.deepcopy(plan.source["spec"])
@@ -246,12 +255,15 @@ def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
     spec["serviceName"] = plan.target_name
     spec["volumeClaimTemplates"] = _claim_templates(plan)
     spec.pop("status", None)
-    return {
+    statefulset = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": _metadata(plan, plan.target_name),
         "spec": spec,
     }
+    if plan.statefulset_overrides:
+        statefulset = merge_patch(statefulset, plan.statefulset_overrides)
+    return statefulset
 
 
 def build_service(plan: ClusterPlan) -> dict[str, Any]:

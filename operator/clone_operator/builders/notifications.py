@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -21,6 +20,7 @@ from clone_operator.api.cloningoperations import (
     CloningOperationStatus,
     Phase,
 )
+from clone_operator.api.common import parse_rfc3339
 
 # CRLF line ends; headers are not folded before the RFC 5322 hard limit (998), so a long
 # subject is not split in front of its first word (which some readers show as a blank).
@@ -131,7 +131,7 @@ def build_message(outcome: Outcome, sender: str, recipient: str, date: str) -> E
     msg["From"] = sender
     msg["To"] = recipient
     msg["Subject"] = subject(outcome)
-    msg["Date"] = format_datetime(datetime.fromisoformat(date.replace("Z", "+00:00")))
+    msg["Date"] = format_datetime(parse_rfc3339(date))
     domain = sender.rpartition("@")[2] or "clone-operator.invalid"
     msg["Message-ID"] = message_id(outcome, recipient, domain)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please

@@ -76,8 +76,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def default_name(source_name: str, uid: str) -> str:
-    suffix = f"-clone-{uid.replace('-', '')[:5]}"
-    return source_name[: 253 - len(suffix)].rstrip("-.") + suffix
+    """The default destination name, as long as an object name may be."""
+    return provenance.clone_name(source_name, uid, 253)
 
 
 def _strip_metadata(meta: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,13 @@ class Owner:
         return {self.name_annotation: f"{self.namespace}/{self.name}"}
 
 
+def clone_name(source: str, uid: str, max_length: int) -> str:
+    """`<source>-clone-<first 5 of the owner's uid>`, the source cut to fit `max_length`:
+    the same name for the same request, after any restart."""
+    suffix = f"-clone-{uid.replace('-', '')[:5]}"
+    return source[: max_length - len(suffix)].rstrip("-.") + suffix
+
+
 def created_by(obj: dict[str, Any], owner: Owner) -> bool:
     """Whether the operator created this object for this owner (never touch others)."""
     labels = obj.get("metadata", {}).get("labels") or {}

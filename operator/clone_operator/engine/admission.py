@@ -8,7 +8,6 @@ from clone_operator.api.cloningoperations import KIND, CloningOperationSpec, Pha
 from clone_operator.api.common import API_VERSION
 from clone_operator.engine.context import Context
 from clone_operator.reconcile import admission
-from clone_operator.reconcile.regions import RegionTable
 
 
 async def check_operation(
@@ -38,11 +37,7 @@ async def check_operation(
         source_exists=source is not None,
         source_containers=containers,
         active=active,
-        regions=RegionTable(
-            node_regions=frozenset(ctx.node_regions.values()),
-            aliases=ctx.settings.region_aliases,
-            allowed=frozenset(ctx.settings.allowed_regions),
-        ),
+        regions=ctx.regions(),
         target_taken_by_other=taken,
     )
     return admission.operation_problems(spec, facts)

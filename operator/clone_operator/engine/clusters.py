@@ -1,24 +1,31 @@
-"""The cluster provisioning engine: one engine behind both front doors
-(CloningOperation, and CloneObject of a StatefulSet).
+"""The cluster engine: one path behind both front doors (CloningOperation, and
+CloneObject of a StatefulSet).
 
-Gathers what the builders need from the API, creates the target's objects
-idempotently, and either hands the finished target over (drops the owner
-references, so it outlives the request) or removes what it created.
+`follow_target` is a clone's whole InProgress life, one look at a time: create
+the target's objects (adopting only what this owner created before), follow
+the StatefulSet until every replica is ready, then hand it over (drop the
+owner references, so it outlives the request). It fails on the one timeout
+rule (`reconcile.clusters.seconds_left`) or on pods that cannot start. `remove`
+deletes what a failed clone left.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import provenance
 from clone_operator.builders.provenance import Owner
-from clone_operator.k8s.api import JSON, Conflict, Kube, NotFound
-from clone_operator.reconcile import operations as cluster_decide
+from clone_operator.engine.context import Context
+from clone_operator.engine.loop import AGAIN, guarded_patch
+from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube
+from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import regions
+from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.conditions import Reason
 
 # The kinds a target cluster is made of, in deletion order.
 CLUSTER_KINDS = [("apps/v1", "StatefulSet"), ("v1", "Service"), ("v1", "PersistentVolumeClaim")]
@@ -30,6 +37,101 @@ class SourceNotFound(Exception):
 
 class TargetExists(Exception):
     """An object with the target's name exists and is not ours: never overwritten."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target cluster to create and follow until every replica is ready."""
+
+    owner: Owner
+    owner_body: JSON
+    """The owner as read, for its Events."""
+    source_name: str
+    name: str
+    started_at: str | None
+    """When the owner went InProgress: the timeout counts from here."""
+    timeout_seconds: float
+    plan: Callable[[JSON, JSON | None], cluster_builders.ClusterPlan]
+    """What to build, from the source StatefulSet and its Service (None when it has none)."""
+
+    @property
+    def namespace(self) -> str:
+        return self.owner.namespace
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Not ready yet: look again after `wait` seconds (or at the next watch event)."""
+
+    wait: float
+    readiness: Readiness | None = None
+    """None right after the target's objects were created."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Every replica is ready and the target is handed over."""
+
+    readiness: Readiness
+    uid: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: Reason
+    message: str
+
+
+async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Failed:
+    """One look at a clone in progress; what to do next is the caller's to write."""
+    owner, name, namespace = target.owner, target.name, target.namespace
+    sts = ctx.targets.get(owner.uid) or await ctx.kube.get(
+        "apps/v1", "StatefulSet", namespace, name
+    )
+    if sts is not None and not provenance.created_by(sts, owner):
+        return Failed(
+            Reason.TARGET_EXISTS,
+            f"StatefulSet {namespace}/{name} already exists and was not created by this "
+            f"{owner.kind}; it is left untouched (choose another name)",
+        )
+    readiness = None
+    if sts is not None:
+        readiness = cluster_rules.readiness(sts)
+        if readiness.done:
+            await hand_over(ctx.kube, owner, namespace)
+            return Ready(readiness, sts["metadata"]["uid"])
+    left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
+    if left <= 0:
+        return Failed(
+            Reason.TIMEOUT,
+            f"target cluster {name} was not ready within {target.timeout_seconds:g} s "
+            f"({readiness or 0} replicas ready)",
+        )
+    if sts is None:
+        try:
+            await create(ctx.kube, target)
+        except SourceNotFound as e:
+            return Failed(Reason.SOURCE_NOT_FOUND, str(e))
+        except cluster_builders.BuildError as e:
+            return Failed(Reason.INVALID_SOURCE, str(e))
+        except TargetExists as e:
+            return Failed(Reason.TARGET_EXISTS, str(e))
+        except Invalid as e:
+            return Failed(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
+        ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
+        return Waiting(AGAIN)
+    waited = target.timeout_seconds - left
+    grace = ctx.settings.unschedulable_grace_seconds
+    next_look = cluster_rules.next_pod_check(waited, grace)
+    if next_look is None:
+        pods = await ctx.kube.list(
+            "v1", "Pod", namespace, label_selector=f"{owner.uid_label}={owner.uid}"
+        )
+        stuck = cluster_rules.unschedulable_message(pods, datetime.now(UTC), grace)
+        if stuck is not None:
+            return Failed(Reason.PODS_CANNOT_START, stuck)
+        next_look = max(1.0, grace / 4)
+    return Waiting(max(min(left, next_look), 0.1), readiness)
 
 
 async def load_source(kube: Kube, namespace: str, name: str) -> tuple[JSON, JSON | None]:
@@ -54,8 +156,10 @@ async def source_region(kube: Kube, source: JSON, node_regions: Mapping[str, str
     )
 
 
-async def source_pvc_sizes(kube: Kube, plan: cluster_builders.ClusterPlan) -> dict[str, str]:
-    """Capacity (or request) of each source PVC the target clones, by name."""
+async def create(kube: Kube, target: Target) -> None:
+    """Build the target from its source as it is now, and create it (volumes first)."""
+    source, service = await load_source(kube, target.namespace, target.source_name)
+    plan = target.plan(source, service)
     sizes: dict[str, str] = {}
     for name in cluster_builders.source_pvc_names(plan):
         pvc = await kube.get("v1", "PersistentVolumeClaim", plan.namespace, name)
@@ -66,20 +170,8 @@ async def source_pvc_sizes(kube: Kube, plan: cluster_builders.ClusterPlan) -> di
         size = capacity.get("storage") or request.get("storage")
         if size:
             sizes[name] = str(size)
-    return sizes
-
-
-async def stuck_pods(
-    kube: Kube, owner: Owner, namespace: str, waited: float, grace: int
-) -> tuple[str | None, float]:
-    """Why the clone's pods cannot start, once it waited past the grace period; and
-    how long until the next look. Before the grace period no pod can have been stuck
-    that long, so a clone that gets ready promptly costs no request here."""
-    if waited < grace:
-        return None, grace - waited + 0.5
-    pods = await kube.list("v1", "Pod", namespace, label_selector=f"{owner.uid_label}={owner.uid}")
-    message = cluster_decide.unschedulable_message(pods, datetime.now(UTC), grace)
-    return message, max(1.0, grace / 4)
+    plan = dataclasses.replace(plan, source_pvc_sizes=sizes)
+    await ensure(kube, cluster_builders.build_cluster(plan), target.owner)
 
 
 async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:
@@ -98,7 +190,7 @@ async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:
             if not provenance.created_by(existing, owner):
                 raise TargetExists(
                     f"{obj['kind']} {meta.get('namespace')}/{meta['name']} already exists and was "
-                    "not created by this operation; it is left untouched"
+                    f"not created by this {owner.kind}; it is left untouched"
                 ) from None
             out.append(existing)
     return out
@@ -110,9 +202,7 @@ async def owned(kube: Kube, owner: Owner, namespace: str) -> list[JSON]:
     found: list[JSON] = []
     for api_version, kind in CLUSTER_KINDS:
         for item in await kube.list(api_version, kind, namespace, label_selector=selector):
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", kind)
-            found.append(item)
+            found.append({"apiVersion": api_version, "kind": kind, **item})
     return found
 
 
@@ -128,29 +218,17 @@ async def remove(kube: Kube, owner: Owner, namespace: str) -> int:
 async def hand_over(kube: Kube, owner: Owner, namespace: str) -> None:
     """Drop the owner's references so the finished clone outlives its request."""
     for obj in await owned(kube, owner, namespace):
-        for _attempt in range(5):
-            refs = obj["metadata"].get("ownerReferences") or []
-            kept = provenance.owner_references_without(obj, owner.uid)
-            if len(kept) == len(refs):
-                break
-            patch: dict[str, Any] = {
-                "metadata": {
-                    "resourceVersion": obj["metadata"]["resourceVersion"],
-                    "ownerReferences": kept or None,
-                }
-            }
-            try:
-                await kube.merge_patch(obj, patch)
-                break
-            except Conflict:
-                fresh = await kube.get(
-                    obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]
-                )
-                if fresh is None:
-                    break
-                fresh.setdefault("apiVersion", obj["apiVersion"])
-                fresh.setdefault("kind", obj["kind"])
-                obj = fresh
-            except NotFound:
-                break
-            await asyncio.sleep(0)
+        await release(kube, obj, owner)
+
+
+async def release(kube: Kube, obj: JSON, owner: Owner) -> None:
+    """Drop `owner`'s reference from one object (guarded; rebased on a conflict)."""
+
+    def without_owner(current: JSON) -> JSON | None:
+        refs = current["metadata"].get("ownerReferences") or []
+        kept = provenance.owner_references_without(current, owner.uid)
+        if len(kept) == len(refs):
+            return None
+        return {"metadata": {"ownerReferences": kept or None}}
+
+    await guarded_patch(kube, obj, without_owner, lambda _fresh: True, attempts=5)

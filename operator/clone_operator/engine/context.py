@@ -1,4 +1,5 @@
-"""What every engine step needs, kept in kopf's memo (never in globals)."""
+"""What every engine step needs: one operator instance's clients and run-time
+state, kept in kopf's memo (never in globals; tests can make two)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from clone_operator.engine.runtime import Runners, Slots, Wakeups
+from aiohttp import web
+
+from clone_operator.engine.events import Poster
+from clone_operator.engine.leadership import Elector
+from clone_operator.engine.metrics import Metrics
+from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups
 from clone_operator.k8s.api import Kube
+from clone_operator.reconcile.regions import RegionTable
 from clone_operator.settings import Settings
 
 # (object body, reason, message, warning?) → posts a Kubernetes Event.
@@ -20,19 +27,46 @@ EventSink = Callable[[dict[str, Any], str, str, bool], None]
 class Context:
     kube: Kube
     settings: Settings
-    slots: Slots
-    wakeups: Wakeups
     emit: EventSink
+    metrics: Metrics
+    wakeups: Wakeups = field(default_factory=Wakeups)
+    slots: Slots = field(init=False)
+    """The InProgress limit; taken and released only by engine.operations."""
+    runners: Runners = field(default_factory=Runners)
+    """The engine task of each unfinished resource."""
+    fresh: Fresh = field(default_factory=Fresh)
+    """Bodies that spare the next GET of a resource."""
     node_regions: dict[str, str] = field(default_factory=dict)
     """Node name → `topology.kubernetes.io/region`, kept current by a node watch."""
-    fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Owner uid → the body our own last write returned: the next step needs no GET."""
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Owner uid → the latest watched body of its target StatefulSet."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    runners: Runners = field(default_factory=Runners)
-    """The engine task of each unfinished resource."""
     """Operation uid → its running notification delivery worker (engine.notifications)."""
+    monitoring: web.AppRunner | None = None
+    """The `/metrics` and `/readyz` endpoint, when it is served."""
+    ready: bool = False
+    """What `/readyz` answers: startup is done and the watches may start."""
+    leading: bool = True
+    """Whether this replica acts: always without leader election; with it, only while
+    it holds the Lease (engine.lifecycle). A replica that does not lead ignores events."""
+    events: Poster | None = None
+    """Posts what `emit` queues (engine.events)."""
+    elector: Elector | None = None
+    """The leader election this replica takes part in (None: it acts alone)."""
+    election: asyncio.Task[None] | None = None
+    takeover: asyncio.Task[None] | None = None
+    """A new leader's rescan of every unfinished resource (engine.lifecycle)."""
+
+    def __post_init__(self) -> None:
+        self.slots = Slots(limit=self.settings.max_in_progress, on_free=self.wakeups.poke)
+
+    def regions(self) -> RegionTable:
+        """The regions a target may be placed in: the nodes' and the settings' names."""
+        return RegionTable(
+            node_regions=frozenset(self.node_regions.values()),
+            aliases=self.settings.region_aliases,
+            allowed=frozenset(self.settings.allowed_regions),
+        )
 
     def follow(
         self,
@@ -44,12 +78,28 @@ class Context:
     ) -> None:
         """A watch event of a resource: make sure its engine runs, and wake it.
 
-        A task being started reads the object from the event instead of a GET; if
-        it is stale, the guarded status write notices (and rebases or reads anew).
+        A task being started reads the object from the event instead of a GET.
         """
+        if not self.leading:
+            return  # the leader acts on it; a new leader rescans every unfinished one
         finalized = bool((body.get("status") or {}).get("finalized"))
         if event_type != "DELETED" and not finalized:
             if not self.runners.running(uid):
-                self.fresh.setdefault(uid, body)
+                self.fresh.offer(uid, body)
             self.runners.ensure(uid, run, log)
         self.wakeups.poke(uid)
+
+    def target_changed(self, owner_uid: str, body: dict[str, Any] | None) -> None:
+        """A watch event of a clone's StatefulSet (None: deleted): keep it, wake its owner."""
+        if body is None:
+            self.targets.pop(owner_uid, None)
+        else:
+            self.targets[owner_uid] = body
+        self.wakeups.poke(owner_uid)
+
+    def node_changed(self, name: str, region: str | None) -> None:
+        """A watch event of a node: its region (None: deleted, or no region label)."""
+        if region is None:
+            self.node_regions.pop(name, None)
+        else:
+            self.node_regions[name] = region

@@ -7,19 +7,60 @@ is the next read; after a wait, the object is read anew.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from clone_operator.engine import metrics
+from pydantic import BaseModel
+
+from clone_operator.builders.provenance import Owner
 from clone_operator.engine.context import Context
-from clone_operator.k8s.api import JSON, Conflict, Invalid, NamespaceTerminating
+from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NamespaceTerminating, NotFound
 
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
 
-Step = Callable[[JSON, "ObjectLog"], Awaitable[float | None]]
+Spec = TypeVar("Spec", bound=BaseModel)
+Status = TypeVar("Status", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Resource(Generic[Spec, Status]):
+    """One read of a custom resource, its spec and status parsed."""
+
+    body: JSON
+    spec: Spec
+    status: Status
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    @property
+    def owner(self) -> Owner:
+        """The resource as the owner of what the engine creates for it."""
+        m = self.body["metadata"]
+        return Owner(kind=self.body["kind"], name=m["name"], namespace=m["namespace"], uid=m["uid"])
+
+    @property
+    def generation(self) -> int | None:
+        generation = self.body["metadata"].get("generation")
+        return int(generation) if generation is not None else None
+
+    @property
+    def created(self) -> str | None:
+        created = self.body["metadata"].get("creationTimestamp")
+        return str(created) if created else None
+
+
+def parsed(body: JSON, spec: type[Spec], status: type[Status]) -> tuple[JSON, Spec, Status]:
+    """The fields of a Resource: the body, its spec and its status as models."""
+    return (
+        body,
+        spec.model_validate(body.get("spec") or {}),
+        status.model_validate(body.get("status") or {}),
+    )
 
 
 class ObjectLog(logging.LoggerAdapter[logging.Logger]):
@@ -34,6 +75,9 @@ class ObjectLog(logging.LoggerAdapter[logging.Logger]):
         return f"{extra['namespace']}/{extra['name']}: {msg}", kwargs
 
 
+StepFunction = Callable[[JSON, ObjectLog], Awaitable[float | None]]
+
+
 async def drive(
     ctx: Context,
     api_version: str,
@@ -41,81 +85,102 @@ async def drive(
     namespace: str,
     name: str,
     uid: str,
-    step: Step,
+    step: StepFunction,
     logger: logging.Logger,
 ) -> None:
     """Run `step` until the object is finalized or gone."""
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
     try:
         while True:
-            body = ctx.fresh.pop(uid, None) or await ctx.kube.get(
-                api_version, kind, namespace, name
-            )
+            body = ctx.fresh.take(uid) or await ctx.kube.get(api_version, kind, namespace, name)
             if body is None or body["metadata"]["uid"] != uid:
-                ctx.slots.release(uid)
                 return  # deleted: the garbage collector removes what it owned
             if (body.get("status") or {}).get("finalized"):
                 return
-            metrics.track(kind, uid, body.get("status") or {})
+            ctx.metrics.track(kind, uid, body.get("status") or {})
             try:
                 wait = await step(body, log)
             except NamespaceTerminating:
                 log.info("its namespace is being deleted, and it with it: nothing more to do")
                 return
             except Exception:
-                metrics.reconcile_error(kind)  # the task is logged and started again
+                ctx.metrics.reconcile_error(kind)  # the task is logged and started again
                 raise
             if wait is None:
                 return
             if wait > AGAIN:
-                ctx.fresh.pop(uid, None)  # something else will change: read it anew
+                ctx.fresh.drop(uid)  # something else will change: read it anew
                 await ctx.wakeups.wait(uid, wait)
-    except asyncio.CancelledError:
-        # Deleted, or the operator is stopping: this process no longer runs it.
-        ctx.slots.release(uid)
-        raise
     finally:
-        metrics.forget(kind, uid)
+        ctx.metrics.forget(kind, uid)
         ctx.wakeups.forget(uid)
-        ctx.fresh.pop(uid, None)
+        ctx.fresh.drop(uid)
         ctx.targets.pop(uid, None)
 
 
-REBASES = 3
+async def guarded_patch(
+    kube: Kube,
+    body: JSON,
+    change: Callable[[JSON], JSON | None],
+    still_holds: Callable[[JSON], bool],
+    subresource: str | None = None,
+    attempts: int = 3,
+) -> JSON | None:
+    """Merge-patch `change(current)` onto the resourceVersion `current` was read at.
+
+    On a conflict the object is read again and, while `still_holds(fresh)`, the
+    change is rebased onto it. Returns what the API server returned; None when
+    the object is gone, the change no longer holds, or `change` has nothing to do.
+    """
+    current = body
+    for _attempt in range(attempts):
+        patch = change(current)
+        if patch is None:
+            return None
+        meta = current["metadata"]
+        patch = {
+            **patch,
+            "metadata": {**patch.get("metadata", {}), "resourceVersion": meta["resourceVersion"]},
+        }
+        try:
+            return await kube.merge_patch(current, patch, subresource=subresource)
+        except NotFound:
+            return None
+        except Conflict:
+            fresh = await kube.get(
+                body["apiVersion"], body["kind"], meta.get("namespace"), meta["name"]
+            )
+            if fresh is None or not still_holds(fresh):
+                return None
+            current = {"apiVersion": body["apiVersion"], "kind": body["kind"], **fresh}
+    return None
 
 
 async def write_status(ctx: Context, body: JSON, status: JSON) -> bool:
     """Guarded status write: False when spec or status changed since `body` was read.
 
     The guard is the resourceVersion the decision was made on. When only metadata
-    moved meanwhile (kopf's finalizer, a label), the decision still holds: the write
-    is retried on the fresh resourceVersion instead of redoing the whole step.
+    moved meanwhile (a label, an annotation), the decision still holds: the write
+    is rebased on the fresh resourceVersion instead of redoing the whole step.
     """
     uid = body["metadata"]["uid"]
-    current = body
-    for _attempt in range(REBASES):
-        patch = {
-            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-            "status": status,
-        }
-        try:
-            ctx.fresh[uid] = await ctx.kube.merge_patch(body, patch, subresource="status")
-            return True
-        except Conflict:
-            ctx.fresh.pop(uid, None)
-            meta = body["metadata"]
-            fresh = await ctx.kube.get(
-                body["apiVersion"], body["kind"], meta["namespace"], meta["name"]
-            )
-            if fresh is None or not decided_on_same_state(body, fresh):
-                return False
-            current = fresh
-        except Invalid as e:
-            # The CRD's rules refused the move (e.g. a cancel landed first): read again.
-            logging.getLogger(__name__).info("status write refused: %s", e.message)
-            ctx.fresh.pop(uid, None)
-            return False
-    return False
+    ctx.fresh.drop(uid)
+    try:
+        written = await guarded_patch(
+            ctx.kube,
+            body,
+            lambda _current: {"status": status},
+            lambda fresh: decided_on_same_state(body, fresh),
+            subresource="status",
+        )
+    except Invalid as e:
+        # The CRD's rules refused the move (e.g. a cancel landed first): read again.
+        logging.getLogger(__name__).info("status write refused: %s", e.message)
+        return False
+    if written is None:
+        return False
+    ctx.fresh.written(uid, written)
+    return True
 
 
 def decided_on_same_state(read: JSON, fresh: JSON) -> bool:

@@ -1,8 +1,10 @@
 """Prometheus metrics and the monitoring endpoint (`/metrics`, `/readyz`).
 
-The engine and the handlers call the small functions here; builders and
-reconcile stay pure. Every metric is named `clone_operator_*`; the list, with
-what each label means, is in docs/observability.md.
+`Metrics` is one operator instance's set, in its own registry (two instances in
+one process, as tests make them, never share a count). The engine calls its
+methods; builders and reconcile stay pure. Every metric is named
+`clone_operator_*`; the list, with what each label means, is in
+docs/observability.md.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
-    REGISTRY,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
@@ -29,111 +34,27 @@ from clone_operator.api.cloneobjects import KIND as OBJECT_KIND
 from clone_operator.api.cloneobjects import State
 from clone_operator.api.cloningoperations import KIND as OPERATION_KIND
 from clone_operator.api.cloningoperations import TERMINAL_PHASES, NotificationState, Phase
+from clone_operator.api.common import parse_rfc3339
 
 log = logging.getLogger(__name__)
-# No `*_created` series: dashboards use the counters themselves.
-disable_created_metrics()  # type: ignore[no-untyped-call]
 
-KINDS = (OPERATION_KIND, OBJECT_KIND)
 OUTCOMES: dict[str, tuple[str, ...]] = {
-    OPERATION_KIND: tuple(p.value for p in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELED)),
-    OBJECT_KIND: (State.CREATED.value, State.FAILED.value),
+    OPERATION_KIND: tuple(p.value for p in Phase if p in TERMINAL_PHASES),
+    OBJECT_KIND: tuple(s.value for s in State if s.terminal),
 }
-OBJECT_TERMINAL = frozenset({State.CREATED.value, State.FAILED.value})
-NOTIFICATION_RESULTS = ("sent", "failed", "unconfirmed", "disabled")
-
-OPERATIONS = Counter(
-    "clone_operator_operations",
-    "Resources that reached a terminal phase/state, by kind and outcome.",
-    ["kind", "outcome"],
-)
-IN_FLIGHT = Gauge(
-    "clone_operator_operations_in_flight",
-    "Resources this operator is driving that are not terminal yet (Pending/InProgress).",
-    ["kind"],
-)
-DURATION = Histogram(
-    "clone_operator_operation_duration_seconds",
-    "Time from a resource's creation to its terminal phase/state.",
-    ["kind", "outcome"],
-    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
-)
-RECONCILE_ERRORS = Counter(
-    "clone_operator_reconcile_errors",
-    "Unexpected errors of a resource's engine loop (kopf retries it), by kind.",
-    ["kind"],
-)
-NOTIFICATIONS = Counter(
-    "clone_operator_notifications",
-    "Outcome emails settled per recipient: sent, failed (rejected or retries exhausted), "
-    "unconfirmed (operator stopped mid-transfer), disabled (no SMTP server configured).",
-    ["result"],
-)
-NOTIFICATION_ERRORS = Counter(
-    "clone_operator_notification_errors",
-    "Failed SMTP delivery attempts per recipient: transient (retried) or permanent (5xx).",
-    ["error"],
-)
-BUILD_INFO = Gauge("clone_operator_build_info", "The running version (always 1).", ["version"])
-
-_in_flight: dict[str, set[str]] = {kind: set() for kind in KINDS}
-for _kind in KINDS:
-    IN_FLIGHT.labels(_kind).set_function(lambda k=_kind: float(len(_in_flight[k])))  # type: ignore[misc]
-    RECONCILE_ERRORS.labels(_kind)
-    for _outcome in OUTCOMES[_kind]:
-        OPERATIONS.labels(_kind, _outcome)
-for _result in NOTIFICATION_RESULTS:
-    NOTIFICATIONS.labels(_result)
-for _error in ("transient", "permanent"):
-    NOTIFICATION_ERRORS.labels(_error)
-BUILD_INFO.labels(__version__).set(1)
+NOTIFICATION_RESULTS = {
+    NotificationState.SENT: "sent",
+    NotificationState.FAILED: "failed",
+    NotificationState.UNCONFIRMED: "unconfirmed",
+    NotificationState.DISABLED: "disabled",
+}
 
 
 def terminal(kind: str, status: Mapping[str, Any]) -> bool:
+    """Whether a status (as read, camelCase) is terminal for its kind."""
     if kind == OPERATION_KIND:
-        return status.get("phase") in {p.value for p in TERMINAL_PHASES}
-    return status.get("state") in OBJECT_TERMINAL
-
-
-def track(kind: str, uid: str, status: Mapping[str, Any]) -> None:
-    """Count `uid` as in flight while its status is not terminal."""
-    if terminal(kind, status):
-        _in_flight[kind].discard(uid)
-    else:
-        _in_flight[kind].add(uid)
-
-
-def forget(kind: str, uid: str) -> None:
-    _in_flight[kind].discard(uid)
-
-
-def finished(kind: str, outcome: str, created: str | None) -> None:
-    """A resource reached its terminal `outcome` just now."""
-    OPERATIONS.labels(kind, outcome).inc()
-    if created:
-        start = datetime.fromisoformat(created.replace("Z", "+00:00"))
-        DURATION.labels(kind, outcome).observe(
-            max(0.0, (datetime.now(UTC) - start).total_seconds())
-        )
-
-
-def reconcile_error(kind: str) -> None:
-    RECONCILE_ERRORS.labels(kind).inc()
-
-
-def notification_settled(state: NotificationState) -> None:
-    result = {
-        NotificationState.SENT: "sent",
-        NotificationState.FAILED: "failed",
-        NotificationState.UNCONFIRMED: "unconfirmed",
-        NotificationState.DISABLED: "disabled",
-    }.get(state)
-    if result:
-        NOTIFICATIONS.labels(result).inc()
-
-
-def notification_error(permanent: bool) -> None:
-    NOTIFICATION_ERRORS.labels("permanent" if permanent else "transient").inc()
+        return status.get("phase") in OUTCOMES[kind]
+    return status.get("state") in OUTCOMES[kind]
 
 
 class ApiRequests(Collector):
@@ -154,24 +75,136 @@ class ApiRequests(Collector):
         yield family
 
 
-_api_collector: ApiRequests | None = None
+class Metrics:
+    """The metrics of one operator instance, in a registry of its own."""
+
+    def __init__(self, api_requests: Callable[[], Mapping[str, int]]) -> None:
+        # No `*_created` series: dashboards use the counters themselves. (A switch of
+        # the client library, for the whole process; setting it again changes nothing.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(standard)
+        self.registry.register(ApiRequests(api_requests))
+        self.in_flight: dict[str, set[str]] = {kind: set() for kind in OUTCOMES}
+        self.operations = Counter(
+            "clone_operator_operations",
+            "Resources that reached a terminal phase/state, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        in_flight = Gauge(
+            "clone_operator_operations_in_flight",
+            "Resources this operator is driving that are not terminal yet (Pending/InProgress).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "clone_operator_operation_duration_seconds",
+            "Time from a resource's creation to its terminal phase/state.",
+            ["kind", "outcome"],
+            buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+            registry=self.registry,
+        )
+        self.reconcile_errors = Counter(
+            "clone_operator_reconcile_errors",
+            "Unexpected errors of a resource's engine loop (its task is started again), by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "clone_operator_notifications",
+            "Outcome emails settled per recipient: sent, failed (rejected or retries exhausted), "
+            "unconfirmed (operator stopped mid-transfer), disabled (no SMTP server configured).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.notification_errors = Counter(
+            "clone_operator_notification_errors",
+            "Failed SMTP delivery attempts per recipient: transient (retried) or permanent (5xx).",
+            ["error"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "clone_operator_leader",
+            "1 while this replica holds the leader Lease (and acts), else 0.",
+            registry=self.registry,
+        )
+        self.leadership_changes = Counter(
+            "clone_operator_leadership_changes",
+            "Times this replica started or stopped leading, by change (acquired, lost).",
+            ["change"],
+            registry=self.registry,
+        )
+        self.writes_refused = Counter(
+            "clone_operator_writes_refused",
+            "Writes the API client refused to send because this replica no longer leads.",
+            registry=self.registry,
+        )
+        build_info = Gauge(
+            "clone_operator_build_info",
+            "The running version (always 1).",
+            ["version"],
+            registry=self.registry,
+        )
+        # Every series exists from the start, at 0: rates and alerts need no warm-up.
+        for kind, outcomes in OUTCOMES.items():
+            in_flight.labels(kind).set_function(lambda k=kind: float(len(self.in_flight[k])))  # type: ignore[misc]
+            self.reconcile_errors.labels(kind)
+            for outcome in outcomes:
+                self.operations.labels(kind, outcome)
+        for result in NOTIFICATION_RESULTS.values():
+            self.notifications.labels(result)
+        for error in ("transient", "permanent"):
+            self.notification_errors.labels(error)
+        build_info.labels(__version__).set(1)
+        for change in ("acquired", "lost"):
+            self.leadership_changes.labels(change)
+
+    def leading(self, now_leading: bool) -> None:
+        self.leader.set(1 if now_leading else 0)
+        self.leadership_changes.labels("acquired" if now_leading else "lost").inc()
+
+    def track(self, kind: str, uid: str, status: Mapping[str, Any]) -> None:
+        """Count `uid` as in flight while its status is not terminal."""
+        if terminal(kind, status):
+            self.in_flight[kind].discard(uid)
+        else:
+            self.in_flight[kind].add(uid)
+
+    def forget(self, kind: str, uid: str) -> None:
+        self.in_flight[kind].discard(uid)
+
+    def finished(self, kind: str, outcome: str, created: str | None) -> None:
+        """A resource reached its terminal `outcome` just now."""
+        self.operations.labels(kind, outcome).inc()
+        if created:
+            waited = (datetime.now(UTC) - parse_rfc3339(created)).total_seconds()
+            self.duration.labels(kind, outcome).observe(max(0.0, waited))
+
+    def reconcile_error(self, kind: str) -> None:
+        self.reconcile_errors.labels(kind).inc()
+
+    def notification_settled(self, state: NotificationState) -> None:
+        result = NOTIFICATION_RESULTS.get(state)
+        if result:
+            self.notifications.labels(result).inc()
+
+    def notification_error(self, permanent: bool) -> None:
+        self.notification_errors.labels("permanent" if permanent else "transient").inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
 
 
-def expose_api_requests(counts: Callable[[], Mapping[str, int]]) -> None:
-    """(Re)point the API request metric at the current client's counts."""
-    global _api_collector  # one per process, like the default registry itself
-    if _api_collector is not None:
-        REGISTRY.unregister(_api_collector)
-    _api_collector = ApiRequests(counts)
-    REGISTRY.register(_api_collector)
-
-
-async def serve(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
+async def serve(
+    metrics: Metrics, host: str, port: int, ready: Callable[[], bool]
+) -> web.AppRunner | None:
     """Start `/metrics` and `/readyz` on host:port; None (and a warning) if the port is taken."""
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def scrape(_: web.Request) -> web.Response:
         return web.Response(
-            body=generate_latest(REGISTRY),
+            body=metrics.exposition(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
@@ -181,7 +214,7 @@ async def serve(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunne
         return web.json_response({"ready": False}, status=503)
 
     app = web.Application()
-    app.add_routes([web.get("/metrics", metrics), web.get("/readyz", readyz)])
+    app.add_routes([web.get("/metrics", scrape), web.get("/readyz", readyz)])
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:

@@ -42,6 +42,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from typing import NoReturn
 
 import aiosmtplib
 
@@ -52,12 +53,11 @@ from clone_operator.api.cloningoperations import (
     Notification,
     NotificationState,
 )
-from clone_operator.api.common import API_VERSION
+from clone_operator.api.common import API_VERSION, rfc3339
 from clone_operator.builders.notifications import Outcome, build_message
-from clone_operator.engine import metrics
 from clone_operator.engine.context import Context
 from clone_operator.k8s.api import JSON, ApiError, Conflict, NotFound
-from clone_operator.reconcile import notifications as decide
+from clone_operator.reconcile import notifications as delivery_rules
 from clone_operator.reconcile.notifications import Policy
 from clone_operator.settings import Settings, SmtpSecurity
 
@@ -75,7 +75,7 @@ def policy_of(settings: Settings) -> Policy:
 
 
 def settled(spec: CloningOperationSpec, status: CloningOperationStatus) -> bool:
-    return decide.settled(spec.notification_email_addresses, status.notifications)
+    return delivery_rules.settled(spec.notification_email_addresses, status.notifications)
 
 
 def running(ctx: Context, uid: str) -> bool:
@@ -146,7 +146,7 @@ async def deliver(
             return
         addresses = spec.notification_email_addresses
         if not resumed:
-            entries = decide.resume(addresses, status.notifications, policy)
+            entries = delivery_rules.resume(addresses, status.notifications, policy)
             if entries != status.notifications:
                 if await _write(ctx, body, entries) is None:
                     continue  # changed meanwhile: read again
@@ -154,12 +154,12 @@ async def deliver(
                 resumed = True
                 continue
             resumed = True
-        if decide.settled(addresses, status.notifications):
+        if delivery_rules.settled(addresses, status.notifications):
             return
         now = datetime.now(UTC)
-        due = decide.due(status.notifications, now)
+        due = delivery_rules.due(status.notifications, now)
         if not due:
-            wait = decide.seconds_until_due(status.notifications, now)
+            wait = delivery_rules.seconds_until_due(status.notifications, now)
             await asyncio.sleep(min(wait if wait is not None else 1.0, policy.max_backoff_seconds))
             continue
         outcome = Outcome.of(body["metadata"], spec, status)
@@ -235,48 +235,38 @@ async def _send_one(
         with contextlib.suppress(aiosmtplib.SMTPException, OSError):
             await smtp.rset()
         # A 5xx to RCPT is this recipient's; a refusal of MAIL FROM is the server's.
-        is_permanent = isinstance(e, aiosmtplib.SMTPRecipientRefused) and decide.permanent(e.code)
+        is_permanent = isinstance(e, aiosmtplib.SMTPRecipientRefused) and delivery_rules.permanent(
+            e.code
+        )
         return await _failed(ctx, body, address, _describe(e), is_permanent, policy, log)
     except (aiosmtplib.SMTPException, OSError) as e:
-        await _failed(ctx, body, address, _describe(e), False, policy, log)
-        raise _ConnectionLost from e
+        await _connection_lost(ctx, body, address, e, policy, log)
 
     now = datetime.now(UTC)
-    claimed = await _update(
-        ctx,
-        body,
-        address,
-        lambda entry: (
-            decide.claimed(entry, now) if entry.state is NotificationState.PENDING else None
-        ),
+    claimed = await _advance(
+        ctx, body, address, NotificationState.PENDING, lambda e: delivery_rules.claimed(e, now)
     )
     if claimed is None:  # gone, or no longer ours to send
         with contextlib.suppress(aiosmtplib.SMTPException, OSError):
             await smtp.rset()
         return await _read(ctx, *_ref(body))
     body = claimed
-    message = build_message(outcome, sender, address, decide.rfc3339(now))
+    message = build_message(outcome, sender, address, rfc3339(now))
     try:
         await smtp.data(message.as_bytes())
     except aiosmtplib.SMTPResponseException as e:
         return await _failed(
-            ctx, body, address, _describe(e), decide.permanent(e.code), policy, log
+            ctx, body, address, _describe(e), delivery_rules.permanent(e.code), policy, log
         )
     except (aiosmtplib.SMTPException, OSError) as e:
         # No final reply: not delivered (RFC 5321); retried with the same Message-ID.
-        await _failed(ctx, body, address, _describe(e), False, policy, log)
-        raise _ConnectionLost from e
+        await _connection_lost(ctx, body, address, e, policy, log)
     done = datetime.now(UTC)
-    recorded = await _update(
-        ctx,
-        body,
-        address,
-        lambda entry: (
-            decide.sent(entry, done) if entry.state is NotificationState.SENDING else None
-        ),
+    recorded = await _advance(
+        ctx, body, address, NotificationState.SENDING, lambda e: delivery_rules.sent(e, done)
     )
     if recorded is not None:
-        metrics.notification_settled(NotificationState.SENT)
+        ctx.metrics.notification_settled(NotificationState.SENT)
         log.info("emailed the %s outcome to %s", outcome.phase, address)
         ctx.emit(
             recorded,
@@ -285,6 +275,19 @@ async def _send_one(
             False,
         )
     return recorded
+
+
+async def _connection_lost(
+    ctx: Context,
+    body: JSON,
+    address: str,
+    error: BaseException,
+    policy: Policy,
+    log: logging.LoggerAdapter[logging.Logger],
+) -> NoReturn:
+    """A transient failure of this recipient's attempt that also ends the connection."""
+    await _failed(ctx, body, address, _describe(error), False, policy, log)
+    raise _ConnectionLost from error
 
 
 async def _failed(
@@ -296,14 +299,14 @@ async def _failed(
     policy: Policy,
     log: logging.LoggerAdapter[logging.Logger],
 ) -> JSON | None:
-    metrics.notification_error(is_permanent)
+    ctx.metrics.notification_error(is_permanent)
     now = datetime.now(UTC)
     result: list[Notification] = []
 
     def change(entry: Notification) -> Notification | None:
         if entry.state not in (NotificationState.PENDING, NotificationState.SENDING):
             return None
-        result[:] = [decide.failed(entry, error, is_permanent, now, policy)]
+        result[:] = [delivery_rules.failed(entry, error, is_permanent, now, policy)]
         return result[0]
 
     new_body = await _update(ctx, body, address, change)
@@ -311,7 +314,7 @@ async def _failed(
         return new_body
     entry = result[0]
     if entry.state is NotificationState.FAILED:
-        metrics.notification_settled(entry.state)
+        ctx.metrics.notification_settled(entry.state)
         log.warning("could not email %s: %s", address, entry.last_error)
         ctx.emit(
             new_body,
@@ -344,27 +347,29 @@ def _settled_now(
     for e in after:
         if old.get(e.address) == e.state:
             continue
-        metrics.notification_settled(e.state)
+        ctx.metrics.notification_settled(e.state)
         if e.state is NotificationState.DISABLED:
             disabled.append(e.address)
         elif e.state is NotificationState.UNCONFIRMED:
             unconfirmed.append(e.address)
     if disabled:
-        log.info("not emailing %s: %s", ", ".join(disabled), decide.DISABLED_MESSAGE)
+        log.info("not emailing %s: %s", ", ".join(disabled), delivery_rules.DISABLED_MESSAGE)
         ctx.emit(
             body,
             "NotificationsDisabled",
-            f"not emailing {', '.join(disabled)}: {decide.DISABLED_MESSAGE}",
+            f"not emailing {', '.join(disabled)}: {delivery_rules.DISABLED_MESSAGE}",
             False,
         )
     if unconfirmed:
         log.warning(
-            "delivery to %s unconfirmed: %s", ", ".join(unconfirmed), decide.UNCONFIRMED_MESSAGE
+            "delivery to %s unconfirmed: %s",
+            ", ".join(unconfirmed),
+            delivery_rules.UNCONFIRMED_MESSAGE,
         )
         ctx.emit(
             body,
             "NotificationUnconfirmed",
-            f"email to {', '.join(unconfirmed)} may not have arrived: {decide.UNCONFIRMED_MESSAGE}",
+            f"email to {', '.join(unconfirmed)} may not have arrived: {delivery_rules.UNCONFIRMED_MESSAGE}",
             True,
         )
 
@@ -401,6 +406,19 @@ async def _write(ctx: Context, body: JSON, entries: list[Notification]) -> JSON 
         return None
 
 
+async def _advance(
+    ctx: Context,
+    body: JSON,
+    address: str,
+    state: NotificationState,
+    change: Callable[[Notification], Notification],
+) -> JSON | None:
+    """`_update` of an entry that is still in `state` (else nothing is written)."""
+    return await _update(
+        ctx, body, address, lambda entry: change(entry) if entry.state is state else None
+    )
+
+
 async def _update(ctx: Context, body: JSON, address: str, change: Change) -> JSON | None:
     """Compare-and-set one entry on the latest object: `change` sees the stored entry and
     returns the new one (None: leave it). Returns the new body, None if nothing was written."""
@@ -408,14 +426,14 @@ async def _update(ctx: Context, body: JSON, address: str, change: Change) -> JSO
     while True:
         status = CloningOperationStatus.model_validate(body.get("status") or {})
         try:
-            entry = decide.find(status.notifications, address)
+            entry = delivery_rules.find(status.notifications, address)
         except KeyError:
             return None
         new = change(entry)
         if new is None:
             return None
         try:
-            written = await _write(ctx, body, decide.replace(status.notifications, new))
+            written = await _write(ctx, body, delivery_rules.replace(status.notifications, new))
         except ApiError as e:
             logging.getLogger(__name__).info("status write failed, retrying: %s", e.message)
             await asyncio.sleep(delay)

@@ -3,16 +3,17 @@
 ConfigMaps, Secrets and Services are copied in one create. A
 PersistentVolumeClaim is a CSI clone (`dataSource` = the source) and is
 Created once Bound. A StatefulSet is a whole cluster, cloned by the same
-cluster engine as CloningOperation. The destination is never overwritten nor
+cluster engine as CloningOperation (`engine.clusters.follow_target`). PVC and
+cluster clones fail after the operator setting `objectTimeoutSeconds`, counted
+from when they went InProgress. The destination is never overwritten nor
 adopted: a name already taken by an object this CloneObject did not create
-ends Failed (the seed's 409), and the object stays byte-for-byte as it was.
+ends Failed (DestinationExists), and the object stays byte-for-byte as it was.
 Object bodies are never logged (Secrets).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,42 +29,26 @@ from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import objects as object_builders
 from clone_operator.builders import provenance
-from clone_operator.builders.provenance import Owner
-from clone_operator.engine import clusters, loop, metrics
+from clone_operator.engine import clusters, loop
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, ObjectLog
+from clone_operator.engine.loop import AGAIN, ObjectLog, Resource
 from clone_operator.k8s.api import JSON, ApiError, Invalid, NotFound
-from clone_operator.reconcile import objects as decide
-from clone_operator.reconcile import operations as cluster_decide
-from clone_operator.reconcile.objects import Reason, Step
+from clone_operator.reconcile import clusters as cluster_rules
+from clone_operator.reconcile import objects as object_rules
+from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.objects import Step
 
 
-@dataclass(frozen=True)
-class CloneObject:
-    body: JSON
-    spec: CloneObjectSpec
-    status: CloneObjectStatus
+class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
+    """One read of a CloneObject, parsed, with its options' defaults resolved."""
 
     @classmethod
     def parse(cls, body: JSON) -> CloneObject:
-        return cls(
-            body=body,
-            spec=CloneObjectSpec.model_validate(body.get("spec") or {}),
-            status=CloneObjectStatus.model_validate(body.get("status") or {}),
-        )
-
-    @property
-    def owner(self) -> Owner:
-        m = self.body["metadata"]
-        return Owner(kind=KIND, name=m["name"], namespace=m["namespace"], uid=m["uid"])
+        return cls(*loop.parsed(body, CloneObjectSpec, CloneObjectStatus))
 
     @property
     def kind(self) -> SourceKind:
         return SourceKind(self.spec.source.kind)
-
-    @property
-    def namespace(self) -> str:
-        return str(self.body["metadata"]["namespace"])
 
     @property
     def destination_name(self) -> str:
@@ -78,15 +63,16 @@ class CloneObject:
         return self.spec.options.namespace or self.namespace
 
     @property
-    def started(self) -> datetime:
-        stamp = self.status.updated_at or self.status.created_at or now_rfc3339()
-        return cluster_decide.parse_time(stamp)
+    def started_at(self) -> str | None:
+        """When it went InProgress. (Written since startedAt exists; before, the last
+        status change before InProgress is the nearest there is.)"""
+        return self.status.started_at or self.status.updated_at
 
 
 async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging.Logger) -> None:
     async def step(body: JSON, log: ObjectLog) -> float | None:
         obj = CloneObject.parse(body)
-        return await STEPS[decide.next_step(obj.status.state)](ctx, obj, log)
+        return await STEPS[object_rules.next_step(obj.status.state)](ctx, obj, log)
 
     await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger)
 
@@ -98,16 +84,18 @@ async def move(
     reason: Reason,
     message: str,
     log: ObjectLog,
-    **resolved: Any,
+    parameters: dict[str, Any] | None = None,
+    destination: Destination | None = None,
 ) -> bool:
-    generation = obj.body["metadata"].get("generation")
-    status = decide.apply(obj.status, state, reason, message, now_rfc3339(), generation, **resolved)
+    status = object_rules.apply(
+        obj.status, state, reason, message, now_rfc3339(), obj.generation, parameters, destination
+    )
     if not await loop.write_status(ctx, obj.body, status.wire()):
         return False
     log.info("%s → %s (%s): %s", obj.status.state or "new", state, reason, message)
     ctx.emit(obj.body, reason, message, state is State.FAILED)
-    if state in (State.CREATED, State.FAILED):
-        metrics.finished(KIND, state.value, obj.body["metadata"].get("creationTimestamp"))
+    if state.terminal:
+        ctx.metrics.finished(KIND, state.value, obj.created)
     return True
 
 
@@ -119,7 +107,7 @@ async def fail(
 
 
 def parameters(obj: CloneObject) -> dict[str, Any]:
-    """The options as applied, defaults resolved (the seed's `parameters`)."""
+    """The options as applied, defaults resolved (status.parameters)."""
     options = obj.spec.options
     applied: dict[str, Any] = {"name": obj.destination_name, "namespace": obj.destination_namespace}
     if options.labels:
@@ -193,13 +181,23 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         return await clone_cluster(ctx, obj, log)
     try:
         created = await ensure_copy(ctx, obj)
-    except CLONE_ERRORS as e:
+    except COPY_ERRORS as e:
         return await fail(ctx, obj, *failure_of(obj, e), log)
-    if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM and not decide.pvc_bound(created):
-        ctx.targets.pop(obj.owner.uid, None)
-        return 5.0  # the PVC watch wakes us sooner
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
-        await _hand_over_one(ctx, obj, created)
+        if not object_rules.pvc_bound(created):
+            timeout = ctx.settings.object_timeout_seconds
+            left = cluster_rules.seconds_left(obj.started_at, timeout, datetime.now(UTC))
+            if left <= 0:
+                return await fail(
+                    ctx,
+                    obj,
+                    Reason.TIMEOUT,
+                    f"PersistentVolumeClaim {obj.namespace}/{obj.destination_name} was not "
+                    f"bound within {timeout} s",
+                    log,
+                )
+            return max(min(left, 5.0), 0.1)  # the PVC watch wakes us sooner
+        await clusters.release(ctx.kube, created, obj.owner)
     await move(
         ctx,
         obj,
@@ -212,9 +210,8 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     return AGAIN
 
 
-CLONE_ERRORS = (
+COPY_ERRORS = (
     object_builders.CopyError,
-    cluster_builders.BuildError,
     clusters.SourceNotFound,
     clusters.TargetExists,
     Invalid,
@@ -223,8 +220,8 @@ CLONE_ERRORS = (
 
 
 def failure_of(obj: CloneObject, error: Exception) -> tuple[Reason, str]:
-    """The reason and the message a user can act on, for an error of a clone."""
-    if isinstance(error, object_builders.CopyError | cluster_builders.BuildError):
+    """The reason and the message a user can act on, for an error of a copy."""
+    if isinstance(error, object_builders.CopyError):
         return Reason.INVALID_SOURCE, str(error)
     if isinstance(error, clusters.SourceNotFound):
         return Reason.SOURCE_NOT_FOUND, str(error)
@@ -250,7 +247,7 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
         obj.kind.api_version, obj.kind.value, obj.destination_namespace, obj.destination_name
     )
     if existing is not None and provenance.created_by(existing, owner):
-        return existing
+        return {"apiVersion": obj.kind.api_version, "kind": obj.kind.value, **existing}
     source = await ctx.kube.get(
         obj.kind.api_version, obj.kind.value, obj.namespace, obj.spec.source.name
     )
@@ -273,91 +270,58 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
     )
     copy = object_builders.build_copy(plan, obj.kind)
     [created] = await clusters.ensure(ctx.kube, [copy], owner)
-    return created
-
-
-async def _hand_over_one(ctx: Context, obj: CloneObject, created: JSON) -> None:
-    kept = provenance.owner_references_without(created, obj.owner.uid)
-    if len(kept) != len(created["metadata"].get("ownerReferences") or []):
-        created.setdefault("apiVersion", obj.kind.api_version)
-        created.setdefault("kind", obj.kind.value)
-        await ctx.kube.merge_patch(created, {"metadata": {"ownerReferences": kept or None}})
+    return {"apiVersion": obj.kind.api_version, "kind": obj.kind.value, **created}
 
 
 async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     """A StatefulSet source: the cluster engine that CloningOperation uses."""
-    owner, target = obj.owner, obj.destination_name
-    sts = ctx.targets.get(owner.uid) or await ctx.kube.get(
-        "apps/v1", "StatefulSet", obj.namespace, target
-    )
-    if sts is not None and not provenance.created_by(sts, owner):
-        return await fail(
-            ctx,
-            obj,
-            Reason.DESTINATION_EXISTS,
-            f"StatefulSet {obj.namespace}/{target} already exists and was not created by this "
-            "CloneObject; it is left untouched",
-            log,
-        )
-    if sts is None:
-        try:
-            source, service = await clusters.load_source(
-                ctx.kube, obj.namespace, obj.spec.source.name
-            )
-            plan = cluster_builders.ClusterPlan(
+    owner, options = obj.owner, obj.spec.options
+    followed = await clusters.follow_target(
+        ctx,
+        clusters.Target(
+            owner=owner,
+            owner_body=obj.body,
+            source_name=obj.spec.source.name,
+            name=obj.destination_name,
+            started_at=obj.started_at,
+            timeout_seconds=ctx.settings.object_timeout_seconds,
+            plan=lambda source, service: cluster_builders.ClusterPlan(
                 owner=owner,
                 source=source,
                 source_service=service,
-                target_name=target,
-                extra_labels=obj.spec.options.labels,
-                extra_annotations=obj.spec.options.annotations,
-            )
-            sizes = await clusters.source_pvc_sizes(ctx.kube, plan)
-            plan = cluster_builders.ClusterPlan(**{**plan.__dict__, "source_pvc_sizes": sizes})
-            objects = cluster_builders.build_cluster(plan)
-            if obj.spec.options.overrides:
-                objects[-1] = object_builders.merge_patch(objects[-1], obj.spec.options.overrides)
-            await clusters.ensure(ctx.kube, objects, owner)
-        except CLONE_ERRORS as e:
-            return await fail(ctx, obj, *failure_of(obj, e), log)
-        return AGAIN
-    ready, desired, done = cluster_decide.target_ready(sts)
-    if done:
-        await clusters.hand_over(ctx.kube, owner, obj.namespace)
+                target_name=obj.destination_name,
+                extra_labels=options.labels,
+                extra_annotations=options.annotations,
+                statefulset_overrides=options.overrides,
+            ),
+        ),
+    )
+    if isinstance(followed, clusters.Failed):
+        reason = object_rules.destination_reason(followed.reason)
+        return await fail(ctx, obj, reason, followed.message, log)
+    if isinstance(followed, clusters.Ready):
         await move(
             ctx,
             obj,
             State.CREATED,
             Reason.CREATED,
-            f"created cluster {target} ({ready}/{desired} replicas ready)",
+            f"created cluster {obj.destination_name} ({followed.readiness} replicas ready)",
             log,
-            destination=destination(obj, sts["metadata"]["uid"]),
+            destination=destination(obj, followed.uid),
         )
         return AGAIN
-    waited = (datetime.now(UTC) - obj.started).total_seconds()
-    timeout = ctx.settings.object_timeout_seconds
-    if waited > timeout:
-        return await fail(
-            ctx,
-            obj,
-            Reason.TIMEOUT,
-            f"cluster {target} was not ready within {timeout} s ({ready}/{desired})",
-            log,
+    if followed.readiness is not None:
+        updated = object_rules.progress(
+            obj.status, obj.destination_name, followed.readiness, now_rfc3339(), obj.generation
         )
-    stuck, next_look = await clusters.stuck_pods(
-        ctx.kube, owner, obj.namespace, waited, ctx.settings.unschedulable_grace_seconds
-    )
-    if stuck is not None:
-        return await fail(ctx, obj, Reason.PODS_CANNOT_START, stuck, log)
-    return min(next_look, timeout - waited + 0.5)
+        if updated is not None and not await loop.write_status(ctx, obj.body, updated.wire()):
+            return AGAIN
+    return followed.wait
 
 
 async def finish(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     """Terminal: remove what a failed clone left (never anything it did not create)."""
-    if obj.status.state is State.FAILED and obj.kind in (
-        SourceKind.STATEFUL_SET,
-        SourceKind.PERSISTENT_VOLUME_CLAIM,
-    ):
+    if obj.status.state is State.FAILED and obj.kind.namespace_local:
         try:
             removed = await clusters.remove(ctx.kube, obj.owner, obj.namespace)
         except ApiError as e:
@@ -365,11 +329,10 @@ async def finish(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None
             return 5.0
         if removed:
             log.info("removed %d partial objects", removed)
-    if not await loop.write_status(
-        ctx, obj.body, obj.status.model_copy(update={"finalized": True}).wire()
-    ):
+    finalized = obj.status.model_copy(update={"finalized": True})
+    if not await loop.write_status(ctx, obj.body, finalized.wire()):
         return AGAIN
     return None
 
 
-STEPS = {Step.ADMIT: admit, Step.START: start, Step.CLONE: clone, Step.FINISHED: finish}
+STEPS = {Step.ADMIT: admit, Step.START: start, Step.CLONE: clone, Step.FINISH: finish}

@@ -1,25 +1,27 @@
 """The CloningOperation lifecycle, one idempotent step at a time.
 
-    (new) ─Admit─▶ Pending ─Start─▶ InProgress ─Provision─▶ Succeeded | Failed
-      │              ├─Cancel─▶ Canceled
-      └──────────────┴─(another operation holds the source)─▶ Failed
+    (new) ─Admit─┬─(a slot is free)──────────────▶ InProgress ─Provision─▶ Succeeded | Failed
+                 ├─▶ Pending ─Start─(a slot)─────▶ InProgress
+                 │     └─Cancel─▶ Canceled
+                 └─(another operation holds the source)─▶ Failed
+    (new, already canceled) ─Cancel─▶ Canceled
 
 Each loop re-reads the operation, asks `reconcile.operations.next_step` what
 to do, does it, and waits for a watch event (or a deadline). Status moves are
 merge patches carrying the resourceVersion that the decision was made on, so a
 cancel that lands first makes the move fail and the next loop cancels instead.
-Terminal phases are finalized afterwards (lock released, partial target
-removed or handed over) and marked `status.finalized`, so a restart at any
-line redoes only what is missing.
+Terminal phases are finished afterwards (lock released, partial target
+removed or handed over, notifications settled) and marked `status.finalized`,
+so a restart at any line redoes only what is missing.
+
+The InProgress slots (the `maxInProgress` limit) are taken and released here
+and nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from clone_operator.api.cloningoperations import (
     KIND,
@@ -29,68 +31,67 @@ from clone_operator.api.cloningoperations import (
 )
 from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
-from clone_operator.builders import locks, provenance
-from clone_operator.builders.provenance import Owner
-from clone_operator.engine import clusters, loop, metrics, notifications
+from clone_operator.builders import locks
+from clone_operator.engine import clusters, loop, notifications
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog
-from clone_operator.k8s.api import JSON, Conflict, Invalid
-from clone_operator.reconcile import operations as decide
-from clone_operator.reconcile.operations import Reason, Step, Transition
-from clone_operator.reconcile.regions import RegionTable, UnknownRegion
+from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
+from clone_operator.k8s.api import JSON, Conflict
+from clone_operator.reconcile import operations as operation_rules
+from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.operations import Resolution, Step, Transition
+from clone_operator.reconcile.regions import UnknownRegion
 
 LEASE = ("coordination.k8s.io/v1", "Lease")
 
 
-@dataclass(frozen=True)
-class Operation:
+class Operation(Resource[CloningOperationSpec, CloningOperationStatus]):
     """One read of a CloningOperation, parsed."""
-
-    body: JSON
-    spec: CloningOperationSpec
-    status: CloningOperationStatus
 
     @classmethod
     def parse(cls, body: JSON) -> Operation:
-        return cls(
-            body=body,
-            spec=CloningOperationSpec.model_validate(body.get("spec") or {}),
-            status=CloningOperationStatus.model_validate(body.get("status") or {}),
-        )
-
-    @property
-    def meta(self) -> JSON:
-        return dict(self.body["metadata"])
-
-    @property
-    def owner(self) -> Owner:
-        m = self.meta
-        return Owner(kind=KIND, name=m["name"], namespace=m["namespace"], uid=m["uid"])
-
-    @property
-    def generation(self) -> int | None:
-        return self.meta.get("generation")
+        return cls(*loop.parsed(body, CloningOperationSpec, CloningOperationStatus))
 
 
 async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging.Logger) -> None:
-    """Drive one operation until it is terminal and finalized."""
+    """Drive one operation until it is terminal and finalized (or deleted)."""
 
     async def step(body: JSON, log: ObjectLog) -> float | None:
         op = Operation.parse(body)
-        return await STEPS[decide.next_step(op.status.phase, op.spec.cancel)](ctx, op, log)
+        return await STEPS[operation_rules.next_step(op.status.phase, op.spec.cancel)](ctx, op, log)
 
-    await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger)
+    try:
+        await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger)
+    except asyncio.CancelledError:
+        ctx.slots.release(uid)  # deleted, or the operator is stopping
+        raise
+    ctx.slots.release(uid)  # finalized or deleted: the garbage collector does the rest
 
 
-async def write_status(ctx: Context, op: Operation, status: CloningOperationStatus) -> bool:
-    return await loop.write_status(ctx, op.body, status.wire())
+async def take_slots_in_progress(ctx: Context) -> int:
+    """At startup: operations already InProgress hold their slots before anything new
+    starts. (Namespaced RBAC allows listing only in the watched namespaces.)"""
+    namespaces: list[str | None] = [*ctx.settings.namespaces] or [None]
+    for namespace in namespaces:
+        for op in await ctx.kube.list(
+            API_VERSION, KIND, namespace, field_selector="status.phase=InProgress"
+        ):
+            ctx.slots.occupy(op["metadata"]["uid"])
+    return len(ctx.slots.taken)
 
 
 async def move(
-    ctx: Context, op: Operation, transition: Transition, log: ObjectLog, **resolved: Any
+    ctx: Context,
+    op: Operation,
+    transition: Transition,
+    log: ObjectLog,
+    resolution: Resolution | None = None,
+    readiness: Readiness | None = None,
 ) -> bool:
-    status = decide.apply(op.status, transition, now_rfc3339(), op.generation, **resolved)
-    if not await write_status(ctx, op, status):
+    status = operation_rules.apply(
+        op.status, transition, now_rfc3339(), op.generation, resolution, readiness
+    )
+    if not await loop.write_status(ctx, op.body, status.wire()):
         return False
     log.info(
         "%s → %s (%s): %s",
@@ -102,17 +103,20 @@ async def move(
     ctx.emit(op.body, transition.reason, transition.message, transition.warning)
     if transition.phase.terminal:
         ctx.slots.release(op.owner.uid)
-        metrics.finished(KIND, transition.phase.value, op.meta.get("creationTimestamp"))
+        ctx.metrics.finished(KIND, transition.phase.value, op.created)
     return True
+
+
+async def fail(ctx: Context, op: Operation, log: ObjectLog, reason: Reason, message: str) -> float:
+    await move(ctx, op, Transition(Phase.FAILED, reason, message), log)
+    return AGAIN
 
 
 async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Take the per-source lock; the loser of a race fails with AnotherOperationActive."""
     owner, source = op.owner, op.spec.source_cluster
-    lease = locks.build_lock(owner, source)
     try:
-        await ctx.kube.create(lease)
-        holder_name, holder_uid = owner.name, owner.uid
+        await ctx.kube.create(locks.build_lock(owner, source))
     except Conflict:
         existing = await ctx.kube.get(*LEASE, owner.namespace, locks.lock_name(source))
         if existing is None:
@@ -131,20 +135,16 @@ async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
                     existing, resource_version=existing["metadata"]["resourceVersion"]
                 )
                 return AGAIN
-            await move(
+            return await fail(
                 ctx,
                 op,
-                Transition(
-                    Phase.FAILED,
-                    Reason.ANOTHER_OPERATION_ACTIVE,
-                    f"operation {holder_name} is already {holder_phase or 'Pending'} for source "
-                    f"cluster {source}; only one operation per cluster may be active. Wait for it "
-                    "to finish (or cancel it while Pending) and create a new operation.",
-                ),
                 log,
+                Reason.ANOTHER_OPERATION_ACTIVE,
+                f"operation {holder_name} is already {holder_phase or 'Pending'} for source "
+                f"cluster {source}; only one operation per cluster may be active. Wait for it "
+                "to finish (or cancel it while Pending) and create a new operation.",
             )
-            return AGAIN
-    if ctx.slots.try_take(owner.uid, op.meta.get("creationTimestamp", "")):
+    if ctx.slots.try_take(owner.uid, op.created or ""):
         # A slot is free: start at once. Pending means "waiting for a slot".
         return await start(ctx, op, log)
     await move(ctx, op, Transition(Phase.PENDING, Reason.ACCEPTED, "waiting for a slot"), log)
@@ -162,9 +162,10 @@ async def cancel(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
 
 
 async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
-    """Wait for a slot, resolve everything, then the guarded move to InProgress."""
+    """Wait for a slot, resolve the spec against the source, then the guarded move to
+    InProgress that records the resolution."""
     owner, spec = op.owner, op.spec
-    if not ctx.slots.try_take(owner.uid, op.meta.get("creationTimestamp", "")):
+    if not ctx.slots.try_take(owner.uid, op.created or ""):
         if op.status.reason != Reason.WAITING_FOR_SLOT:
             waiting = op.status.model_copy(
                 update={
@@ -174,141 +175,54 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
                     "updated_at": now_rfc3339(),
                 }
             )
-            await write_status(ctx, op, waiting)
+            await loop.write_status(ctx, op.body, waiting.wire())
         return IDLE
-    fail = _failer(ctx, op, log)
     try:
         source, service = await clusters.load_source(ctx.kube, owner.namespace, spec.source_cluster)
+        region = await clusters.source_region(ctx.kube, source, ctx.node_regions)
+        resolution = operation_rules.resolve(spec, owner, source, service, region, ctx.regions())
     except clusters.SourceNotFound as e:
-        return await fail(Reason.SOURCE_NOT_FOUND, str(e))
-    try:
-        source_region = await clusters.source_region(ctx.kube, source, ctx.node_regions)
-        table = RegionTable(
-            node_regions=frozenset(ctx.node_regions.values()),
-            aliases=ctx.settings.region_aliases,
-            allowed=frozenset(ctx.settings.allowed_regions),
-        )
-        target_region = table.resolve(spec.target_region) if spec.target_region else source_region
-        version = spec.server_version or cluster_builders.source_server_version(
-            source, spec.server_container
-        )
-        plan = cluster_builders.ClusterPlan(
-            owner=owner,
-            source=source,
-            source_service=service,
-            target_name=spec.target_name
-            or cluster_builders.default_target_name(spec.source_cluster, owner.uid),
-            server_version=version,
-            server_container=spec.server_container,
-            region=target_region,
-            copy_method=spec.copy_method,
-        )
-        cluster_builders.build_statefulset(plan)  # refuses a plan that cannot work
+        return await fail(ctx, op, log, Reason.SOURCE_NOT_FOUND, str(e))
     except UnknownRegion as e:
-        return await fail(Reason.UNKNOWN_REGION, str(e))
+        return await fail(ctx, op, log, Reason.UNKNOWN_REGION, str(e))
     except cluster_builders.BuildError as e:
-        return await fail(Reason.INVALID_SOURCE, str(e))
-    region_text = f" in {target_region}" if target_region else ""
-    await move(
-        ctx,
-        op,
-        Transition(
-            Phase.IN_PROGRESS,
-            Reason.STARTED,
-            f"cloning {spec.source_cluster} into {plan.target_name}{region_text} on version {version}",
-        ),
-        log,
-        source_region=source_region,
-        target_region=target_region,
-        server_version=version,
-        target_cluster=plan.target_name,
-        replicas=plan.replicas,
-        ready_replicas=0,
-        ready=f"0/{plan.replicas}",
-    )
+        return await fail(ctx, op, log, Reason.INVALID_SOURCE, str(e))
+    await move(ctx, op, operation_rules.started(spec, resolution), log, resolution)
     return AGAIN
 
 
 async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
-    """Ensure the target exists, follow its readiness, succeed or fail."""
+    """Follow the target (the cluster engine) and write what it found."""
     owner, spec, status = op.owner, op.spec, op.status
     ctx.slots.occupy(owner.uid)
-    fail = _failer(ctx, op, log)
-    target = str(status.target_cluster)
-    now = datetime.now(UTC)
-    if decide.timed_out(status.started_at, spec.timeout_seconds, now):
-        return await fail(
-            Reason.TIMEOUT,
-            f"target {target} was not ready within {spec.timeout_seconds} s "
-            f"({status.ready or '0'} replicas ready)",
-        )
-    sts = ctx.targets.get(owner.uid) or await ctx.kube.get(
-        "apps/v1", "StatefulSet", owner.namespace, target
-    )
-    if sts is not None and not provenance.created_by(sts, owner):
-        return await fail(
-            Reason.TARGET_EXISTS,
-            f"StatefulSet {target} already exists and was not created by this operation; "
-            "choose another spec.targetName",
-        )
-    if sts is None:
-        try:
-            source, service = await clusters.load_source(
-                ctx.kube, owner.namespace, spec.source_cluster
-            )
-            plan = cluster_builders.ClusterPlan(
-                owner=owner,
-                source=source,
-                source_service=service,
-                target_name=target,
-                server_version=status.server_version,
-                server_container=spec.server_container,
-                region=status.target_region,
-                copy_method=spec.copy_method,
-            )
-            sizes = await clusters.source_pvc_sizes(ctx.kube, plan)
-            plan = cluster_builders.ClusterPlan(**{**plan.__dict__, "source_pvc_sizes": sizes})
-            await clusters.ensure(ctx.kube, cluster_builders.build_cluster(plan), owner)
-        except clusters.SourceNotFound as e:
-            return await fail(Reason.SOURCE_NOT_FOUND, str(e))
-        except cluster_builders.BuildError as e:
-            return await fail(Reason.INVALID_SOURCE, str(e))
-        except clusters.TargetExists as e:
-            return await fail(Reason.TARGET_EXISTS, str(e))
-        except Invalid as e:
-            return await fail(
-                Reason.INVALID_TARGET, f"the API server refused the target: {e.message}"
-            )
-        ctx.emit(op.body, Reason.PROVISIONING, f"created target cluster {target}", False)
-        return AGAIN
-    ready, desired, done = decide.target_ready(sts)
-    if done:
-        await clusters.hand_over(ctx.kube, owner, owner.namespace)
-        await move(
-            ctx,
-            op,
-            Transition(
-                Phase.SUCCEEDED,
-                Reason.TARGET_READY,
-                f"target cluster {target} is ready ({ready}/{desired})",
+    resolution = Resolution.recorded(status)
+    followed = await clusters.follow_target(
+        ctx,
+        clusters.Target(
+            owner=owner,
+            owner_body=op.body,
+            source_name=spec.source_cluster,
+            name=resolution.target_cluster,
+            started_at=status.started_at,
+            timeout_seconds=spec.timeout_seconds,
+            plan=lambda source, service: operation_rules.cluster_plan(
+                spec, owner, resolution, source, service
             ),
-            log,
-            ready_replicas=ready,
-            replicas=desired,
-            ready=f"{ready}/{desired}",
-        )
-        return AGAIN
-    updated = decide.progress(status, ready, desired, now_rfc3339())
-    if updated is not None and not await write_status(ctx, op, updated):
-        return AGAIN
-    left = decide.seconds_left(status.started_at, spec.timeout_seconds, now)
-    waited = spec.timeout_seconds - left
-    stuck, next_look = await clusters.stuck_pods(
-        ctx.kube, owner, owner.namespace, waited, ctx.settings.unschedulable_grace_seconds
+        ),
     )
-    if stuck is not None:
-        return await fail(Reason.PODS_CANNOT_START, stuck)
-    return max(min(left, next_look), 0.1)
+    if isinstance(followed, clusters.Failed):
+        return await fail(ctx, op, log, followed.reason, followed.message)
+    if isinstance(followed, clusters.Ready):
+        ready = followed.readiness
+        message = f"target cluster {resolution.target_cluster} is ready ({ready})"
+        transition = Transition(Phase.SUCCEEDED, Reason.TARGET_READY, message)
+        await move(ctx, op, transition, log, readiness=ready)
+        return AGAIN
+    if followed.readiness is not None:
+        updated = operation_rules.progress(status, followed.readiness, now_rfc3339())
+        if updated is not None and not await loop.write_status(ctx, op.body, updated.wire()):
+            return AGAIN
+    return followed.wait
 
 
 async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
@@ -340,19 +254,10 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     if not notifications.settled(op.spec, op.status):
         notifications.start(ctx, op.body, log)
         return IDLE
-    if not await write_status(ctx, op, op.status.model_copy(update={"finalized": True})):
+    finalized = op.status.model_copy(update={"finalized": True})
+    if not await loop.write_status(ctx, op.body, finalized.wire()):
         return AGAIN
     return None
-
-
-def _failer(
-    ctx: Context, op: Operation, log: ObjectLog
-) -> Callable[[Reason, str], Awaitable[float]]:
-    async def fail(reason: Reason, message: str) -> float:
-        await move(ctx, op, Transition(Phase.FAILED, reason, message), log)
-        return AGAIN
-
-    return fail
 
 
 STEPS = {
@@ -360,5 +265,5 @@ STEPS = {
     Step.CANCEL: cancel,
     Step.START: start,
     Step.PROVISION: provision,
-    Step.FINISHED: finish,
+    Step.FINISH: finish,
 }

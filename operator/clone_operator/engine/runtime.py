@@ -1,4 +1,7 @@
-"""In-process coordination: wake-ups from watch events and the InProgress slots."""
+"""In-process coordination of one operator instance: wake-ups from watch events,
+the InProgress slots, the engine tasks, and the bodies that spare a GET.
+
+Pure bookkeeping (no API calls); the Context owns one of each."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+
+from clone_operator.k8s.api import NotLeading
 
 
 @dataclass
@@ -40,11 +45,40 @@ class Wakeups:
 
 
 @dataclass
+class Fresh:
+    """Bodies the next read of an object may use instead of a GET: the one our own
+    write returned, or the one a watch event brought to a task being started.
+
+    Used at most once (`take`); dropped whenever the engine waits, since something
+    else will have changed by then. A stale body is harmless: the guarded status
+    write notices and reads anew.
+    """
+
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def written(self, uid: str, body: dict[str, Any]) -> None:
+        """The body our own write returned: the newest there is."""
+        self.bodies[uid] = body
+
+    def offer(self, uid: str, body: dict[str, Any]) -> None:
+        """A watched body, kept unless a newer one of ours is there."""
+        self.bodies.setdefault(uid, body)
+
+    def take(self, uid: str) -> dict[str, Any] | None:
+        return self.bodies.pop(uid, None)
+
+    def drop(self, uid: str) -> None:
+        self.bodies.pop(uid, None)
+
+
+@dataclass
 class Slots:
     """The cluster-wide limit of InProgress operations, handed out oldest first.
 
-    The operator is the only writer of phases (kopf peering keeps one instance
-    active), so an in-memory count seeded from the API at startup is exact.
+    The operator is the only writer of phases and one instance runs (kopf in
+    standalone mode; the chart's Deployment has one replica and the Recreate
+    strategy), so an in-memory count seeded from the API at startup is exact.
+    engine.operations is the only module that takes and releases slots.
     """
 
     limit: int
@@ -114,6 +148,9 @@ class Runners:
                     return
                 except asyncio.CancelledError:
                     raise
+                except NotLeading:
+                    log.info("engine for %s stops: this replica no longer leads", uid)
+                    return
                 except Exception:
                     log.exception("engine for %s failed; it starts again in 1 s", uid)
                     await asyncio.sleep(1.0)

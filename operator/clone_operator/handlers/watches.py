@@ -33,13 +33,9 @@ async def statefulset_changed(
 ) -> None:
     """Keep the latest body of each clone's StatefulSet, so the engine needs no GET."""
     uid = _owner_uid(labels)
-    if not uid:
-        return
-    if event["type"] == "DELETED":
-        memo.ctx.targets.pop(uid, None)
-    else:
-        memo.ctx.targets[uid] = dict(event["object"])
-    memo.ctx.wakeups.poke(uid)
+    if uid:
+        deleted = event["type"] == "DELETED"
+        memo.ctx.target_changed(uid, None if deleted else dict(event["object"]))
 
 
 @kopf.on.event("", "v1", "persistentvolumeclaims", when=_ours)
@@ -55,8 +51,5 @@ async def node_changed(
     event: kopf.RawEvent, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     """Keep the node → region table the region checks use."""
-    regions: dict[str, str] = memo.ctx.node_regions
-    if event["type"] == "DELETED" or REGION_LABEL not in labels:
-        regions.pop(name, None)
-    else:
-        regions[name] = str(labels[REGION_LABEL])
+    gone = event["type"] == "DELETED" or REGION_LABEL not in labels
+    memo.ctx.node_changed(name, None if gone else str(labels[REGION_LABEL]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -57,6 +58,10 @@ class Invalid(ApiError):
     """The API server refused the object (422 / 400): the message says why."""
 
 
+class NotLeading(ApiError):
+    """Not sent: this replica is not (or no longer surely) the leader (engine/leadership.py)."""
+
+
 def path(
     api_version: str,
     kind: str,
@@ -88,6 +93,10 @@ class Kube:
 
     api: client.ApiClient
     requests: Counter[str] = field(default_factory=Counter)
+    election_requests: Counter[str] = field(default_factory=Counter)
+    """Leader election's own requests (unfenced), kept apart from the engine's."""
+    fence: Callable[[], bool] | None = None
+    """With leader election: asked before every write; False refuses it (NotLeading)."""
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -111,8 +120,17 @@ class Kube:
         body: Any = None,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
+        fenced: bool = True,
+        tally: Counter[str] | None = None,
     ) -> JSON:
-        self.requests[method] += 1
+        """One request; a write is refused unless the fence allows it (`fenced=False`:
+        leader election's own requests, counted apart). Counted in `tally`, by default
+        the engine's `requests`."""
+        if fenced and method != "GET" and self.fence is not None and not self.fence():
+            raise NotLeading(0, "NotLeading", f"{method} {url}: this replica is not the leader")
+        if tally is None:
+            tally = self.requests if fenced else self.election_requests
+        tally[method] += 1
         response = await self.api.call_api(
             url,
             method,

@@ -1,8 +1,40 @@
-"""metav1.Condition bookkeeping shared by both kinds."""
+"""Status bookkeeping both kinds share: the reasons users read, and metav1.Conditions."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from clone_operator.api.cloneobjects import CloneObjectStatus
+from clone_operator.api.cloningoperations import CloningOperationStatus
 from clone_operator.api.common import Condition
+
+Status = TypeVar("Status", CloningOperationStatus, CloneObjectStatus)
+
+
+class Reason(StrEnum):
+    """CamelCase reasons of status, conditions and Events, of both kinds."""
+
+    ACCEPTED = "Accepted"
+    WAITING_FOR_SLOT = "WaitingForSlot"
+    STARTED = "Started"
+    PROVISIONING = "Provisioning"
+    TARGET_READY = "TargetReady"
+    CREATED = "Created"
+    CANCELED = "Canceled"
+    ANOTHER_OPERATION_ACTIVE = "AnotherOperationActive"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    NAMESPACE_NOT_FOUND = "NamespaceNotFound"
+    UNKNOWN_REGION = "UnknownRegion"
+    INVALID_SOURCE = "InvalidSource"
+    TARGET_EXISTS = "TargetExists"
+    """A CloningOperation's target name is taken by an object it did not create."""
+    DESTINATION_EXISTS = "DestinationExists"
+    """The same for a CloneObject's destination (the seed API's 409)."""
+    INVALID_TARGET = "InvalidTarget"
+    INVALID_DESTINATION = "InvalidDestination"
+    TIMEOUT = "Timeout"
+    PODS_CANNOT_START = "PodsCannotStart"
 
 
 def set_condition(
@@ -16,33 +48,33 @@ def set_condition(
 ) -> list[Condition]:
     """The list with `type_` set; lastTransitionTime moves only when status changes."""
     value = "Unknown" if status is None else ("True" if status else "False")
-    out: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != type_:
-            out.append(c)
-            continue
-        found = True
-        changed = c.status != value
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                last_transition_time=now if changed else c.last_transition_time,
-                observed_generation=generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=generation,
-            )
-        )
-    return out
+    old = next((c for c in conditions if c.type == type_), None)
+    new = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=old.last_transition_time
+        if old is not None and old.status == value
+        else now,
+        observed_generation=generation,
+    )
+    if old is None:
+        return [*conditions, new]
+    return [new if c.type == type_ else c for c in conditions]
+
+
+def moved(
+    status: Status, update: dict[str, Any], now: str, generation: int | None, started: bool
+) -> Status:
+    """The status after a move of either kind: `update` (its own fields), stamped with
+    updatedAt and observedGeneration; createdAt on the first move, startedAt on the
+    first move to InProgress (`started`)."""
+    updated = status.model_copy(
+        update={**update, "updated_at": now, "observed_generation": generation}
+    )
+    if updated.created_at is None:
+        updated.created_at = now
+    if started and updated.started_at is None:
+        updated.started_at = now
+    return updated

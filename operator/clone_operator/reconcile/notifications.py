@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from clone_operator.api.cloningoperations import Notification, NotificationState
+from clone_operator.api.common import parse_rfc3339, rfc3339
 
 MAX_ERROR = 1024
 
@@ -41,14 +42,6 @@ class Policy:
     max_attempts: int = 8
     backoff_seconds: float = 5.0
     max_backoff_seconds: float = 300.0
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def backoff(attempts: int, policy: Policy) -> float:
@@ -109,14 +102,16 @@ def due(entries: list[Notification], now: datetime) -> list[str]:
         e.address
         for e in entries
         if e.state is NotificationState.PENDING
-        and (e.next_attempt_at is None or parse(e.next_attempt_at) <= now)
+        and (e.next_attempt_at is None or parse_rfc3339(e.next_attempt_at) <= now)
     ]
 
 
 def seconds_until_due(entries: list[Notification], now: datetime) -> float | None:
     """How long until the next Pending entry is due; None when none is Pending."""
     waits = [
-        max(0.0, (parse(e.next_attempt_at) - now).total_seconds()) if e.next_attempt_at else 0.0
+        max(0.0, (parse_rfc3339(e.next_attempt_at) - now).total_seconds())
+        if e.next_attempt_at
+        else 0.0
         for e in entries
         if e.state is NotificationState.PENDING
     ]

@@ -5,36 +5,36 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from clone_operator.api.cloneobjects import CloneObjectStatus, State
-from clone_operator.reconcile.conditions import set_condition
-
-
-class Reason(StrEnum):
-    ACCEPTED = "Accepted"
-    STARTED = "Started"
-    CREATED = "Created"
-    SOURCE_NOT_FOUND = "SourceNotFound"
-    NAMESPACE_NOT_FOUND = "NamespaceNotFound"
-    DESTINATION_EXISTS = "DestinationExists"
-    INVALID_DESTINATION = "InvalidDestination"
-    INVALID_SOURCE = "InvalidSource"
-    TIMEOUT = "Timeout"
-    PODS_CANNOT_START = "PodsCannotStart"
+from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, State
+from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.conditions import Reason, moved, set_condition
 
 
 class Step(StrEnum):
     ADMIT = "Admit"  # new: record Pending and the options that will be applied
     START = "Start"  # Pending: check source and destination namespace, go InProgress
     CLONE = "Clone"  # InProgress: create the destination and wait until it is usable
-    FINISHED = "Finished"  # terminal: hand over or remove partial objects, then finalize
+    FINISH = "Finish"  # terminal: remove a failed clone's partial objects, then finalize
 
 
 def next_step(state: State | None) -> Step:
     if state is None:
         return Step.ADMIT
     if state.terminal:
-        return Step.FINISHED
+        return Step.FINISH
     return Step.START if state is State.PENDING else Step.CLONE
+
+
+# The cluster engine speaks of targets; a CloneObject's is its destination.
+_DESTINATION_REASONS = {
+    Reason.TARGET_EXISTS: Reason.DESTINATION_EXISTS,
+    Reason.INVALID_TARGET: Reason.INVALID_DESTINATION,
+}
+
+
+def destination_reason(reason: Reason) -> Reason:
+    """A failure reason of the cluster engine, in a CloneObject's words."""
+    return _DESTINATION_REASONS.get(reason, reason)
 
 
 def apply(
@@ -44,7 +44,8 @@ def apply(
     message: str,
     now: str,
     generation: int | None,
-    **resolved: Any,
+    parameters: dict[str, Any] | None = None,
+    destination: Destination | None = None,
 ) -> CloneObjectStatus:
     """The status after moving to `state`; a failure's message joins errorMessages."""
     conditions = set_condition(
@@ -55,17 +56,32 @@ def apply(
     errors = list(status.error_messages)
     if state is State.FAILED and message not in errors:
         errors.append(message)
-    updates: dict[str, Any] = {
-        "state": state,
-        "updated_at": now,
-        "conditions": conditions,
-        "error_messages": errors,
-        "observed_generation": generation,
-        **resolved,
-    }
-    if status.created_at is None:
-        updates["created_at"] = now
-    return status.model_copy(update=updates)
+    updated = moved(
+        status,
+        {"state": state, "conditions": conditions, "error_messages": errors},
+        now,
+        generation,
+        started=state is State.IN_PROGRESS,
+    )
+    if parameters is not None:
+        updated.parameters = parameters
+    if destination is not None:
+        updated.destination = destination
+    return updated
+
+
+def progress(
+    status: CloneObjectStatus, target: str, readiness: Readiness, now: str, generation: int | None
+) -> CloneObjectStatus | None:
+    """A cluster clone's readiness in its `Ready` condition; None when nothing changed."""
+    message = f"cluster {target}: {readiness} replicas ready"
+    ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    if ready is not None and ready.message == message:
+        return None
+    conditions = set_condition(
+        status.conditions, "Ready", False, Reason.PROVISIONING, message, now, generation
+    )
+    return status.model_copy(update={"conditions": conditions, "updated_at": now})
 
 
 def pvc_bound(pvc: dict[str, Any]) -> bool:

@@ -1,52 +1,46 @@
-"""The CloningOperation state machine: which step comes next, and what each
-transition writes into the status. Pure: observations in, decisions out.
+"""The CloningOperation state machine and its resolution. Pure: observations in,
+decisions out.
+
+`next_step` says what the engine does next; `resolve` decides, once, what the
+spec comes to against the source (target name, server version, regions) and
+refuses a target that cannot work; `started` is the move to InProgress that
+records it and `apply` the status a transition writes, `Resolution` values
+included; `cluster_plan` is what the target is built from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from clone_operator.api.cloningoperations import CloningOperationStatus, Phase
-from clone_operator.reconcile.conditions import set_condition
-
-
-class Reason(StrEnum):
-    """CamelCase reasons of status, conditions and Events."""
-
-    ACCEPTED = "Accepted"
-    WAITING_FOR_SLOT = "WaitingForSlot"
-    STARTED = "Started"
-    PROVISIONING = "Provisioning"
-    TARGET_READY = "TargetReady"
-    CANCELED = "Canceled"
-    ANOTHER_OPERATION_ACTIVE = "AnotherOperationActive"
-    SOURCE_NOT_FOUND = "SourceNotFound"
-    UNKNOWN_REGION = "UnknownRegion"
-    INVALID_SOURCE = "InvalidSource"
-    TARGET_EXISTS = "TargetExists"
-    TIMEOUT = "Timeout"
-    PODS_CANNOT_START = "PodsCannotStart"
-    INVALID_TARGET = "InvalidTarget"
+from clone_operator.api.cloningoperations import (
+    CloningOperationSpec,
+    CloningOperationStatus,
+    Phase,
+)
+from clone_operator.builders import clusters as cluster_builders
+from clone_operator.builders.provenance import Owner
+from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.conditions import Reason, moved, set_condition
+from clone_operator.reconcile.regions import RegionTable
 
 
 class Step(StrEnum):
     """What the engine does next for an operation."""
 
-    ADMIT = "Admit"  # new: take the per-source lock, become Pending (or Failed)
+    ADMIT = "Admit"  # new: take the per-source lock, then start (or wait Pending, or fail)
     CANCEL = "Cancel"  # Pending with spec.cancel: become Canceled
     START = "Start"  # Pending: wait for a slot, then the guarded move to InProgress
-    PROVISION = "Provision"  # InProgress: ensure the target exists, watch it get ready
-    FINISHED = "Finished"  # terminal: only make sure the lock is released
+    PROVISION = "Provision"  # InProgress: ensure the target exists, follow it until ready
+    FINISH = "Finish"  # terminal: release the lock, clean up, notify, mark finalized
 
 
 def next_step(phase: Phase | None, cancel: bool) -> Step:
     if phase is None:
         return Step.CANCEL if cancel else Step.ADMIT
     if phase.terminal:
-        return Step.FINISHED
+        return Step.FINISH
     if phase is Phase.PENDING:
         return Step.CANCEL if cancel else Step.START
     return Step.PROVISION
@@ -65,113 +59,144 @@ class Transition:
         return self.phase is Phase.FAILED
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """What an operation's spec comes to against its source, decided once when it starts.
+
+    Written into status with the move to InProgress, so that the target is built
+    from exactly these values, also after a restart (`recorded`)."""
+
+    target_cluster: str
+    server_version: str
+    source_region: str | None
+    target_region: str | None
+    replicas: int
+
+    @classmethod
+    def recorded(cls, status: CloningOperationStatus) -> Resolution:
+        """The resolution an InProgress operation's status holds."""
+        return cls(
+            target_cluster=str(status.target_cluster),
+            server_version=status.server_version or "",
+            source_region=status.source_region,
+            target_region=status.target_region,
+            replicas=status.replicas or 0,
+        )
+
+
+def resolve(
+    spec: CloningOperationSpec,
+    owner: Owner,
+    source: dict[str, Any],
+    source_service: dict[str, Any] | None,
+    source_region: str | None,
+    regions: RegionTable,
+) -> Resolution:
+    """Defaults filled in from the source; raises UnknownRegion, or BuildError for a
+    source that cannot be cloned as asked (checked, not built)."""
+    resolution = Resolution(
+        target_cluster=spec.target_name
+        or cluster_builders.default_target_name(spec.source_cluster, owner.uid),
+        server_version=spec.server_version
+        or cluster_builders.source_server_version(source, spec.server_container),
+        source_region=source_region,
+        target_region=regions.resolve(spec.target_region) if spec.target_region else source_region,
+        replicas=int(source["spec"].get("replicas", 1)),
+    )
+    cluster_builders.check(cluster_plan(spec, owner, resolution, source, source_service))
+    return resolution
+
+
+def started(spec: CloningOperationSpec, resolution: Resolution) -> Transition:
+    """The move to InProgress that records `resolution`."""
+    where = f" in {resolution.target_region}" if resolution.target_region else ""
+    return Transition(
+        Phase.IN_PROGRESS,
+        Reason.STARTED,
+        f"cloning {spec.source_cluster} into {resolution.target_cluster}{where} "
+        f"on version {resolution.server_version}",
+    )
+
+
+def cluster_plan(
+    spec: CloningOperationSpec,
+    owner: Owner,
+    resolution: Resolution,
+    source: dict[str, Any],
+    source_service: dict[str, Any] | None,
+) -> cluster_builders.ClusterPlan:
+    """What the target's objects are built from."""
+    return cluster_builders.ClusterPlan(
+        owner=owner,
+        source=source,
+        source_service=source_service,
+        target_name=resolution.target_cluster,
+        server_version=resolution.server_version or None,
+        server_container=spec.server_container,
+        region=resolution.target_region,
+        copy_method=spec.copy_method,
+    )
+
+
 def apply(
     status: CloningOperationStatus,
     transition: Transition,
     now: str,
     generation: int | None,
-    **resolved: Any,
+    resolution: Resolution | None = None,
+    readiness: Readiness | None = None,
 ) -> CloningOperationStatus:
-    """The status after a transition: phase, timestamps, reason, conditions."""
+    """The status after a transition: phase, timestamps, reason, conditions, and the
+    resolved values (on the move to InProgress) or the final readiness."""
     phase = transition.phase
     conditions = status.conditions
     progressing = phase in (Phase.PENDING, Phase.IN_PROGRESS)
-    conditions = set_condition(
-        conditions,
-        "Progressing",
-        progressing,
-        transition.reason,
-        transition.message,
-        now,
-        generation,
-    )
-    conditions = set_condition(
-        conditions,
-        "Ready",
-        phase is Phase.SUCCEEDED,
-        transition.reason,
-        transition.message,
-        now,
-        generation,
-    )
+    for type_, value in (("Progressing", progressing), ("Ready", phase is Phase.SUCCEEDED)):
+        conditions = set_condition(
+            conditions, type_, value, transition.reason, transition.message, now, generation
+        )
     if phase is Phase.FAILED:
         conditions = set_condition(
             conditions, "Failed", True, transition.reason, transition.message, now, generation
         )
-    updates: dict[str, Any] = {
-        "phase": phase,
-        "reason": transition.reason.value,
-        "message": transition.message,
-        "updated_at": now,
-        "conditions": conditions,
-        "observed_generation": generation,
-        **resolved,
-    }
-    if status.created_at is None:
-        updates["created_at"] = now
-    if phase is Phase.IN_PROGRESS and status.started_at is None:
-        updates["started_at"] = now
+    updated = moved(
+        status,
+        {
+            "phase": phase,
+            "reason": transition.reason.value,
+            "message": transition.message,
+            "conditions": conditions,
+        },
+        now,
+        generation,
+        started=phase is Phase.IN_PROGRESS,
+    )
     if phase.terminal and status.completed_at is None:
-        updates["completed_at"] = now
-    return status.model_copy(update=updates)
+        updated.completed_at = now
+    if resolution is not None:
+        updated.target_cluster = resolution.target_cluster
+        updated.server_version = resolution.server_version
+        updated.source_region = resolution.source_region
+        updated.target_region = resolution.target_region
+        readiness = readiness or Readiness(0, resolution.replicas, False)
+    if readiness is not None:
+        updated.ready_replicas, updated.replicas = readiness.ready, readiness.desired
+        updated.ready = str(readiness)
+    return updated
 
 
 def progress(
-    status: CloningOperationStatus, ready: int, desired: int, now: str
+    status: CloningOperationStatus, readiness: Readiness, now: str
 ) -> CloningOperationStatus | None:
     """The status with readiness progress, or None when nothing changed."""
-    if status.ready_replicas == ready and status.replicas == desired:
+    if status.ready_replicas == readiness.ready and status.replicas == readiness.desired:
         return None
     return status.model_copy(
         update={
-            "ready_replicas": ready,
-            "replicas": desired,
-            "ready": f"{ready}/{desired}",
+            "ready_replicas": readiness.ready,
+            "replicas": readiness.desired,
+            "ready": str(readiness),
             "updated_at": now,
-            "message": f"target {status.target_cluster}: {ready}/{desired} replicas ready",
+            "message": f"target {status.target_cluster}: {readiness} replicas ready",
         }
     )
-
-
-def target_ready(statefulset: dict[str, Any]) -> tuple[int, int, bool]:
-    """(ready, desired, done): done once every desired replica is ready and the
-    StatefulSet controller has observed the current generation."""
-    spec = statefulset.get("spec") or {}
-    st = statefulset.get("status") or {}
-    desired = int(spec.get("replicas", 1))
-    ready = int(st.get("readyReplicas") or 0)
-    observed = st.get("observedGeneration") == statefulset["metadata"].get("generation")
-    return ready, desired, observed and ready >= desired
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def timed_out(started_at: str | None, timeout_seconds: int, now: datetime) -> bool:
-    if started_at is None:
-        return False
-    return (now - parse_time(started_at)).total_seconds() >= timeout_seconds
-
-
-def seconds_left(started_at: str | None, timeout_seconds: int, now: datetime) -> float:
-    if started_at is None:
-        return float(timeout_seconds)
-    return max(0.0, timeout_seconds - (now - parse_time(started_at)).total_seconds())
-
-
-def unschedulable_message(
-    pods: list[dict[str, Any]], now: datetime, grace_seconds: int
-) -> str | None:
-    """Why the target cannot start, once a pod stayed unschedulable past the grace period."""
-    for pod in pods:
-        for c in (pod.get("status") or {}).get("conditions") or []:
-            if c.get("type") != "PodScheduled" or c.get("status") != "False":
-                continue
-            if c.get("reason") != "Unschedulable" or not c.get("lastTransitionTime"):
-                continue
-            since = parse_time(c["lastTransitionTime"])
-            if (now - since).total_seconds() >= grace_seconds:
-                name = pod["metadata"]["name"]
-                return f"pod {name} cannot be scheduled: {c.get('message', 'no reason given')}"
-    return None

@@ -114,15 +114,6 @@ def release(helm: Helm, admin: Kubectl, namespace: str) -> Iterator[Release]:
     )
 
 
-@pytest.fixture
-def other_namespace(admin: Kubectl) -> Iterator[str]:
-    """A second throwaway namespace."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    admin("create", "namespace", name)
-    yield name
-    admin("delete", "namespace", name, "--wait=false", check=False)
-
-
 def can_i(admin: Kubectl, sa: str, verb: str, resource: str, namespace: str | None = None) -> bool:
     """`kubectl auth can-i` as the ServiceAccount (impersonated by the admin)."""
     args = ["auth", "can-i", verb, resource, f"--as={sa}"]

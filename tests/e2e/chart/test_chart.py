@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,33 @@ def test_operator_settings_parse_the_rendered_env(
     assert settings.max_in_progress == 3
     assert settings.log_format == "json"
     assert settings.health_port == 9090
+
+
+def test_extra_env_reaches_every_other_setting(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting without a value of its own is reachable through `extraEnv`."""
+    from clone_operator.settings import Settings
+
+    (deployment,) = by_kind(
+        helm.template(
+            "--set-json",
+            'extraEnv=[{"name": "CLONE_OPERATOR_OBJECT_TIMEOUT_SECONDS", "value": "3600"}]',
+        ),
+        "Deployment",
+    )
+    env = env_of(deployment)
+    assert env["CLONE_OPERATOR_OBJECT_TIMEOUT_SECONDS"] == "3600"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().object_timeout_seconds == 3600
+
+
+def test_the_values_table_is_generated_from_values_yaml() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "chart-values.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
 
 
 # --- install, test, upgrade, uninstall ------------------------------------------

@@ -1,0 +1,150 @@
+"""The rules of following a target cluster, shared by both kinds: readiness, the one
+timeout rule, pods that cannot start."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from clone_operator.api.common import parse_rfc3339
+from clone_operator.reconcile.clusters import (
+    Readiness,
+    next_pod_check,
+    readiness,
+    seconds_left,
+    unschedulable_message,
+)
+
+
+def statefulset(
+    replicas: int | None, ready: int | None, generation: int, observed: int | None
+) -> dict[str, Any]:
+    spec = {} if replicas is None else {"replicas": replicas}
+    st: dict[str, Any] = {}
+    if ready is not None:
+        st["readyReplicas"] = ready
+    if observed is not None:
+        st["observedGeneration"] = observed
+    return {"metadata": {"generation": generation}, "spec": spec, "status": st}
+
+
+@pytest.mark.parametrize(
+    ("sts", "expected"),
+    [
+        (statefulset(3, 3, 2, 2), (3, 3, True)),
+        (statefulset(3, 2, 2, 2), (2, 3, False)),
+        (statefulset(3, 3, 2, 1), (3, 3, False)),  # the controller has not seen the new spec
+        (statefulset(3, None, 1, 1), (0, 3, False)),
+        (statefulset(None, 1, 1, 1), (1, 1, True)),
+        (statefulset(0, None, 1, 1), (0, 0, True)),
+        (statefulset(3, 3, 2, None), (3, 3, False)),
+    ],
+)
+def test_readiness(sts: dict[str, Any], expected: tuple[int, int, bool]) -> None:
+    assert readiness(sts) == Readiness(*expected)
+
+
+def test_readiness_without_status() -> None:
+    assert readiness({"metadata": {"generation": 1}, "spec": {"replicas": 2}}) == Readiness(
+        0, 2, False
+    )
+    assert str(Readiness(1, 3, False)) == "1/3"
+
+
+# --- time ----------------------------------------------------------------------------------------
+
+START = "2024-01-01T00:00:00Z"
+START_DT = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_kubernetes_timestamps_are_read() -> None:
+    assert parse_rfc3339(START) == START_DT
+    assert parse_rfc3339("2024-01-01T00:00:00+00:00") == START_DT
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expired", "left"),
+    [(0, False, 600.0), (599, False, 1.0), (600, True, 0.0), (10_000, True, 0.0)],
+)
+def test_timeout(elapsed: int, expired: bool, left: float) -> None:
+    now = START_DT + timedelta(seconds=elapsed)
+    assert (seconds_left(START, 600, now) <= 0) is expired
+    assert seconds_left(START, 600, now) == left
+
+
+def test_a_clone_that_never_started_never_times_out() -> None:
+    late = START_DT + timedelta(days=30)
+    assert seconds_left(None, 600, late) == 600.0
+
+
+@pytest.mark.parametrize(
+    ("waited", "grace", "expected"), [(0, 60, 60.5), (59.5, 60, 1.0), (60, 60, None), (5, 0, None)]
+)
+def test_pods_are_looked_at_only_once_they_can_have_been_stuck_that_long(
+    waited: float, grace: int, expected: float | None
+) -> None:
+    assert next_pod_check(waited, grace) == expected
+
+
+def pod(name: str, *conditions: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"conditions": list(conditions)}}
+
+
+def unschedulable(since: str, message: str | None = "0/3 nodes available") -> dict[str, Any]:
+    c = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "lastTransitionTime": since,
+    }
+    if message is not None:
+        c["message"] = message
+    return c
+
+
+def test_unschedulable_within_the_grace_period_is_not_reported() -> None:
+    pods = [pod("tgt-0", unschedulable(START))]
+    assert unschedulable_message(pods, START_DT + timedelta(seconds=59), 60) is None
+
+
+def test_unschedulable_past_the_grace_period_names_the_pod_and_the_reason() -> None:
+    pods = [pod("tgt-0", {"type": "Ready", "status": "True"}), pod("tgt-1", unschedulable(START))]
+    message = unschedulable_message(pods, START_DT + timedelta(seconds=60), 60)
+    assert message == "pod tgt-1 cannot be scheduled: 0/3 nodes available"
+
+
+def test_unschedulable_without_a_message_still_explains() -> None:
+    pods = [pod("tgt-0", unschedulable(START, message=None))]
+    message = unschedulable_message(pods, START_DT + timedelta(hours=1), 60)
+    assert message == "pod tgt-0 cannot be scheduled: no reason given"
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": START},
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "SchedulerError",
+            "lastTransitionTime": START,
+        },
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": "Unschedulable",
+            "lastTransitionTime": START,
+        },
+    ],
+    ids=["scheduled", "other-reason", "no-time", "other-type"],
+)
+def test_only_unschedulable_pods_are_reported(condition: dict[str, Any]) -> None:
+    pods = [pod("tgt-0", condition), {"metadata": {"name": "tgt-1"}}]
+    assert unschedulable_message(pods, START_DT + timedelta(hours=1), 60) is None
+
+
+def test_zero_grace_reports_at_once() -> None:
+    assert unschedulable_message([pod("tgt-0", unschedulable(START))], START_DT, 0) is not None

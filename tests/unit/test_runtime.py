@@ -1,0 +1,192 @@
+"""The run-time bookkeeping of one operator instance: slots, wake-ups, engine tasks,
+metrics. Pure ordering logic, checked without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from clone_operator.engine.metrics import Metrics
+from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups
+
+LOG = logging.getLogger("test")
+
+
+# --- Slots ---------------------------------------------------------------------------------------
+
+
+def test_slots_go_to_the_oldest_waiters_first() -> None:
+    slots = Slots(limit=1)
+    assert slots.try_take("a", "2024-01-01T00:00:02Z")
+    assert not slots.try_take("c", "2024-01-01T00:00:03Z")
+    assert not slots.try_take("b", "2024-01-01T00:00:01Z")
+    slots.release("a")
+    assert not slots.try_take("c", "2024-01-01T00:00:03Z")  # b is older
+    assert slots.try_take("b", "2024-01-01T00:00:01Z")
+    assert slots.taken == {"b"}
+    assert slots.waiting == {"c": "2024-01-01T00:00:03Z"}
+
+
+def test_equal_creation_times_are_ordered_by_uid() -> None:
+    slots = Slots(limit=1)
+    slots.occupy("x")
+    assert not slots.try_take("b", "T")
+    assert not slots.try_take("a", "T")
+    slots.release("x")
+    assert not slots.try_take("b", "T")  # the free slot goes to a
+    assert slots.try_take("a", "T")
+
+
+def test_taking_a_slot_twice_counts_once() -> None:
+    slots = Slots(limit=1)
+    assert slots.try_take("a", "T1")
+    assert slots.try_take("a", "T1")
+    slots.occupy("a")
+    assert slots.taken == {"a"}
+
+
+def test_a_release_wakes_every_waiter_and_only_a_real_release() -> None:
+    woken: list[str] = []
+    slots = Slots(limit=1, on_free=woken.append)
+    slots.occupy("a")
+    slots.try_take("b", "T1")
+    slots.try_take("c", "T2")
+    slots.release("b")  # a waiter giving up frees nothing
+    assert woken == []
+    slots.release("a")
+    assert woken == ["c"]
+    slots.release("a")
+    assert woken == ["c"]
+
+
+def test_slots_seen_in_progress_at_startup_fill_the_limit() -> None:
+    slots = Slots(limit=2)
+    slots.occupy("old-1")
+    slots.occupy("old-2")
+    assert not slots.try_take("new", "T")
+    slots.release("old-1")
+    assert slots.try_take("new", "T")
+
+
+# --- Wakeups -------------------------------------------------------------------------------------
+
+
+async def test_a_poke_before_the_wait_is_not_lost() -> None:
+    wakeups = Wakeups()
+    wakeups.poke("u")
+    assert await wakeups.wait("u", 5.0) is True
+    assert await wakeups.wait("u", 0.01) is False  # consumed
+
+
+async def test_a_wait_ends_at_its_deadline_or_at_a_poke() -> None:
+    wakeups = Wakeups()
+    assert await wakeups.wait("u", 0.01) is False
+    waiter = asyncio.create_task(wakeups.wait("u", 5.0))
+    await asyncio.sleep(0)
+    wakeups.poke("other")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    wakeups.poke("u")
+    assert await waiter is True
+
+
+async def test_a_negative_deadline_returns_at_once() -> None:
+    assert await Wakeups().wait("u", -1.0) is False
+
+
+# --- Runners -------------------------------------------------------------------------------------
+
+
+async def test_one_task_per_uid_until_it_ends() -> None:
+    runners = Runners()
+    started: list[int] = []
+    release = asyncio.Event()
+
+    async def run() -> None:
+        started.append(1)
+        await release.wait()
+
+    runners.ensure("u", run, LOG)
+    runners.ensure("u", run, LOG)
+    await asyncio.sleep(0)
+    assert started == [1]
+    assert runners.running("u")
+    release.set()
+    await asyncio.sleep(0.01)
+    assert not runners.running("u")
+    assert "u" not in runners.tasks
+    runners.ensure("u", run, LOG)
+    await asyncio.sleep(0.01)
+    assert started == [1, 1]
+
+
+async def test_a_crashed_task_is_started_again(caplog: pytest.LogCaptureFixture) -> None:
+    runners = Runners()
+    calls: list[int] = []
+    done = asyncio.Event()
+
+    async def run() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        done.set()
+
+    with caplog.at_level(logging.ERROR):
+        runners.ensure("u", run, LOG)
+        await asyncio.wait_for(done.wait(), timeout=5)
+    assert len(calls) == 2
+    assert "engine for u failed" in caplog.text
+
+
+async def test_stop_all_cancels_every_task() -> None:
+    runners = Runners()
+    forever = asyncio.Event()
+
+    async def run() -> None:
+        await forever.wait()
+
+    for uid in ("a", "b"):
+        runners.ensure(uid, run, LOG)
+    await asyncio.sleep(0)
+    await runners.stop_all()
+    assert not runners.running("a")
+    assert not runners.running("b")
+
+
+# --- Fresh ---------------------------------------------------------------------------------------
+
+
+def test_our_own_write_wins_over_a_watched_body_and_is_used_once() -> None:
+    fresh = Fresh()
+    fresh.written("u", {"v": "ours"})
+    fresh.offer("u", {"v": "watched"})
+    assert fresh.take("u") == {"v": "ours"}
+    assert fresh.take("u") is None
+    fresh.offer("u", {"v": "watched"})
+    fresh.drop("u")
+    assert fresh.take("u") is None
+
+
+# --- Metrics -------------------------------------------------------------------------------------
+
+
+def test_two_instances_keep_their_own_metrics() -> None:
+    one, two = Metrics(lambda: {"GET": 3}), Metrics(lambda: {})
+    one.finished("CloningOperation", "Succeeded", "2024-01-01T00:00:00Z")
+    one.track("CloneObject", "u", {"state": "Pending"})
+    one.track("CloningOperation", "v", {"phase": "Succeeded"})
+    first, second = one.exposition().decode(), two.exposition().decode()
+    assert (
+        'clone_operator_operations_total{kind="CloningOperation",outcome="Succeeded"} 1.0' in first
+    )
+    assert (
+        'clone_operator_operations_total{kind="CloningOperation",outcome="Succeeded"} 0.0' in second
+    )
+    assert 'clone_operator_operations_in_flight{kind="CloneObject"} 1.0' in first
+    assert 'clone_operator_operations_in_flight{kind="CloningOperation"} 0.0' in first
+    assert 'clone_operator_api_requests_total{method="GET"} 3.0' in first
+    assert "clone_operator_api_requests_total{" not in second
+    assert "process_resident_memory_bytes" in first
+    assert "_created" not in first
