@@ -141,8 +141,22 @@ def test_chart_crds_are_the_generated_ones(helm: Helm) -> None:
 def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
     (deployment,) = by_kind(helm.template(), "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leader: a rolling update never leaves the webhook unserved.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    [preferred] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    (budget,) = by_kind(helm.template(), "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    single = by_kind(
+        helm.template("--set", "replicaCount=1", "--set", "leaderElection.enabled=false"),
+        "Deployment",
+    )[0]["spec"]
+    assert (single["replicas"], single["strategy"]) == (1, {"type": "Recreate"})
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -163,6 +177,9 @@ def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
         "CLONE_OPERATOR_MAX_IN_PROGRESS": "10",
         "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "60",
         "CLONE_OPERATOR_NAMESPACES": "[]",
+        "CLONE_OPERATOR_LEADER_ELECTION": "true",
+        "CLONE_OPERATOR_LEADER_ELECTION_LEASE": deployment["metadata"]["name"],
+        "CLONE_OPERATOR_LEADER_ELECTION_NAMESPACE": deployment["metadata"]["namespace"],
         "CLONE_OPERATOR_LOG_FORMAT": "text",
         "CLONE_OPERATOR_HEALTH_PORT": "8080",
         "CLONE_OPERATOR_METRICS_PORT": "8081",
@@ -250,16 +267,26 @@ def test_install_helm_test_upgrade_uninstall(
     assert "kubectl get cloning" in installed.stdout  # NOTES.txt says what to do next
 
     deployment = kubectl.get("deployment", release.fullname)
-    assert deployment["status"]["availableReplicas"] == 1
+    assert deployment["status"]["availableReplicas"] == 2
+    env = env_of(deployment)
+    assert (
+        env["CLONE_OPERATOR_LEADER_ELECTION_NAMESPACE"],
+        env["CLONE_OPERATOR_LEADER_ELECTION_LEASE"],
+    ) == (
+        namespace,
+        release.fullname,
+    )
     assert env_of(deployment)["CLONE_OPERATOR_LOG_FORMAT"] == "text"
     assert kubectl.get("serviceaccount", release.fullname) is not None
 
-    # The Service selects exactly the operator pod, on the health and metrics ports.
-    (pod,) = kubectl.items(
+    # The Service selects exactly the operator's pods (both replicas), on the health and
+    # metrics ports.
+    pods = kubectl.items(
         "pods",
         "-l",
         f"app.kubernetes.io/instance={release.name},app.kubernetes.io/name=clone-operator",
     )
+    assert len(pods) == 2
 
     def endpoints() -> list[str] | None:
         slices = kubectl.items(
@@ -274,9 +301,9 @@ def test_install_helm_test_upgrade_uninstall(
         ports = [p["port"] for s in slices for p in s.get("ports") or []]
         return addresses if addresses and sorted(ports) == [8080, 8081] else None
 
-    assert wait_for("the health Service's endpoints", endpoints, timeout=60) == [
-        pod["metadata"]["name"]
-    ]
+    assert sorted(wait_for("the health Service's endpoints", endpoints, timeout=60)) == sorted(
+        p["metadata"]["name"] for p in pods
+    )
 
     # helm test: a Job calling /healthz through that Service. kwok completes
     # Job pods without running them, so here this proves the hook objects are

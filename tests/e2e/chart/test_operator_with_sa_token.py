@@ -84,7 +84,7 @@ def test_operator_with_chart_sa_token_reconciles(
         f"--serviceaccount={namespace}:{release.fullname}",
     )
     proc = OperatorProcess(config)
-    env = {"CLONE_OPERATOR_NAMESPACES": json.dumps([namespace])}
+    env = chart_env(release, namespace)
     try:
         proc.ensure(env)
         assert f"namespaces={namespace}" in proc.log()
@@ -101,13 +101,22 @@ def test_operator_with_chart_sa_token_reconciles(
     assert not [m for m in FORBIDDEN_MARKERS if m in log], log[-4000:]
 
 
+def chart_env(release: Release, namespace: str) -> dict[str, str]:
+    """The settings the chart gives the operator that its RBAC depends on."""
+    return {
+        "CLONE_OPERATOR_NAMESPACES": json.dumps([namespace]),
+        "CLONE_OPERATOR_LEADER_ELECTION_NAMESPACE": release.namespace,
+        "CLONE_OPERATOR_LEADER_ELECTION_LEASE": release.fullname,
+    }
+
+
 def test_operator_with_namespaced_rbac_starts(
     release: Release, admin: Kubectl, namespace: str, crds: None, tmp_path: Path
 ) -> None:
     release.install(**{"crds.enabled": "false", "watchNamespaces": json.dumps([namespace])})
     config = sa_kubeconfig(admin, namespace, release.fullname, tmp_path / "sa.kubeconfig")
     proc = OperatorProcess(config)
-    env = {"CLONE_OPERATOR_NAMESPACES": json.dumps([namespace])}
+    env = chart_env(release, namespace)
     try:
         proc.ensure(env)
     finally:
