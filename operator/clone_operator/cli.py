@@ -74,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def api(args: argparse.Namespace) -> int:
+    from clone_operator.gateway import app
+    from clone_operator.gateway.settings import ApiSettings
+
+    configure_logging(Settings().log_format)
+    app.serve(ApiSettings())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="clone-operator",
@@ -89,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         "--dev", action="store_true", help="local development: no liveness endpoint"
     )
     run_parser.set_defaults(func=run)
+    api_parser = sub.add_parser(
+        "api",
+        help="serve the seeds' HTTP APIs over the custom resources "
+        "(port CLONE_OPERATOR_API_PORT, default 8000)",
+    )
+    api_parser.set_defaults(func=api)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
