@@ -7,6 +7,7 @@ import re
 import signal
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,7 +61,12 @@ def replicas(
 ) -> Iterator[list[Replica]]:
     """Two replicas with the chart's ServiceAccount; the session's operator steps aside."""
     operator_process.stop()
-    pair = [Replica(operator_kubeconfig, "a", 18191), Replica(operator_kubeconfig, "b", 18192)]
+    # Names unique per test: a log never carries an earlier test's "took over" line.
+    run = uuid.uuid4().hex[:6]
+    pair = [
+        Replica(operator_kubeconfig, f"a-{run}", 18191),
+        Replica(operator_kubeconfig, f"b-{run}", 18192),
+    ]
     for replica in pair:
         replica.launch()
     yield pair
