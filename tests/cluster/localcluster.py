@@ -365,21 +365,8 @@ def _provisioner_alive(p: Paths) -> bool:
 def _start_provisioner(p: Paths) -> None:
     if _provisioner_alive(p):
         return
-    # A daemon that outlives this process (and the pytest session that may start
-    # it): spawned without a Popen handle, so nothing here is left open or
-    # reported as "subprocess still running" when this process lets go of it.
     argv = [sys.executable, str(HERE / "provisioner.py"), "--kubeconfig", str(p.kubeconfig)]
-    with p.provisioner_log.open("a") as log:
-        pid = os.posix_spawn(
-            sys.executable,
-            argv,
-            dict(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
-                (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
-            ],
-            setsid=True,
-        )
+    pid = realnode.spawn(argv, p.provisioner_log)
     p.provisioner_pid.write_text(str(pid))
 
 

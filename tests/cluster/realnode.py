@@ -123,6 +123,24 @@ def docker_client() -> str | None:
     return None
 
 
+def spawn(argv: list[str], log_path: Path) -> int:
+    """Start a daemon that outlives this process (and the pytest session that may start
+    it), its output appended to `log_path`: spawned without a Popen handle, so nothing is
+    left open or reported as "subprocess still running" when this process lets go of it."""
+    with log_path.open("ab") as log:
+        return os.posix_spawnp(
+            argv[0],
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+            ],
+            setsid=True,
+        )
+
+
 def ensure_docker_engine(logs: Path) -> None:
     """A Docker engine to build and export images: Debian's dockerd, started if none answers."""
     docker = docker_client()
@@ -131,11 +149,7 @@ def ensure_docker_engine(logs: Path) -> None:
     if subprocess.run([docker, "info"], capture_output=True).returncode == 0:
         return
     logs.mkdir(parents=True, exist_ok=True)
-    with (logs / "dockerd.log").open("ab") as log:
-        subprocess.Popen(
-            ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+    spawn(["dockerd"], logs / "dockerd.log")
     _wait(
         "dockerd answering",
         lambda: subprocess.run([docker, "info"], capture_output=True).returncode == 0,
@@ -200,12 +214,8 @@ def _start(np: NodePaths, component: str, args: list[str]) -> None:
     if _alive(np.pidfile(component)):
         return
     np.logs.mkdir(parents=True, exist_ok=True)
-    with (np.logs / f"{component}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    np.pidfile(component).write_text(str(proc.pid))
+    pid = spawn(args, np.logs / f"{component}.log")
+    np.pidfile(component).write_text(str(pid))
 
 
 def _stop(np: NodePaths, component: str, timeout: float = 15) -> None:
