@@ -5,7 +5,8 @@
 # binaries are built, so only the first run pays.
 #
 # Usage: build.sh [component ...]   (kubernetes etcd kwok helm node; default: all
-# but node, which only the real node needs: kubelet, kube-proxy, a pause binary)
+# but node, which only the real node needs: kubelet, kube-proxy, a pause binary
+# and the cluster DNS, a CoreDNS with three plugins from tests/cluster/dns)
 # Prints nothing but progress; every build logs to $CACHE/logs/<component>.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -85,10 +86,24 @@ build_node() {
   local key
   key=$(cat "$here/pause/go.mod" "$here/pause/main.go" | sha256sum | cut -c1-12)
   out="$cache/bin/pause-$key"
-  [ -x "$out/pause" ] && return 0
+  [ -x "$out/pause" ] && { build_dns; return 0; }
   mkdir -p "$out.tmp"
   run_logged pause bash -c "cd '$here/pause' && go build -trimpath -ldflags '-s -w' -o '$out.tmp/pause' ."
   mkdir -p "$out" && mv "$out.tmp/pause" "$out/"; rmdir "$out.tmp"
+  build_dns
+}
+
+build_dns() {
+  # Keyed by its module files, like the pause binary (tests/cluster/realnode.py reads the key).
+  local key out
+  key=$(cat "$here/dns/go.mod" "$here/dns/go.sum" "$here/dns/main.go" | sha256sum | cut -c1-12)
+  out="$cache/bin/dns-$key"
+  [ -x "$out/coredns" ] && return 0
+  grep -q "^require github.com/coredns/coredns $COREDNS_VERSION\$" "$here/dns/go.mod" ||
+    die "tests/cluster/dns/go.mod does not pin CoreDNS $COREDNS_VERSION from versions.env: run tests/cluster/gomod.sh dns"
+  mkdir -p "$out.tmp"
+  run_logged coredns bash -c "cd '$here/dns' && go build -trimpath -ldflags '-s -w' -o '$out.tmp/coredns' ."
+  mkdir -p "$out" && mv "$out.tmp/coredns" "$out/"; rmdir "$out.tmp"
 }
 
 build_etcd() {

@@ -19,6 +19,11 @@ its webhook behind a Service and its security context enforced by the kernel.
   but loopback and the bridge.
 - The sandbox ("pause") image is built here from tests/cluster/pause; images
   get to the node through `docker save | ctr import` (no registry).
+- Cluster DNS: a CoreDNS built from tests/cluster/dns (plugins bind, ready,
+  errors, kubernetes) runs on the host, bound to the bridge's address, and
+  the kubelet hands that address to pods: `<pod>.<service>.<ns>.svc.cluster.local`
+  and Service names resolve as in any cluster. Names outside `cluster.local`
+  are refused (nothing here may leave the machine).
 
 The node carries region labels like the kwok nodes and the taint
 `cloning.dev/real-node=true:NoSchedule`: only pods that tolerate it land here.
@@ -54,6 +59,8 @@ SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service (kube-apiserver's default ra
 CHAIN = "CLONE-OPERATOR-NODE"
 KUBELET_PORT = 10250
 KUBE_PROXY_HEALTH = "127.0.0.1:10256"
+CLUSTER_DOMAIN = "cluster.local"
+DNS_READY = "127.0.0.1:10253"  # CoreDNS's `ready` plugin: 200 once the kubernetes plugin synced
 READY_TIMEOUT_S = 120.0
 
 
@@ -66,6 +73,7 @@ class NodePaths:
     state: Path
     kube_bin: Path
     pause_bin: Path
+    dns_bin: Path
     kubeconfig: Path
     pki: Path
 
@@ -96,16 +104,25 @@ def node_paths(cache: Path, cluster_dir: Path) -> NodePaths:
         state=cache / "realnode",
         kube_bin=cache / "bin" / f"kubernetes-{_versions()['KUBE_VERSION']}",
         pause_bin=cache / "bin" / f"pause-{key}" / "pause",
+        dns_bin=cache
+        / "bin"
+        / f"dns-{_source_key('dns', 'go.mod', 'go.sum', 'main.go')}"
+        / "coredns",
         kubeconfig=cluster_dir / "kubeconfig.yaml",
         pki=cluster_dir / "pki",
     )
 
 
-def _pause_key() -> str:
+def _source_key(directory: str, *files: str) -> str:
+    """build.sh's cache key of a binary built from a directory here (the same hash)."""
     import hashlib
 
-    data = (HERE / "pause" / "go.mod").read_bytes() + (HERE / "pause" / "main.go").read_bytes()
+    data = b"".join((HERE / directory / f).read_bytes() for f in files)
     return hashlib.sha256(data).hexdigest()[:12]
+
+
+def _pause_key() -> str:
+    return _source_key("pause", "go.mod", "main.go")
 
 
 def pause_image() -> str:
@@ -451,7 +468,8 @@ def _kubelet_config(np: NodePaths) -> str:
             "oomScoreAdj": 0,
             "makeIPTablesUtilChains": False,
             "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
-            "clusterDomain": "cluster.local",
+            "clusterDomain": CLUSTER_DOMAIN,
+            "clusterDNS": [GATEWAY],
             "resolvConf": "/etc/resolv.conf",
             "evictionHard": {
                 "memory.available": "100Mi",
@@ -468,6 +486,19 @@ def _kubelet_config(np: NodePaths) -> str:
             "localStorageCapacityIsolation": True,
         },
         indent=2,
+    )
+
+
+def _corefile(np: NodePaths) -> str:
+    return (
+        f"{CLUSTER_DOMAIN}:53 {{\n"
+        f"    bind {GATEWAY}\n"
+        f"    ready {DNS_READY}\n"
+        "    errors\n"
+        f"    kubernetes {CLUSTER_DOMAIN} {{\n"
+        f"        kubeconfig {np.kubeconfig}\n"
+        "    }\n"
+        "}\n"
     )
 
 
@@ -512,9 +543,12 @@ def node_ready(np: NodePaths) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+DAEMONS = ("containerd", "kubelet", "kube-proxy", "coredns")
+
+
 def running(np: NodePaths) -> bool:
     """The node's processes are alive and the API server has it Ready."""
-    alive = all(_alive(np.pidfile(c)) for c in ("containerd", "kubelet", "kube-proxy"))
+    alive = all(_alive(np.pidfile(c)) for c in DAEMONS)
     return alive and node_ready(np)
 
 
@@ -591,6 +625,7 @@ def up(np: NodePaths, api_port: int) -> None:
     (np.state / "cni" / "net.d" / "10-clone-operator.conflist").write_text(_cni_config(np))
     (np.state / "kubelet.json").write_text(_kubelet_config(np))
     (np.state / "kube-proxy.json").write_text(_kube_proxy_config(np))
+    (np.state / "Corefile").write_text(_corefile(np))
 
     _start(np, "containerd", ["containerd", "--config", str(np.state / "containerd.toml")])
     _wait(
@@ -627,7 +662,10 @@ def up(np: NodePaths, api_port: int) -> None:
         "kube-proxy",
         [str(np.kube_bin / "kube-proxy"), f"--config={np.state / 'kube-proxy.json'}", "--v=1"],
     )
+    _start(np, "coredns", [str(np.dns_bin), "-conf", str(np.state / "Corefile")])
     _wait("the real node Ready", lambda: node_ready(np), READY_TIMEOUT_S, np.logs / "kubelet.log")
+    _wait("cluster DNS ready", lambda: _http_ok(f"http://{DNS_READY}/ready"), 60,
+          np.logs / "coredns.log")  # fmt: skip
     _wait(
         "kube-proxy healthy",
         lambda: _http_ok(f"http://{KUBE_PROXY_HEALTH}/healthz"),
@@ -678,6 +716,7 @@ def down(np: NodePaths) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and _running_tasks(np):
             time.sleep(0.5)
+    _stop(np, "coredns")
     _stop(np, "kube-proxy")
     _stop(np, "kubelet")
     if _alive(np.pidfile("containerd")):

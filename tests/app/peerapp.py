@@ -1,0 +1,173 @@
+"""peerapp: a small clustered server for the live clone tests (standard library only).
+
+It behaves like the clustered stores the operator clones (Typesense,
+Elasticsearch, etcd) in the one way that matters for isolation: it finds its
+peers through configuration and talks to them.
+
+- Peers come from a Typesense-style nodes list, `host:peer_port:api_port`
+  comma-separated, read from a file (`PEERAPP_NODES_FILE`, e.g. a mounted
+  ConfigMap) and from an environment variable (`PEERAPP_NODES`); both are
+  re-read on every round, so a changed file is seen.
+- Every second it calls each peer's `/identity` over HTTP, saying who calls
+  (header `X-Peerapp-Caller`), and keeps what each answered.
+- It records every caller of its own `/identity`, in memory only: a clone
+  starts from a copy of the volume, never from a copy of its source's
+  callers.
+- Documents live on its volume (`PEERAPP_DATA`, default /data); the version is
+  the image's (`/etc/peerapp/version`, baked in at build time), so a clone on
+  a new image reports the new version.
+
+HTTP on `PEERAPP_PORT` (default 8108):
+  GET /identity            {"pod", "cluster", "namespace", "version"}
+  GET /peers               {"configured": {"env": [...], "file": [...]},
+                            "answers": {host: identity or {"error": ...}},
+                            "ever_answered": {host: [pod, ...]}}
+  GET /callers             [{"pod", "cluster", "address"}, ...] (distinct)
+  PUT /documents/<id>      store the body
+  GET /documents           {id: body}
+  GET /healthz             200
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+POD = os.environ.get("HOSTNAME") or socket.gethostname()
+CLUSTER = re.sub(r"-\d+$", "", POD)  # a StatefulSet pod's name is <statefulset>-<ordinal>
+NAMESPACE = os.environ.get("PEERAPP_NAMESPACE", "")
+PORT = int(os.environ.get("PEERAPP_PORT", "8108"))
+DATA = Path(os.environ.get("PEERAPP_DATA", "/data")) / "documents"
+NODES_FILE = os.environ.get("PEERAPP_NODES_FILE", "")
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def version() -> str:
+    try:
+        return Path("/etc/peerapp/version").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def identity() -> dict[str, str]:
+    return {"pod": POD, "cluster": CLUSTER, "namespace": NAMESPACE, "version": version()}
+
+
+def parse_nodes(text: str) -> list[str]:
+    """Hosts of a `host:peer_port:api_port,...` list, with the API port: `host:api_port`."""
+    peers = []
+    for entry in re.split(r"[,\s]+", text.strip()):
+        parts = entry.split(":")
+        if len(parts) == 3 and parts[0]:
+            peers.append(f"{parts[0]}:{parts[2]}")
+    return peers
+
+
+def configured() -> dict[str, list[str]]:
+    from_file: list[str] = []
+    if NODES_FILE:
+        with contextlib.suppress(OSError):
+            from_file = parse_nodes(Path(NODES_FILE).read_text())
+    return {"env": parse_nodes(os.environ.get("PEERAPP_NODES", "")), "file": from_file}
+
+
+class State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.ever_answered: dict[str, set[str]] = {}
+        self.callers: set[tuple[str, str, str]] = set()
+
+
+STATE = State()
+
+
+def call_peers_forever() -> None:
+    while True:
+        peers = configured()
+        for peer in sorted(set(peers["env"]) | set(peers["file"])):
+            request = urllib.request.Request(
+                f"http://{peer}/identity", headers={"X-Peerapp-Caller": f"{POD}/{CLUSTER}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    answer: dict[str, Any] = json.loads(response.read())
+            except (OSError, ValueError) as error:
+                answer = {"error": str(error)}
+            with STATE.lock:
+                STATE.answers[peer] = answer
+                if "pod" in answer:
+                    STATE.ever_answered.setdefault(peer, set()).add(str(answer["pod"]))
+        time.sleep(1)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body, sort_keys=True).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._send(200, {"ok": True})
+        elif self.path == "/identity":
+            caller = self.headers.get("X-Peerapp-Caller", "")
+            if caller:
+                pod, _, cluster = caller.partition("/")
+                with STATE.lock:
+                    STATE.callers.add((pod, cluster, self.client_address[0]))
+            self._send(200, identity())
+        elif self.path == "/peers":
+            with STATE.lock:
+                body = {
+                    "configured": configured(),
+                    "answers": dict(STATE.answers),
+                    "ever_answered": {k: sorted(v) for k, v in STATE.ever_answered.items()},
+                }
+            self._send(200, body)
+        elif self.path == "/callers":
+            with STATE.lock:
+                callers = sorted(STATE.callers)
+            self._send(200, [{"pod": p, "cluster": c, "address": a} for p, c, a in callers])
+        elif self.path == "/documents":
+            docs = {p.name: p.read_text() for p in sorted(DATA.glob("*"))} if DATA.is_dir() else {}
+            self._send(200, docs)
+        else:
+            self._send(404, {"error": f"no route {self.path}"})
+
+    def do_PUT(self) -> None:
+        doc_id = self.path.removeprefix("/documents/")
+        if not self.path.startswith("/documents/") or not ID_RE.match(doc_id):
+            self._send(400, {"error": "PUT /documents/<id> ([A-Za-z0-9_.-]{1,100})"})
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        DATA.mkdir(parents=True, exist_ok=True)
+        tmp = DATA / f".{doc_id}.tmp"
+        tmp.write_bytes(body)
+        os.replace(tmp, DATA / doc_id)
+        self._send(201, {"id": doc_id})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per peer call each second would drown the pod's log
+
+
+def main() -> None:
+    print(f"peerapp {version()}: {POD} of {CLUSTER}, peers {configured()}", flush=True)
+    threading.Thread(target=call_peers_forever, daemon=True).start()
+    ThreadingHTTPServer(("", PORT), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
