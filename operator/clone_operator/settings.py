@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     webhook_cert_dir: str = ""
     """A mounted TLS secret (tls.crt, tls.key, ca.crt, e.g. from cert-manager);
     empty: a self-signed certificate is made at startup."""
+    webhook_cert_secret: str = ""
+    """In `service` mode without a mounted certificate: the Secret, in the webhook
+    Service's namespace, through which replicas share one self-signed certificate
+    (they must: they share one caBundle). Empty: each replica makes its own (one
+    replica only)."""
     log_format: LogFormat = LogFormat.TEXT
     """`text` for people, `json` for log pipelines."""
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080

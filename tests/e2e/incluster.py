@@ -5,14 +5,20 @@ on the local cluster's real node (tests/cluster/realnode.py).
 (tests/conftest.py), so the e2e suite runs unchanged against either
 (CLONE_OPERATOR_E2E_TARGET). The Kubernetes way stands in for signals:
 
-- settings (`ensure(env)`) become chart values (`helm upgrade`, one replica; the
-  new pod takes the lead when the old one releases it); settings without a value go through
-  `extraEnv`. Process-only settings (where to listen) are the chart's business.
-- `stop()` scales the Deployment to 0 and waits for the pod to go (SIGTERM,
-  kopf's cleanup); `kill()` force-deletes it with no grace period, as when a
-  node dies; `start()` scales back to 1 and waits until the pod is Ready.
-- `log()` is `kubectl logs` of the current pod, kept in `.artifacts/` (per
-  pod, so a replaced pod's log stays readable).
+- the chart's default shape: REPLICAS (2) pods with leader election, so the
+  whole suite runs against an operator with a standby replica (the Lease
+  holder acts; never more than the configured InProgress limit whoever leads).
+- settings (`ensure(env)`) become chart values (`helm upgrade`: a rolling
+  update, the new pods take the lead when an old one releases it); settings
+  without a value go through `extraEnv`. Process-only settings (where to
+  listen) are the chart's business.
+- `stop()` scales the Deployment to 0 and waits for the pods to go (SIGTERM,
+  kopf's cleanup); `kill()` force-deletes them with no grace period, as when
+  their node dies; `start()` scales back and waits until they are Ready and
+  one of them leads.
+- "the pod" (`pod`, `pod_object()`, `monitoring_url`, `log()`) is the leader,
+  found from the Lease's holder. `log()` is `kubectl logs` of it; every pod's
+  log is kept in `.artifacts/` (per pod, so a replaced pod's log stays readable).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ PROCESS_ONLY = {
     "CLONE_OPERATOR_LEADER_ELECTION_LEASE",
 }
 METRICS_PORT = 8081  # the chart's metrics.port
+REPLICAS = 2  # the chart's default replicaCount
 
 
 class OperatorPod:
@@ -93,9 +100,7 @@ class OperatorPod:
             "--set", "crds.enabled=false",  # the session applies crds/ itself
             "--set", f"webhook.enabled={str(webhook).lower()}",
             "--set", "operator.logFormat=json",
-            # One pod (with leader election, as the chart runs two): a test's stop,
-            # kill and log are that pod's.
-            "--set", "replicaCount=1",
+            "--set", f"replicaCount={REPLICAS}",
             "--set-json", f"nodeSelector={json.dumps({realnode.TAINT_KEY: 'true'})}",
             "--set-json", "tolerations=" + json.dumps(
                 [{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
@@ -128,7 +133,7 @@ class OperatorPod:
             raise AssertionError(f"helm upgrade --install {self.release}: {result.stderr}")
         self.installed_env = dict(env)
         self.env = dict(env)
-        self._scale(1)
+        self._scale(REPLICAS)
         self._wait_started()
 
     def uninstall(self) -> None:
@@ -149,14 +154,14 @@ class OperatorPod:
         self.install(env)
 
     def start(self) -> None:
-        self._scale(1)
+        self._scale(REPLICAS)
         self._wait_started()
 
     def stop(self) -> None:
         """Scale to 0: the pod gets SIGTERM and kopf's cleanup runs, as on a drain."""
         self._save_log()
         self._scale(0)
-        wait_for("the operator pod to be gone", lambda: not self._pods(), timeout=60)
+        wait_for("the operator pods to be gone", lambda: not self._pods(), timeout=60)
 
     def kill(self) -> None:
         """No cleanup at all: the pod is force-deleted with no grace period."""
@@ -165,7 +170,7 @@ class OperatorPod:
         pods = self._pods()
         if pods:
             self.kubectl("delete", "pod", *pods, "--grace-period=0", "--force", check=False)
-        wait_for("the operator pod to be gone", lambda: not self._pods(), timeout=60)
+        wait_for("the operator pods to be gone", lambda: not self._pods(), timeout=60)
 
     def running(self) -> bool:
         dep = self.kubectl.get("deployment", self.deployment)
@@ -176,17 +181,32 @@ class OperatorPod:
         return self.running() and "took over as leader" in self.log()
 
     def log(self) -> str:
-        """The current pod's log (also written to `log_path`)."""
+        """The leader's log (also written to `log_path`; the other pods' beside it)."""
         self._save_log()
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     # --- what only a pod has ------------------------------------------------------------------
 
     def pod_object(self) -> dict[str, Any]:
+        """The leader's pod."""
+        obj = self.kubectl.get("pod", self.pod) if self.pod else None
+        gone = f"the leading operator pod {self.pod!r} of release {self.release} is gone"
+        assert obj, gone
+        assert not obj["metadata"].get("deletionTimestamp"), gone
+        return dict(obj)
+
+    def pod_ips(self) -> list[str]:
+        """Every live operator pod's IP (all of them serve the webhook)."""
         pods = self.kubectl.items("pod", "-l", f"app.kubernetes.io/instance={self.release}")
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        assert live, f"no operator pod of release {self.release}"
-        return live[-1]
+        return sorted(
+            p["status"]["podIP"] for p in pods if not p["metadata"].get("deletionTimestamp")
+        )
+
+    def leader(self) -> str | None:
+        """The pod named by the Lease's holder (`<pod>_<random>`), if one holds it."""
+        lease = self.kubectl.get("lease", self.deployment)
+        holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
+        return holder.rsplit("_", 1)[0] or None
 
     @property
     def monitoring_url(self) -> str:
@@ -205,21 +225,23 @@ class OperatorPod:
     def _wait_started(self) -> None:
         def started() -> bool:
             pods = self._pods()
-            if len(pods) != 1:
+            dep = self.kubectl.get("deployment", self.deployment) or {}
+            ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
+            leader = self.leader()
+            if len(pods) != REPLICAS or ready != REPLICAS or leader not in pods:
                 return False
-            self.pod = pods[0]
+            self.pod = leader
             self.log_path = self.artifacts / f"operator-{self.pod}.log"
             return self.ready()
 
-        wait_for("the operator pod to be Ready and started", started, timeout=120, interval=0.5)
+        wait_for("the operator pods Ready and one leading", started, timeout=150, interval=0.5)
 
     def _save_log(self) -> None:
-        if not self.pod:
-            return
-        result = self.kubectl("logs", self.pod, "--container", "operator", check=False)
-        if result.returncode == 0 and result.stdout:
-            self.artifacts.mkdir(exist_ok=True)
-            self.log_path.write_text(result.stdout)
+        for pod in self._pods():
+            result = self.kubectl("logs", pod, "--container", "operator", check=False)
+            if result.returncode == 0 and result.stdout:
+                self.artifacts.mkdir(exist_ok=True)
+                (self.artifacts / f"operator-{pod}.log").write_text(result.stdout)
 
 
 def build_and_import(cluster_cache: Path, cluster_dir: Path) -> str:

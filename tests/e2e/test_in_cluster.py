@@ -118,16 +118,28 @@ def test_webhook_refuses_a_bad_manifest_through_the_service(
         webhook_pod.namespace,
         f"{webhook_pod.deployment}-webhook",
     )
-    # The Service's only endpoint is the operator pod.
+    # The Service's endpoints are the operator pods, leader and standby alike.
     slices = admin.items(
         "endpointslices", "-n", webhook_pod.namespace,
         "-l", f"kubernetes.io/service-name={service['name']}",
     )  # fmt: skip
     addresses = [a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]]
-    assert addresses == [webhook_pod.pod_object()["status"]["podIP"]]
+    assert sorted(addresses) == webhook_pod.pod_ips()
+    assert len(addresses) == 2
 
-    refused = kubectl.apply(operation("bad", "missing", targetRegion="mars-1"), check=False)
-    assert refused.returncode != 0
-    assert f'admission webhook "{hook["name"]}" denied the request' in refused.stderr
-    assert "spec.targetRegion: unknown target region 'mars-1'" in refused.stderr
-    assert kubectl.get("cloningoperation", "bad") is None
+    # Both replicas serve one certificate, shared through the chart's Secret: the
+    # API server trusts whichever endpoint it picks (with a certificate each, the
+    # replicas would overwrite each other's caBundle and half the calls would fail
+    # open). Enough tries that both endpoints answer some of them.
+    secret = admin.get(
+        "secret", f"{webhook_pod.deployment}-webhook-cert", "-n", webhook_pod.namespace
+    )
+    assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "clone-operator"
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["tls.crt"]
+    for attempt in range(8):
+        name = f"bad-{attempt}"
+        refused = kubectl.apply(operation(name, "missing", targetRegion="mars-1"), check=False)
+        assert refused.returncode != 0, f"attempt {attempt} was admitted"
+        assert f'admission webhook "{hook["name"]}" denied the request' in refused.stderr
+        assert "spec.targetRegion: unknown target region 'mars-1'" in refused.stderr
+        assert kubectl.get("cloningoperation", name) is None

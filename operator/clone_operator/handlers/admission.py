@@ -24,13 +24,14 @@ import kopf
 from clone_operator import webhook_certs
 from clone_operator.api import cloneobjects, cloningoperations, policies
 from clone_operator.api.common import GROUP, VERSION
-from clone_operator.engine import admission
+from clone_operator.engine import admission, certificates
+from clone_operator.k8s.api import Kube
 from clone_operator.settings import Settings, WebhookMode
 
 CONFIGURATION_NAME = "clone-operator.cloning.dev"
 
 
-def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
+async def configure(settings: kopf.OperatorSettings, config: Settings, kube: Kube) -> None:
     """Serve the webhook and let kopf keep the ValidatingWebhookConfiguration current."""
     if config.webhook_mode is WebhookMode.OFF:
         return
@@ -38,11 +39,16 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
         addr, host = "127.0.0.1", "127.0.0.1"
     else:
         addr, host = "0.0.0.0", config.webhook_host
+    hosts = [host, addr] if addr != "0.0.0.0" else [host]
     cert_dir = Path(config.webhook_cert_dir) if config.webhook_cert_dir else None
     if cert_dir is not None and (cert_dir / "tls.crt").exists():
         cert = webhook_certs.mounted(cert_dir)
+    elif config.webhook_cert_secret and addr == "0.0.0.0":
+        namespace = host.split(".")[1]  # <service>.<namespace>.svc
+        pair = await certificates.shared(kube, namespace, config.webhook_cert_secret, hosts)
+        cert = webhook_certs.write(pair)
     else:
-        cert = webhook_certs.self_signed([host, addr] if addr != "0.0.0.0" else [host])
+        cert = webhook_certs.self_signed(hosts)
     server_class = kopf.WebhookServer if addr != "0.0.0.0" else ServiceWebhookServer
     settings.admission.server = server_class(
         addr=addr,

@@ -23,8 +23,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.batching.batch_window = 0.01  # react at once; the engine coalesces wake-ups itself
     settings.networking.request_timeout = 60
-    admission.configure(settings, config)
-    memo.ctx = await lifecycle.start(config)
+    ctx = await lifecycle.start(config)
+    try:
+        await admission.configure(settings, config, ctx.kube)
+    except BaseException:
+        await lifecycle.stop(ctx)
+        raise
+    memo.ctx = ctx
 
 
 @kopf.on.cleanup()
