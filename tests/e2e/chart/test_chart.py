@@ -191,6 +191,7 @@ def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
         "CLONE_OPERATOR_WEBHOOK_MODE": "service",
         "CLONE_OPERATOR_WEBHOOK_PORT": "9443",
         "CLONE_OPERATOR_WEBHOOK_HOST": f"{deployment['metadata']['name']}-webhook.{deployment['metadata']['namespace']}.svc",
+        "CLONE_OPERATOR_WEBHOOK_CERT_SECRET": f"{deployment['metadata']['name']}-webhook-cert",
     }
 
 
@@ -549,3 +550,25 @@ def test_user_roles_aggregate_into_edit_only_with_the_rights_policies(helm: Helm
     for role in (without["cloner"], without["viewer"]):
         assert not any("aggregate-to" in key for key in role["metadata"]["labels"])
     assert "cloner" not in roles("--set", "rbac.userRoles=false")
+
+
+def test_webhook_certificate_secret_rights_are_for_that_secret_only(helm: Helm) -> None:
+    """Replicas share a self-signed certificate through one Secret: rights on that name only."""
+    roles = {r["metadata"]["name"]: r for r in by_kind(helm.template(), "Role")}
+    role = roles["clone-operator-webhook-cert"]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["clone-operator-webhook-cert"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    # With cert-manager issuing the certificate, neither the Secret's rights nor its name.
+    with_cert_manager = helm.template("--set", "webhook.certManager.enabled=true")
+    assert "clone-operator-webhook-cert" not in {
+        r["metadata"]["name"] for r in by_kind(with_cert_manager, "Role")
+    }
+    (deployment,) = by_kind(with_cert_manager, "Deployment")
+    assert "CLONE_OPERATOR_WEBHOOK_CERT_SECRET" not in env_of(deployment)
