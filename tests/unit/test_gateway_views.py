@@ -126,6 +126,22 @@ def test_uuid7_names_sort_in_creation_order() -> None:
     assert all(uuid.UUID(n).version == 7 for n in names)
     assert len(set(names)) == 50
     assert [n[:13] for n in names] == sorted(n[:13] for n in names)  # the millisecond prefix
+    assert all(views.is_uuid7(n) for n in names)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        str(uuid.uuid4()),  # another version
+        str(uuid.uuid1()),
+        "01a20c5b-60e9-78dd-8cfc-46f75b8d02a",  # one digit short
+        "01A20C5B-60E9-78DD-8CFC-46F75B8D02AE",  # not the canonical (lower-case) text
+        "01a20c5b-60e9-78dd-ccfc-46f75b8d02ae",  # not the RFC variant
+        "my-operation",
+    ],
+)
+def test_only_canonical_uuid7_names_count_as_time_ordered(name: str) -> None:
+    assert not views.is_uuid7(name)
 
 
 def test_etag_follows_the_content() -> None:

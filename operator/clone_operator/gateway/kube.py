@@ -28,7 +28,7 @@ import yaml
 from clone_operator.gateway.settings import SERVICE_ACCOUNT_DIR
 
 JSON = dict[str, Any]
-Rows = list[dict[str, str]]
+Rows = list[tuple[str, ...]]
 MERGE_PATCH = "application/merge-patch+json"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io, application/json"
 
@@ -242,25 +242,25 @@ class Client:
         self,
         kind: str,
         namespace: str,
+        columns: tuple[str, ...],
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> Rows:
-        """A list as the API server's Table: each object's printer columns by name (`Name`,
-        `Phase`, …) and nothing else — a few dozen bytes an object instead of kilobytes,
-        which is what keeps paging through thousands of them cheap."""
+        """A list as the API server's Table, each object reduced to the named printer columns
+        (`Name`, `Phase`, …) as one tuple: a hundred-odd bytes an object instead of kilobytes,
+        and no per-object work here beyond picking the cells, which is what keeps counting
+        and ordering thousands of them cheap."""
         query = {"includeObject": "None"}
         if label_selector:
             query["labelSelector"] = label_selector
         if field_selector:
             query["fieldSelector"] = field_selector
         table = await self.call("GET", url(kind, namespace), query=query, accept=TABLE)
-        columns = [str(c.get("name", "")) for c in table.get("columnDefinitions") or []]
+        names = [str(c.get("name", "")) for c in table.get("columnDefinitions") or []]
+        at = [names.index(column) for column in columns]
         return [
-            {
-                column: str(cell)
-                for column, cell in zip(columns, row.get("cells") or [], strict=False)
-            }
-            for row in table.get("rows") or []
+            tuple("" if cells[i] is None else str(cells[i]) for i in at)
+            for cells in (row["cells"] for row in table.get("rows") or [])
         ]
 
     async def create(self, kind: str, namespace: str, obj: JSON, dry_run: bool = False) -> JSON:
