@@ -68,8 +68,8 @@ async def page_of(who: Caller, page: int, per_page: int) -> tuple[int, list[JSON
 
 async def object_of(who: Caller, object_id: int) -> JSON | None:
     """The CloneObject with this id: a GET of the name the gateway gives it (one object, however
-    many the namespace holds), confirmed by its id label; else (renamed, or the caller may list
-    but not get) the list selecting that label, as before."""
+    many the namespace holds), confirmed by its id label; else (the label on an object of
+    another name, or a caller who may list but not get) the list selecting that label."""
     try:
         obj = await who.client.get(KIND, who.namespace, views.object_name(object_id))
     except ApiError as e:
