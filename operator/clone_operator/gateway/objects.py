@@ -48,8 +48,7 @@ async def highest_id(who: Caller) -> int:
 async def page_of(who: Caller, page: int, per_page: int) -> tuple[int, list[JSON]]:
     """The total and one page of the namespace's clone objects, highest id first."""
     selector = views.OBJECT_ID_LABEL
-    rows = await who.client.rows(KIND, who.namespace, ("Name",), label_selector=selector)
-    names = [name for (name,) in rows]
+    names = await who.client.names(KIND, who.namespace, label_selector=selector)
     start, end = (page - 1) * per_page, page * per_page
     numbered = [(views.id_of_name(n), n) for n in names]
     if all(number is not None for number, _ in numbered):

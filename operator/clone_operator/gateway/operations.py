@@ -21,7 +21,6 @@ router = APIRouter(
 )
 KIND = "CloningOperation"
 Who = Annotated[Caller, Depends(caller)]
-NAME = ("Name",)
 
 
 def failures(*codes: int) -> views.Responses:
@@ -92,7 +91,7 @@ async def start(
     if source is None:
         raise cluster_missing(who, cluster)
     # Rows carry the phase; a Pending one may be canceled already, so read those whole.
-    open_ = [name for name, phase in rows if phase not in TERMINAL_PHASES]
+    open_ = [str(name) for name, phase in rows if phase not in TERMINAL_PHASES]
     others = await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in open_))
     busy = [o for o in others if o is not None and active(o)]
     if busy:
@@ -131,13 +130,11 @@ async def index(
     per_page: Annotated[int, Query(ge=1, le=250)] = 10,
 ) -> dict[str, Any]:
     selector = of_cluster(cluster)
-    names = [
-        n for (n,) in await who.client.rows(KIND, who.namespace, NAME, field_selector=selector)
-    ]
+    names = await who.client.names(KIND, who.namespace, field_selector=selector)
     if not names and await who.client.get("StatefulSet", who.namespace, cluster) is None:
         raise cluster_missing(who, cluster)
     start, end = (page - 1) * per_page, page * per_page
-    if all(views.is_uuid7(n) for n in names):
+    if views.all_uuid7(names):
         # Time-ordered names: page on the names, then read just the page's objects.
         chosen = sorted(names, reverse=True)[start:end]
         objects = await read_page(who, chosen)
