@@ -260,6 +260,9 @@ class Client:
             query["fieldSelector"] = field_selector
         table = await self.call("GET", url(kind, namespace), query=query, accept=TABLE)
         names = [str(c.get("name", "")) for c in table.get("columnDefinitions") or []]
+        missing = [column for column in columns if column not in names]
+        if missing:  # a CRD of another version: say so rather than misread the rows
+            raise ApiError(502, "BadGateway", f"the {kind} Table has no column {missing[0]}")
         pick = itemgetter(*(names.index(column) for column in columns))
         rows = table.get("rows") or []
         if len(columns) == 1:  # itemgetter of one index gives the cell, not a tuple
