@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CACHE ?= $(HOME)/.cache/clone-operator
+# The environment's CLONE_OPERATOR_CACHE wins (the export below would override it otherwise).
+CACHE ?= $(or $(CLONE_OPERATOR_CACHE),$(HOME)/.cache/clone-operator)
 export CLONE_OPERATOR_CACHE := $(CACHE)
 KUBECONFIG_LOCAL := $(CACHE)/kwok/clusters/clone-operator/kubeconfig.yaml
 TOOLS := $(CACHE)/path

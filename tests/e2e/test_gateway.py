@@ -450,6 +450,19 @@ def test_tokens_decide_who_sees_and_does_what(
         assert "forbidden" in response.text
     assert len(clone_objects(alice.kubectl)) == 1
 
+    # A show reads the object by name (get) and, refused that, selects it by label (list):
+    # a caller who may only list still sees it, as the list would show it to them.
+    dave = make_caller(admin, alice.namespace, "dave", rights=False)
+    dave.kubectl(
+        "create", "role", "dave-list", "--verb=list", "--resource=cloneobjects.cloning.dev"
+    )
+    dave.kubectl("create", "rolebinding", "dave-list", "--role=dave-list",
+                 f"--serviceaccount={alice.namespace}:dave")  # fmt: skip
+    shown = wait_for("dave's list right",
+                     lambda: (r := bridge(BRIDGE_SHOW, gateway, dave, object_id=object_id)).status == 200
+                     and r)  # fmt: skip
+    assert shown.json()["clone_objects"][0]["id"] == object_id
+
     carol = make_caller(admin, other_namespace, "carol")
     theirs = bridge(BRIDGE_LIST, gateway, carol)
     assert theirs.status == 200

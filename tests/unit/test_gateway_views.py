@@ -126,6 +126,31 @@ def test_uuid7_names_sort_in_creation_order() -> None:
     assert all(uuid.UUID(n).version == 7 for n in names)
     assert len(set(names)) == 50
     assert [n[:13] for n in names] == sorted(n[:13] for n in names)  # the millisecond prefix
+    assert all(views.is_uuid7(n) for n in names)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(str(uuid.uuid4()), id="version 4"),
+        pytest.param(str(uuid.uuid1()), id="version 1"),
+        pytest.param("01a20c5b-60e9-78dd-8cfc-46f75b8d02a", id="a digit short"),
+        pytest.param("01A20C5B-60E9-78DD-8CFC-46F75B8D02AE", id="upper case"),
+        pytest.param("01a20c5b-60e9-78dd-ccfc-46f75b8d02ae", id="not the RFC variant"),
+        pytest.param("my-operation", id="any name"),
+    ],
+)
+def test_only_canonical_uuid7_names_count_as_time_ordered(name: str) -> None:
+    assert not views.is_uuid7(name)
+    made = [views.uuid7() for _ in range(3)]
+    assert views.all_uuid7(made)
+    assert not views.all_uuid7([*made, name])
+    assert not views.all_uuid7([name, *made])
+    assert not views.all_uuid7([f"{made[0]}\n{made[1]}"])  # one name is one line
+
+
+def test_no_names_are_all_time_ordered() -> None:
+    assert views.all_uuid7([])
 
 
 def test_etag_follows_the_content() -> None:

@@ -25,9 +25,10 @@ from clone_operator.gateway.kube import JSON, ApiError
 router = APIRouter(prefix="/api/admin/clone_objects", tags=["clone objects (Bridge)"])
 KIND = "CloneObject"
 Who = Annotated[Caller, Depends(caller)]
-FAILURES: dict[int | str, dict[str, Any]] = {
-    code: {"model": views.ObjectFailure} for code in (400, 401, 403, 404, 409)
-}
+
+
+def failures(*codes: int) -> views.Responses:
+    return views.failures(views.ObjectFailure, *codes)
 
 
 def cached(request: Request, body: dict[str, Any]) -> Response:
@@ -47,7 +48,7 @@ async def highest_id(who: Caller) -> int:
 async def page_of(who: Caller, page: int, per_page: int) -> tuple[int, list[JSON]]:
     """The total and one page of the namespace's clone objects, highest id first."""
     selector = views.OBJECT_ID_LABEL
-    names = [r["Name"] for r in await who.client.rows(KIND, who.namespace, label_selector=selector)]
+    names = await who.client.names(KIND, who.namespace, label_selector=selector)
     start, end = (page - 1) * per_page, page * per_page
     numbered = [(views.id_of_name(n), n) for n in names]
     if all(number is not None for number, _ in numbered):
@@ -62,6 +63,23 @@ async def page_of(who: Caller, page: int, per_page: int) -> tuple[int, list[JSON
     items = await who.client.list(KIND, who.namespace, label_selector=selector)
     ordered = sorted(items, key=lambda o: views.object_id(o) or 0, reverse=True)
     return len(items), ordered[start:end]
+
+
+async def object_of(who: Caller, object_id: int) -> JSON | None:
+    """The CloneObject with this id: a GET of the name the gateway gives it (one object, however
+    many the namespace holds), confirmed by its id label; else (the label on an object of
+    another name, or a caller who may list but not get) the list selecting that label."""
+    try:
+        obj = await who.client.get(KIND, who.namespace, views.object_name(object_id))
+    except ApiError as e:
+        if e.status != 403:
+            raise
+        obj = None
+    if obj is not None and views.object_id(obj) == object_id:
+        return obj
+    selector = f"{views.OBJECT_ID_LABEL}={object_id}"
+    items = await who.client.list(KIND, who.namespace, label_selector=selector)
+    return items[0] if items else None
 
 
 def parse(body: views.CreateObjectsRequest, limit: int) -> tuple[SourceKind, list[Any]]:
@@ -125,7 +143,7 @@ async def check_sources_and_destinations(who: Caller, kind: SourceKind, items: l
     "",
     status_code=201,
     response_model=views.ObjectsEnvelope,
-    responses=FAILURES,
+    responses=failures(400, 401, 403, 404, 409),
     summary="Create clone objects (one source_type per request)",
 )
 async def create(body: views.CreateObjectsRequest, request: Request, who: Who) -> dict[str, Any]:
@@ -169,7 +187,7 @@ async def create(body: views.CreateObjectsRequest, request: Request, who: Who) -
 @router.get(
     "",
     response_model=views.ObjectPage,
-    responses={304: {"description": "Not Modified"}, **FAILURES},
+    responses={**views.NOT_MODIFIED, **failures(400, 401, 403)},
     summary="List clone objects, newest first",
 )
 async def index(
@@ -189,16 +207,12 @@ async def index(
 @router.get(
     "/{object_id}",
     response_model=views.ObjectsEnvelope,
-    responses={304: {"description": "Not Modified"}, **FAILURES},
+    responses={**views.NOT_MODIFIED, **failures(400, 401, 403, 404)},
     summary="Show one clone object",
 )
 async def show(object_id: int, request: Request, who: Who) -> Response:
-    items = await who.client.list(
-        KIND, who.namespace, label_selector=f"{views.OBJECT_ID_LABEL}={object_id}"
-    )
-    if not items:
+    obj = await object_of(who, object_id)
+    if obj is None:
         raise GatewayError(404, f"clone object {object_id} not found")
-    body = views.ObjectsEnvelope(clone_objects=[views.object_view(items[0])]).model_dump(
-        mode="json"
-    )
+    body = views.ObjectsEnvelope(clone_objects=[views.object_view(obj)]).model_dump(mode="json")
     return cached(request, body)

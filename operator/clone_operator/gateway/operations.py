@@ -23,12 +23,21 @@ KIND = "CloningOperation"
 Who = Annotated[Caller, Depends(caller)]
 
 
+def failures(*codes: int) -> views.Responses:
+    return views.failures(views.Failure, *codes)
+
+
 def active(obj: JSON) -> bool:
     """Pending or InProgress, and not being canceled."""
     phase = (obj.get("status") or {}).get("phase")
     return not (phase and Phase(phase) in TERMINAL_PHASES) and not (
         (obj.get("spec") or {}).get("cancel") and phase in (None, Phase.PENDING)
     )
+
+
+def of_cluster(cluster: str) -> str:
+    """The field selector of a cluster's operations (a selectable field of the CRD)."""
+    return f"spec.sourceCluster={cluster}"
 
 
 def cluster_missing(who: Caller, cluster: str) -> GatewayError:
@@ -68,13 +77,7 @@ def envelope(obj: JSON) -> dict[str, Any]:
     "",
     status_code=201,
     response_model=views.OperationEnvelope,
-    responses={
-        400: {"model": views.Failure},
-        401: {"model": views.Failure},
-        403: {"model": views.Failure},
-        404: {"model": views.Failure},
-        409: {"model": views.Failure},
-    },
+    responses=failures(400, 401, 403, 404, 409),
     summary="Start a cloning operation",
 )
 async def start(
@@ -83,12 +86,12 @@ async def start(
     request = body or views.CreateOperationRequest()
     source, rows = await asyncio.gather(
         who.client.get("StatefulSet", who.namespace, cluster),
-        who.client.rows(KIND, who.namespace, field_selector=f"spec.sourceCluster={cluster}"),
+        who.client.rows(KIND, who.namespace, ("Name", "Phase"), field_selector=of_cluster(cluster)),
     )
     if source is None:
         raise cluster_missing(who, cluster)
     # Rows carry the phase; a Pending one may be canceled already, so read those whole.
-    open_ = [r["Name"] for r in rows if r.get("Phase") not in TERMINAL_PHASES]
+    open_ = [str(name) for name, phase in rows if phase not in TERMINAL_PHASES]
     others = await asyncio.gather(*(who.client.get(KIND, who.namespace, n) for n in open_))
     busy = [o for o in others if o is not None and active(o)]
     if busy:
@@ -106,7 +109,7 @@ async def start(
 @router.get(
     "/{operation_id}",
     response_model=views.CloningOperationView,
-    responses={401: {"model": views.Failure}, 404: {"model": views.Failure}},
+    responses=failures(401, 403, 404),
     summary="Get one cloning operation",
 )
 async def show(cluster: str, operation_id: str, who: Who) -> dict[str, Any]:
@@ -117,7 +120,7 @@ async def show(cluster: str, operation_id: str, who: Who) -> dict[str, Any]:
 @router.get(
     "",
     response_model=views.OperationPage,
-    responses={401: {"model": views.Failure}, 404: {"model": views.Failure}},
+    responses=failures(400, 401, 403, 404),
     summary="List a cluster's cloning operations, newest first",
 )
 async def index(
@@ -126,12 +129,12 @@ async def index(
     page: Annotated[int, Query(ge=1)] = 1,
     per_page: Annotated[int, Query(ge=1, le=250)] = 10,
 ) -> dict[str, Any]:
-    selector = f"spec.sourceCluster={cluster}"
-    names = [r["Name"] for r in await who.client.rows(KIND, who.namespace, field_selector=selector)]
+    selector = of_cluster(cluster)
+    names = await who.client.names(KIND, who.namespace, field_selector=selector)
     if not names and await who.client.get("StatefulSet", who.namespace, cluster) is None:
         raise cluster_missing(who, cluster)
     start, end = (page - 1) * per_page, page * per_page
-    if all(views.is_uuid7(n) for n in names):
+    if views.all_uuid7(names):
         # Time-ordered names: page on the names, then read just the page's objects.
         chosen = sorted(names, reverse=True)[start:end]
         objects = await read_page(who, chosen)
@@ -149,12 +152,7 @@ async def index(
 @router.patch(
     "/{operation_id}",
     response_model=views.OperationEnvelope,
-    responses={
-        400: {"model": views.Failure},
-        401: {"model": views.Failure},
-        404: {"model": views.Failure},
-        409: {"model": views.Failure},
-    },
+    responses=failures(400, 401, 403, 404, 409),
     summary="Cancel a pending cloning operation",
 )
 async def cancel(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -77,13 +78,27 @@ def any_of(label: str, values: list[str]) -> str:
     return f"{label} in ({','.join(values)})"
 
 
+UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+"""The canonical text of a version-7 UUID (a regular expression, no per-name parsing:
+a list checks every name of a cluster's operations)."""
+
+
+UUID7_LINES = re.compile(rf"(?:{UUID7.pattern}\n)*{UUID7.pattern}")
+
+
 def is_uuid7(name: str) -> bool:
     """A name made by `uuid7`: sorting such names sorts by creation (to the millisecond)."""
-    try:
-        value = uuid.UUID(name)
-    except ValueError:
-        return False
-    return value.version == 7 and str(value) == name
+    return UUID7.fullmatch(name) is not None
+
+
+def all_uuid7(names: list[str]) -> bool:
+    """Every name made by `uuid7` (one match over the joined names: a third of the time of
+    one match per name, for the thousand names of a list). The length check makes it exact:
+    as many 36-character UUIDs as names, so no name holds two."""
+    joined = "\n".join(names)
+    return not names or (
+        len(joined) == 37 * len(names) - 1 and UUID7_LINES.fullmatch(joined) is not None
+    )
 
 
 def etag(body: Any) -> str:
@@ -143,6 +158,16 @@ class OperationPage(BaseModel):
 class Failure(BaseModel):
     success: Literal[False] = False
     message: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+"""FastAPI's `responses=`: the other answers a route documents in OpenAPI."""
+NOT_MODIFIED: Responses = {304: {"description": "Not Modified (the ETag in If-None-Match)"}}
+
+
+def failures(model: type[BaseModel], *codes: int) -> Responses:
+    """The error answers of a route, each with the seed's error body."""
+    return {code: {"model": model} for code in codes}
 
 
 def operation_manifest(name: str, cluster: str, request: CreateOperationRequest) -> JSON:
