@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
 TERMINAL = {"Succeeded", "Failed", "Canceled"}
-OWNED_KINDS = ("statefulsets", "services", "persistentvolumeclaims")
+OWNED_KINDS = ("statefulsets", "services", "persistentvolumeclaims", "configmaps", "secrets")
 
 
 def operation(name: str, source: str, **spec: Any) -> dict[str, Any]:
