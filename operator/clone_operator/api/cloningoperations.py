@@ -97,9 +97,11 @@ TARGET_OVERRIDES_SCHEMA: dict[str, Any] = {
         "metadata": {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,
+            "description": "Merged into the target StatefulSet's metadata (labels, "
+            "annotations); not its name or namespace.",
             "properties": {
-                "name": {"type": "string", "maxLength": 253},
-                "namespace": {"type": "string", "maxLength": 63},
+                "name": {"type": "string", "maxLength": 253, "description": "Refused."},
+                "namespace": {"type": "string", "maxLength": 63, "description": "Refused."},
             },
             "x-kubernetes-validations": [
                 {
@@ -112,9 +114,15 @@ TARGET_OVERRIDES_SCHEMA: dict[str, Any] = {
         "spec": {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,
+            "description": "Merged into the target StatefulSet's spec (replicas, template, "
+            "…); not its selector, serviceName or volumeClaimTemplates.",
             "properties": {
                 "selector": _any_object("Refused: the clone selects its own pods."),
-                "serviceName": {"type": "string", "maxLength": 253},
+                "serviceName": {
+                    "type": "string",
+                    "maxLength": 253,
+                    "description": "Refused: the clone has its own Service.",
+                },
                 "volumeClaimTemplates": {
                     "type": "array",
                     "maxItems": 256,
