@@ -104,6 +104,13 @@ def test_example_operation_clones_the_example_cluster(
     sts = kubectl.get("statefulset", target)
     assert sts["status"]["readyReplicas"] == 3
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "typesense/typesense:28.0"
+    # Its own nodes file, naming its own pods.
+    assert sts["spec"]["template"]["spec"]["volumes"] == [
+        {"name": "nodes", "configMap": {"name": f"{target}-search-nodes", "defaultMode": 420}}
+    ]
+    assert kubectl.get("configmap", f"{target}-search-nodes")["data"]["nodes"] == ",".join(
+        f"{target}-{i}.{target}:8107:8108" for i in range(3)
+    )
     assert not sts["metadata"].get("ownerReferences"), "a finished clone must outlive its operation"
     # The clone's pods sit in the requested region...
     nodes = {n["metadata"]["name"]: n["metadata"]["labels"] for n in kubectl.items("nodes")}
