@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
@@ -309,3 +310,25 @@ def test_a_taken_copy_name_fails_the_clone_and_the_object_is_left_as_it_was(
     assert owned(kubectl, uid_of(kubectl, "cloningoperation", "clash")) == {
         k: [] for k in OWNED_KINDS
     }
+
+
+def test_copies_survive_an_operator_killed_mid_flight_without_duplicates(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """Copies are created under deterministic names and adopted only by the operation
+    whose uid they carry: killed at any point, a clone ends with exactly one of each."""
+    sources = [f"p{i}" for i in range(4)]
+    for s in sources:
+        peered_source(kubectl, s, replicas=1)
+    kubectl.apply([operation(f"{s}-op", s, targetName=f"{s}-clone") for s in sources])
+    for delay in (0.2, 0.4, 0.3):
+        time.sleep(delay)
+        operator.kill()
+        operator.start()
+    for s in sources:
+        st = wait_finalized(kubectl, f"{s}-op", timeout=120)
+        assert st["phase"] == "Succeeded", (s, st)
+        made = owned(kubectl, uid_of(kubectl, "cloningoperation", f"{s}-op"))
+        assert made["configmaps"] == [f"{s}-clone-{s}-env", f"{s}-clone-{s}-nodes"]
+        assert made["secrets"] == [f"{s}-clone-{s}-auth"]
+    assert len(kubectl.items("configmaps", "-l", "cloning.dev/operation-uid")) == 2 * len(sources)
