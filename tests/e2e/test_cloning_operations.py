@@ -361,6 +361,14 @@ def test_sources_of_any_shape_clone(kubectl: Kubectl, operator: OperatorProcess)
         assert pvc["spec"]["dataSource"]["name"] == f"{claim}-multi-{ordinal}"
 
 
+def kill_repeatedly(operator: OperatorProcess, delays: tuple[float, ...]) -> None:
+    """Kill the operator hard (SIGKILL) after each delay, and start it again."""
+    for delay in delays:
+        time.sleep(delay)
+        operator.kill()
+        operator.start()
+
+
 def test_operator_killed_mid_flight_resumes_without_duplicates_or_orphans(
     kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
@@ -370,11 +378,7 @@ def test_operator_killed_mid_flight_resumes_without_duplicates_or_orphans(
     for s in sources:
         wait_for(f"{s} ready", lambda s=s: ready_replicas(kubectl, s) == 2, timeout=90)
     kubectl.apply([operation(f"{s}-op", s) for s in sources])
-    # Kill it hard at several points of the operations' lives.
-    for delay in (0.2, 0.5, 0.3):
-        time.sleep(delay)
-        operator.kill()
-        operator.start()
+    kill_repeatedly(operator, (0.2, 0.5, 0.3))
     for s in sources:
         st = wait_finalized(kubectl, f"{s}-op", timeout=120)
         assert st["phase"] == "Succeeded", (s, st)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from tests.e2e.test_admission import webhook  # noqa: F401  (fixture)
 from tests.e2e.test_cloning_operations import (
     OWNED_KINDS,
     TERMINAL,
+    kill_repeatedly,
     operation,
     owned,
     uid_of,
@@ -321,10 +321,7 @@ def test_copies_survive_an_operator_killed_mid_flight_without_duplicates(
     for s in sources:
         peered_source(kubectl, s, replicas=1)
     kubectl.apply([operation(f"{s}-op", s, targetName=f"{s}-clone") for s in sources])
-    for delay in (0.2, 0.4, 0.3):
-        time.sleep(delay)
-        operator.kill()
-        operator.start()
+    kill_repeatedly(operator, (0.2, 0.4, 0.3))
     for s in sources:
         st = wait_finalized(kubectl, f"{s}-op", timeout=120)
         assert st["phase"] == "Succeeded", (s, st)
