@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     """Cluster-wide limit of InProgress operations; the rest wait in Pending."""
     unschedulable_grace_seconds: Annotated[int, Field(ge=0)] = 60
     """How long a target pod may stay unschedulable before the operation fails."""
+    cluster_domain: Annotated[
+        str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    ] = "cluster.local"
+    """The cluster's DNS domain (the kubelet's `clusterDomain`): a clone's references to
+    its source's pods and Service are recognised with it (`….svc.<clusterDomain>`)."""
     object_timeout_seconds: Annotated[int, Field(ge=30)] = 1800
     """How long a CloneObject's PVC (to bind) or cluster (to get ready) may take, counted
     from when it went InProgress; then it fails with reason Timeout."""

@@ -129,6 +129,9 @@ def test_statefulset_example_clones_a_cluster(kubectl: Kubectl, operator: Operat
             == f"{kubectl.namespace}/data-search-{i}"
         )
     assert st["destination"]["uid"] == sts["metadata"]["uid"]
+    copy = kubectl.get("configmap", "search-sandbox-search-nodes")
+    assert copy["data"]["nodes"].startswith("search-sandbox-0.search-sandbox:8107:8108,")
+    assert not copy["metadata"].get("ownerReferences")
 
 
 def test_existing_destination_is_left_byte_for_byte(

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
 TERMINAL = {"Succeeded", "Failed", "Canceled"}
-OWNED_KINDS = ("statefulsets", "services", "persistentvolumeclaims")
+OWNED_KINDS = ("statefulsets", "services", "persistentvolumeclaims", "configmaps", "secrets")
 
 
 def operation(name: str, source: str, **spec: Any) -> dict[str, Any]:
@@ -104,6 +104,13 @@ def test_example_operation_clones_the_example_cluster(
     sts = kubectl.get("statefulset", target)
     assert sts["status"]["readyReplicas"] == 3
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "typesense/typesense:28.0"
+    # Its own nodes file, naming its own pods.
+    assert sts["spec"]["template"]["spec"]["volumes"] == [
+        {"name": "nodes", "configMap": {"name": f"{target}-search-nodes", "defaultMode": 420}}
+    ]
+    assert kubectl.get("configmap", f"{target}-search-nodes")["data"]["nodes"] == ",".join(
+        f"{target}-{i}.{target}:8107:8108" for i in range(3)
+    )
     assert not sts["metadata"].get("ownerReferences"), "a finished clone must outlive its operation"
     # The clone's pods sit in the requested region...
     nodes = {n["metadata"]["name"]: n["metadata"]["labels"] for n in kubectl.items("nodes")}
@@ -354,6 +361,14 @@ def test_sources_of_any_shape_clone(kubectl: Kubectl, operator: OperatorProcess)
         assert pvc["spec"]["dataSource"]["name"] == f"{claim}-multi-{ordinal}"
 
 
+def kill_repeatedly(operator: OperatorProcess, delays: tuple[float, ...]) -> None:
+    """Kill the operator hard (SIGKILL) after each delay, and start it again."""
+    for delay in delays:
+        time.sleep(delay)
+        operator.kill()
+        operator.start()
+
+
 def test_operator_killed_mid_flight_resumes_without_duplicates_or_orphans(
     kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
@@ -363,11 +378,7 @@ def test_operator_killed_mid_flight_resumes_without_duplicates_or_orphans(
     for s in sources:
         wait_for(f"{s} ready", lambda s=s: ready_replicas(kubectl, s) == 2, timeout=90)
     kubectl.apply([operation(f"{s}-op", s) for s in sources])
-    # Kill it hard at several points of the operations' lives.
-    for delay in (0.2, 0.5, 0.3):
-        time.sleep(delay)
-        operator.kill()
-        operator.start()
+    kill_repeatedly(operator, (0.2, 0.5, 0.3))
     for s in sources:
         st = wait_finalized(kubectl, f"{s}-op", timeout=120)
         assert st["phase"] == "Succeeded", (s, st)

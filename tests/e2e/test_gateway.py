@@ -173,7 +173,7 @@ def make_caller(admin: Kubectl, namespace: str, name: str = "alice", rights: boo
         kubectl("create", "role", f"{name}-clones", "--verb=*",
                 "--resource=cloningoperations.cloning.dev,cloneobjects.cloning.dev")  # fmt: skip
         kubectl("create", "role", f"{name}-sources", "--verb=get,list,create",
-                "--resource=statefulsets.apps,configmaps,services,persistentvolumeclaims")  # fmt: skip
+                "--resource=statefulsets.apps,configmaps,secrets,services,persistentvolumeclaims")  # fmt: skip
         for role in (f"{name}-clones", f"{name}-sources"):
             kubectl("create", "rolebinding", role, f"--role={role}",
                     f"--serviceaccount={namespace}:{name}")  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import OperatorProcess
-from tests.e2e.kube import Kubectl, sa_kubeconfig, wait_for
+from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
 from tests.e2e.test_admission import webhook  # noqa: F401  (fixture)
 from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
 
@@ -185,6 +185,8 @@ def test_a_cluster_is_cloned_only_by_who_may_create_statefulsets(
     requester.allow(home, "get", "statefulsets.apps")
     requester.allow(home, "create", "services")
     requester.allow(home, "create", "persistentvolumeclaims")
+    requester.allow(home, "get,create", "configmaps")
+    requester.allow(home, "get,create", "secrets")
     manifest = operation("db-clone", "db")
     refused(requester, manifest, f'create statefulsets.apps in the namespace "{home}"')
     assert [s["metadata"]["name"] for s in kubectl.items("statefulset")] == ["db"]
@@ -192,6 +194,43 @@ def test_a_cluster_is_cloned_only_by_who_may_create_statefulsets(
     requester.allow(home, "create", "statefulsets.apps")
     requester.kubectl.apply(manifest)
     assert wait_phase(kubectl, "db-clone", {"Succeeded", "Failed"})["phase"] == "Succeeded"
+
+
+def test_a_cluster_clone_never_copies_a_secret_its_requester_cannot_read(
+    requester: Requester, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """A clone gets its own copies of the Secrets its source mounts: the attacker, who may
+    create StatefulSets and CloningOperations but not read Secrets, must not get one."""
+    home = kubectl.namespace or ""
+    secret_source(kubectl)
+    service, sts = statefulset("vault", replicas=1)
+    sts["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "pw", "secret": {"secretName": "db-password"}}
+    ]
+    kubectl.apply([service, sts])
+    wait_for("source vault ready", lambda: ready_replicas(kubectl, "vault") == 1, timeout=90)
+    for resource in ("statefulsets.apps", "services", "persistentvolumeclaims", "configmaps"):
+        requester.allow(home, "get,create", resource)
+    requester.allow(home, "create", "secrets")
+    assert not requester.can_i("get", "secrets", home)
+    manifest = operation("heist", "vault", targetName="heist")
+    refused(
+        requester,
+        manifest,
+        f'get secrets in the namespace "{home}"',
+        f'cloning a cluster needs: get statefulsets.apps "vault" in the namespace "{home}"',
+    )
+    assert kubectl.items("secrets", "-l", "cloning.dev/cluster") == []
+    assert kubectl.get("statefulset", "heist") is None
+
+    requester.allow(home, "get", "secrets")
+    requester.kubectl.apply(manifest)
+    assert wait_phase(kubectl, "heist", {"Succeeded", "Failed"})["phase"] == "Succeeded"
+    copy = kubectl.get("secret", "heist-db-password")
+    assert copy["data"]["password"] == "aHVudGVyMg=="
+    assert kubectl.get("statefulset", "heist")["spec"]["template"]["spec"]["volumes"] == [
+        {"name": "pw", "secret": {"secretName": "heist-db-password", "defaultMode": 420}}
+    ]
 
 
 def test_refusals_hold_with_the_operator_and_its_webhook_down(

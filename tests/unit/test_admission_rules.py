@@ -51,3 +51,13 @@ def test_missing_source_is_reported_once_without_container_noise() -> None:
         spec(serverContainer="x"), facts(source_exists=False, source_containers=())
     )
     assert problems == ["spec.sourceCluster: StatefulSet ns/db does not exist"]
+
+
+def test_problems_of_the_built_target_are_reported_after_the_rest() -> None:
+    found = (
+        "spec.sourceCluster: the clone would still refer to its source: StatefulSet db-clone-00000 "
+        "spec.template.spec.containers[0].args[1]: 'db-$(i).db'",
+    )
+    problems = operation_problems(spec(targetRegion="mars"), facts(target_problems=found))
+    assert [p.split(":")[0] for p in problems] == ["spec.targetRegion", "spec.sourceCluster"]
+    assert problems[-1] == found[0]

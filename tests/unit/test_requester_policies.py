@@ -26,7 +26,32 @@ def test_a_cluster_clone_needs_everything_the_clone_makes() -> None:
         for r in REQUIRED_RIGHTS[SourceKind.STATEFUL_SET]
         if r.where is Where.DESTINATION
     }
-    assert creates == {("apps", "statefulsets"), ("", "services"), ("", "persistentvolumeclaims")}
+    assert creates == {
+        ("apps", "statefulsets"),
+        ("", "services"),
+        ("", "persistentvolumeclaims"),
+        ("", "configmaps"),
+        ("", "secrets"),
+    }
+
+
+def test_a_cluster_clone_needs_to_read_the_config_it_copies() -> None:
+    """The clone copies the ConfigMaps and Secrets its source's template names; which
+    ones the policy cannot know, so it asks for reading any in the namespace."""
+    reads = {
+        (r.verb, r.resource, r.where)
+        for r in REQUIRED_RIGHTS[SourceKind.STATEFUL_SET]
+        if r.where is not Where.DESTINATION
+    }
+    assert reads == {
+        ("get", "statefulsets", Where.SOURCE),
+        ("get", "configmaps", Where.NAMESPACE),
+        ("get", "secrets", Where.NAMESPACE),
+    }
+    [operation] = [p for p in policies.POLICIES if p.kind == "CloningOperation"]
+    assert "'resource': 'secrets', 'namespace': string(request.namespace), 'name': ''" in (
+        operation.required
+    )
 
 
 def test_rights_read_as_kubectl_auth_can_i() -> None:

@@ -74,8 +74,73 @@ IMMUTABLE_RULES: list[JsonValue] = [
         "timeoutSeconds",
         "serverContainer",
         "keepTargetOnFailure",
+        "targetOverrides",
     )
 ]
+
+
+def _any_object(description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": description,
+    }
+
+
+# The schema of spec.targetOverrides: any merge patch, except on the clone's identity.
+# CEL cannot see fields a schema does not declare, so these are declared (typed, not
+# nullable: a `null` there is pruned by the API server and changes nothing).
+TARGET_OVERRIDES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {
+        "metadata": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "Merged into the target StatefulSet's metadata (labels, "
+            "annotations); not its name or namespace.",
+            "properties": {
+                "name": {"type": "string", "maxLength": 253, "description": "Refused."},
+                "namespace": {"type": "string", "maxLength": 63, "description": "Refused."},
+            },
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.name) && !has(self.namespace)",
+                    "message": "targetOverrides cannot set metadata.name or metadata.namespace: "
+                    "the clone's name is spec.targetName, and it lives in this namespace",
+                }
+            ],
+        },
+        "spec": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "Merged into the target StatefulSet's spec (replicas, template, "
+            "…); not its selector, serviceName or volumeClaimTemplates.",
+            "properties": {
+                "selector": _any_object("Refused: the clone selects its own pods."),
+                "serviceName": {
+                    "type": "string",
+                    "maxLength": 253,
+                    "description": "Refused: the clone has its own Service.",
+                },
+                "volumeClaimTemplates": {
+                    "type": "array",
+                    "maxItems": 256,
+                    "items": _any_object("Refused: the clone's volumes are its source's."),
+                },
+            },
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.selector) && !has(self.serviceName) && "
+                    "!has(self.volumeClaimTemplates)",
+                    "message": "targetOverrides cannot change spec.selector, spec.serviceName "
+                    "or spec.volumeClaimTemplates: they are the clone's own identity (its "
+                    "selector, its Service, the names of its cloned volumes)",
+                }
+            ],
+        },
+    },
+}
 
 
 class CloningOperationSpec(CamelModel):
@@ -116,6 +181,15 @@ class CloningOperationSpec(CamelModel):
     """Container whose image tag `serverVersion` sets. Default: the first container."""
     keep_target_on_failure: bool = False
     """Keep a failed operation's partial target for inspection instead of removing it."""
+    target_overrides: Annotated[
+        dict[str, Any] | None, Field(json_schema_extra=TARGET_OVERRIDES_SCHEMA)
+    ] = None
+    """A JSON merge patch (RFC 7386) applied to the target StatefulSet after it is built,
+    e.g. `{"spec": {"template": {"metadata": {"annotations": {"a": "b"}}}}}`; a list (such
+    as `containers`) is replaced whole. It cannot change the clone's identity
+    (`metadata.name`, `metadata.namespace`, `spec.selector`, `spec.serviceName`,
+    `spec.volumeClaimTemplates`), nor make the source's selectors pick the clone's pods.
+    The API server's verdict on the result is quoted if it refuses it."""
 
 
 class NotificationState(StrEnum):
@@ -199,6 +273,14 @@ class CloningOperationStatus(CamelModel):
     """Region the target was placed in (a node label value)."""
     server_version: ImageTag | None = None
     """Image tag the target runs."""
+    target_overrides: Annotated[
+        dict[str, Any] | None,
+        Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+    ] = None
+    """The merge patch applied to the target StatefulSet (spec.targetOverrides), as applied."""
+    overridden: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """The fields spec.targetOverrides sets or removes, e.g. `spec.replicas,
+    spec.template.spec.containers` (for `kubectl get -o wide`)."""
     target_cluster: StatefulSetName | None = None
     """Name of the new StatefulSet (the clone)."""
     replicas: Annotated[int, Field(ge=0)] | None = None
@@ -264,6 +346,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Region", "type": "string", "jsonPath": ".status.targetRegion", "priority": 1},
     {"name": "Version", "type": "string", "jsonPath": ".status.serverVersion", "priority": 1},
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+    {"name": "Overrides", "type": "string", "jsonPath": ".status.overridden", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -35,6 +35,7 @@ class Where(StrEnum):
     """Which object or namespace a permission is asked about."""
 
     SOURCE = "source"  # the named source object, in the resource's namespace
+    NAMESPACE = "namespace"  # any name, in the resource's (the source's) namespace
     DESTINATION = "destination"  # any name, in the destination namespace
 
 
@@ -71,11 +72,19 @@ _RESOURCES = {
     SourceKind.SERVICE: "services",
 }
 
-# What cloning a whole cluster makes: its StatefulSet, governing Service and PVCs.
+# What cloning a whole cluster makes: its StatefulSet, governing Service and PVCs, and
+# its own copies of the ConfigMaps and Secrets its pod template names. Which ones is
+# only known from the source's template at run time, which a policy cannot read: so
+# reading them is asked namespace-wide. (Whoever may create a StatefulSet there can
+# already mount any of its Secrets in a pod; the policy says so instead of implying it.)
 _CLUSTER_CREATES = (
     _create("apps", "statefulsets"),
     _create("", "services"),
     _create("", "persistentvolumeclaims"),
+    Right("get", "", "configmaps", Where.NAMESPACE),
+    Right("get", "", "secrets", Where.NAMESPACE),
+    _create("", "configmaps"),
+    _create("", "secrets"),
 )
 
 
@@ -102,6 +111,8 @@ def _cel_rights(rights: tuple[Right, ...], source_name: str) -> str:
         # literals (fields of `object`, variables) does not type-check otherwise.
         if right.where is Where.SOURCE:
             namespace, name = "string(request.namespace)", f"string({source_name})"
+        elif right.where is Where.NAMESPACE:
+            namespace, name = "string(request.namespace)", "''"
         else:
             namespace, name = "string(variables.destination)", "''"
         items.append(

@@ -12,12 +12,13 @@ driver cloned.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.api.common import LABEL_PREFIX, STATEFULSET_NAME_MAX
-from clone_operator.builders import images, provenance, selectors
+from clone_operator.builders import configs, identity, images, provenance, selectors
 from clone_operator.builders.objects import merge_patch
 from clone_operator.builders.provenance import Owner
 from clone_operator.settings import REGION_LABEL
@@ -25,6 +26,41 @@ from clone_operator.settings import REGION_LABEL
 
 class BuildError(ValueError):
     """The source cannot be cloned as asked; the message says why, for the user."""
+
+
+class SourceReferenced(BuildError):
+    """The built target would still refer to its source (the guard found it)."""
+
+    def __init__(self, findings: list[identity.Finding]) -> None:
+        shown = "; ".join(str(f) for f in findings[:10])
+        more = f" (and {len(findings) - 10} more)" if len(findings) > 10 else ""
+        super().__init__(
+            f"the clone would still refer to its source: {shown}{more}. The identity rewrite "
+            "does not know this form; change the source to a form it knows (a pod's DNS name "
+            "`<pod>.<service>[.<namespace>[.svc[.<cluster domain>]]]`, or the Service's "
+            "`<service>.<namespace>…`) or replace the value with spec.targetOverrides"
+        )
+        self.findings = findings
+
+
+IDENTITY_FIELDS = (
+    ("metadata", "name"),
+    ("metadata", "namespace"),
+    ("spec", "selector"),
+    ("spec", "serviceName"),
+    ("spec", "volumeClaimTemplates"),
+)
+"""What an override must not touch: the clone's own identity and its volumes' names."""
+
+
+def identity_overrides(overrides: dict[str, Any] | None) -> list[str]:
+    """The identity fields (`spec.selector`, …) that `overrides` touches."""
+    patch = overrides or {}
+    return [
+        f"{top}.{key}"
+        for top, key in IDENTITY_FIELDS
+        if isinstance(patch.get(top), dict) and key in patch[top]
+    ]
 
 
 @dataclass(frozen=True)
@@ -47,7 +83,12 @@ class ClusterPlan:
     extra_labels: dict[str, str] = field(default_factory=dict)
     extra_annotations: dict[str, str] = field(default_factory=dict)
     statefulset_overrides: dict[str, Any] | None = None
-    """A JSON merge patch applied to the built StatefulSet (a CloneObject's `overrides`)."""
+    """A JSON merge patch applied to the built StatefulSet (a CloneObject's `overrides`,
+    a CloningOperation's `targetOverrides`)."""
+    cluster_domain: str = identity.DEFAULT_CLUSTER_DOMAIN
+    source_configs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    """The ConfigMaps and Secrets the source's pod template names, by (kind, name), as
+    read (None: it does not exist)."""
 
     @property
     def namespace(self) -> str:
@@ -69,6 +110,32 @@ class ClusterPlan:
     @property
     def selector(self) -> dict[str, Any]:
         return {"matchLabels": {provenance.CLUSTER: self.target_name}}
+
+    @property
+    def rename(self) -> identity.Rename:
+        """Source identity → target identity (the target's Service is named as it is)."""
+        service = self.source["spec"].get("serviceName") or self.source_name
+        return identity.Rename(
+            identity.Identity(self.source_name, service, self.namespace, self.cluster_domain),
+            identity.Identity(
+                self.target_name, self.target_name, self.namespace, self.cluster_domain
+            ),
+        )
+
+
+def config_references(source: dict[str, Any]) -> list[configs.Reference]:
+    """The ConfigMaps and Secrets the source's pod template names (to be read)."""
+    return configs.references(source["spec"]["template"]["spec"])
+
+
+def config_copies(plan: ClusterPlan) -> dict[tuple[str, str], str]:
+    """(kind, source name) → name of the target's own copy."""
+    try:
+        return configs.plan_copies(
+            config_references(plan.source), plan.source_configs, plan.target_name
+        )
+    except configs.MissingConfig as e:
+        raise BuildError(str(e)) from None
 
 
 def default_target_name(source: str, uid: str) -> str:
@@ -221,6 +288,11 @@ def check(plan: ClusterPlan) -> None:
     if plan.server_version is not None:
         server_container(plan.source, plan.server_container)
     check_isolated(plan, pod_labels(plan))
+    touched = identity_overrides(plan.statefulset_overrides)
+    if touched:
+        raise BuildError(
+            f"overrides must not change {', '.join(touched)}: they are the clone's own identity"
+        )
 
 
 def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
@@ -250,7 +322,8 @@ def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
     pod_spec = with_own_pod_selectors(pod_spec, source_labels, plan.selector)
     if plan.region is not None:
         pod_spec = with_region(pod_spec, plan.region)
-    template["spec"] = pod_spec
+    pod_spec = identity.rewrite_pod_spec(pod_spec, plan.rename)
+    template["spec"] = configs.repointed(pod_spec, config_copies(plan))
     spec["selector"] = plan.selector
     spec["serviceName"] = plan.target_name
     spec["volumeClaimTemplates"] = _claim_templates(plan)
@@ -262,8 +335,28 @@ def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
         "spec": spec,
     }
     if plan.statefulset_overrides:
-        statefulset = merge_patch(statefulset, plan.statefulset_overrides)
+        statefulset = with_overrides(plan, statefulset, plan.statefulset_overrides)
     return statefulset
+
+
+def with_overrides(
+    plan: ClusterPlan, statefulset: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """The StatefulSet with the user's merge patch applied. It cannot change the clone's
+    identity (refused), nor its provenance (applied again), nor make the source's
+    selectors pick the clone's pods (refused)."""
+    check(dataclasses.replace(plan, server_version=None))
+    patched: dict[str, Any] = merge_patch(statefulset, overrides)
+    if not isinstance(patched.get("metadata"), dict) or not isinstance(patched.get("spec"), dict):
+        raise BuildError("overrides must not remove metadata or spec")
+    base = _metadata(plan, plan.target_name)
+    meta = patched["metadata"]
+    meta["labels"] = {**(meta.get("labels") or {}), **base["labels"]}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **base["annotations"]}
+    meta["ownerReferences"] = base["ownerReferences"]
+    labels = ((patched["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+    check_isolated(plan, dict(labels))
+    return patched
 
 
 def build_service(plan: ClusterPlan) -> dict[str, Any]:
@@ -333,6 +426,30 @@ def build_pvcs(plan: ClusterPlan) -> list[dict[str, Any]]:
     return pvcs
 
 
+def build_configs(plan: ClusterPlan) -> list[dict[str, Any]]:
+    """The target's own copies of the ConfigMaps and Secrets its template names."""
+    copies = []
+    for (kind, name), copy_name in config_copies(plan).items():
+        source = plan.source_configs.get((kind, name))
+        if source is None:
+            continue  # optional and missing: the clone does without, as its source does
+        metadata = _metadata(plan, copy_name)
+        metadata["annotations"][provenance.SOURCE] = f"{plan.namespace}/{kind}/{name}"
+        metadata["annotations"][provenance.SOURCE_UID] = str(source["metadata"].get("uid", ""))
+        copies.append(
+            configs.build_copy({"kind": kind, **source}, copy_name, metadata, plan.rename)
+        )
+    return copies
+
+
 def build_cluster(plan: ClusterPlan) -> list[dict[str, Any]]:
-    """Every object of the target, in creation order (volumes first)."""
-    return [*build_pvcs(plan), build_service(plan), build_statefulset(plan)]
+    """Every object of the target, in creation order (config and volumes first).
+
+    The guard runs on the result: if anything in it still refers to the source's pods
+    or Service, SourceReferenced is raised and nothing is to be created."""
+    objects = [*build_configs(plan), *build_pvcs(plan), build_service(plan)]
+    objects.append(build_statefulset(plan))
+    found = identity.findings(objects, plan.rename)
+    if found:
+        raise SourceReferenced(found)
+    return objects

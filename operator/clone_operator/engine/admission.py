@@ -1,17 +1,65 @@
-"""Gather the facts the admission rules judge (reads only; no writes)."""
+"""Gather the facts the admission rules judge (reads, and dry runs: nothing is stored)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from clone_operator.api.cloningoperations import KIND, CloningOperationSpec, Phase
 from clone_operator.api.common import API_VERSION
+from clone_operator.builders import clusters as cluster_builders
+from clone_operator.builders.provenance import Owner
+from clone_operator.engine import clusters
 from clone_operator.engine.context import Context
+from clone_operator.k8s.api import JSON, Invalid
 from clone_operator.reconcile import admission
+from clone_operator.reconcile import operations as operation_rules
+
+# Before the API server assigns one (or when it is not shown), the target's default
+# name is built from this stand-in: only messages show it.
+UNKNOWN_UID = "00000000-0000-0000-0000-000000000000"
+
+
+async def target_problems(
+    ctx: Context, owner: Owner, spec: CloningOperationSpec, source: JSON
+) -> list[str]:
+    """Build the target as the operator would (the identity rewrite and its guard
+    included) and, with overrides, ask the API server about the StatefulSet (a dry
+    run): what either refuses, naming the field to change."""
+    service_name = source["spec"].get("serviceName")
+    service = (
+        await ctx.kube.get("v1", "Service", owner.namespace, service_name) if service_name else None
+    )
+    resolution = operation_rules.Resolution(
+        target_cluster=spec.target_name
+        or cluster_builders.default_target_name(spec.source_cluster, owner.uid),
+        server_version=spec.server_version or "",
+        source_region=None,
+        target_region=None,
+        replicas=int(source["spec"].get("replicas", 1)),
+    )
+    plan = dataclasses.replace(
+        operation_rules.cluster_plan(spec, owner, resolution, source, service),
+        cluster_domain=ctx.settings.cluster_domain,
+    )
+    try:
+        await clusters.build(ctx.kube, dataclasses.replace(plan, statefulset_overrides=None))
+    except cluster_builders.BuildError as e:
+        return [f"spec.sourceCluster: {e}"]
+    if not spec.target_overrides:
+        return []
+    try:
+        objects = await clusters.build(ctx.kube, plan)
+        await ctx.kube.create(objects[-1], dry_run=True)
+    except cluster_builders.BuildError as e:
+        return [f"spec.targetOverrides: {e}"]
+    except Invalid as e:
+        return [f"spec.targetOverrides: the API server refuses the target StatefulSet: {e.message}"]
+    return []
 
 
 async def check_operation(
-    ctx: Context, namespace: str, name: str, body_spec: dict[str, Any]
+    ctx: Context, namespace: str, name: str, uid: str | None, body_spec: dict[str, Any]
 ) -> list[str]:
     spec = CloningOperationSpec.model_validate(body_spec)
     source = await ctx.kube.get("apps/v1", "StatefulSet", namespace, spec.source_cluster)
@@ -32,6 +80,10 @@ async def check_operation(
     if spec.target_name:
         existing = await ctx.kube.get("apps/v1", "StatefulSet", namespace, spec.target_name)
         taken = existing is not None
+    problems = []
+    if source is not None and not taken:
+        owner = Owner(KIND, name, namespace, uid or UNKNOWN_UID)
+        problems = await target_problems(ctx, owner, spec, source)
     facts = admission.OperationFacts(
         namespace=namespace,
         source_exists=source is not None,
@@ -39,5 +91,6 @@ async def check_operation(
         active=active,
         regions=ctx.regions(),
         target_taken_by_other=taken,
+        target_problems=tuple(problems),
     )
     return admission.operation_problems(spec, facts)

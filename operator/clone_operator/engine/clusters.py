@@ -11,6 +11,7 @@ deletes what a failed clone left.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +29,13 @@ from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
 
 # The kinds a target cluster is made of, in deletion order.
-CLUSTER_KINDS = [("apps/v1", "StatefulSet"), ("v1", "Service"), ("v1", "PersistentVolumeClaim")]
+CLUSTER_KINDS = [
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+]
 
 
 class SourceNotFound(Exception):
@@ -109,9 +116,11 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         )
     if sts is None:
         try:
-            await create(ctx.kube, target)
+            await create(ctx.kube, target, ctx.settings.cluster_domain)
         except SourceNotFound as e:
             return Failed(Reason.SOURCE_NOT_FOUND, str(e))
+        except cluster_builders.SourceReferenced as e:
+            return Failed(Reason.SOURCE_REFERENCED, str(e))
         except cluster_builders.BuildError as e:
             return Failed(Reason.INVALID_SOURCE, str(e))
         except TargetExists as e:
@@ -156,10 +165,10 @@ async def source_region(kube: Kube, source: JSON, node_regions: Mapping[str, str
     )
 
 
-async def create(kube: Kube, target: Target) -> None:
-    """Build the target from its source as it is now, and create it (volumes first)."""
-    source, service = await load_source(kube, target.namespace, target.source_name)
-    plan = target.plan(source, service)
+async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
+    """Read what the target is built from besides its source (the source PVCs' sizes,
+    the ConfigMaps and Secrets its template names) and build every object. Raises
+    BuildError, or SourceReferenced when the guard finds the source still referred to."""
     sizes: dict[str, str] = {}
     for name in cluster_builders.source_pvc_names(plan):
         pvc = await kube.get("v1", "PersistentVolumeClaim", plan.namespace, name)
@@ -170,8 +179,24 @@ async def create(kube: Kube, target: Target) -> None:
         size = capacity.get("storage") or request.get("storage")
         if size:
             sizes[name] = str(size)
-    plan = dataclasses.replace(plan, source_pvc_sizes=sizes)
-    await ensure(kube, cluster_builders.build_cluster(plan), target.owner)
+    found: dict[tuple[str, str], JSON | None] = {}
+    for ref in cluster_builders.config_references(plan.source):
+        if (ref.kind, ref.name) not in found:
+            found[(ref.kind, ref.name)] = await kube.get("v1", ref.kind, plan.namespace, ref.name)
+    plan = dataclasses.replace(plan, source_pvc_sizes=sizes, source_configs=found)
+    return cluster_builders.build_cluster(plan)
+
+
+async def create(kube: Kube, target: Target, cluster_domain: str) -> None:
+    """Build the target from its source as it is now, and create it (config and volumes
+    first). The StatefulSet is first sent as a dry run: if the API server refuses it
+    (say, an override makes it invalid), nothing at all is created."""
+    source, service = await load_source(kube, target.namespace, target.source_name)
+    plan = dataclasses.replace(target.plan(source, service), cluster_domain=cluster_domain)
+    objects = await build(kube, plan)
+    with contextlib.suppress(Conflict):  # it exists (made a moment ago): `ensure` decides
+        await kube.create(objects[-1], dry_run=True)
+    await ensure(kube, objects, target.owner)
 
 
 async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:

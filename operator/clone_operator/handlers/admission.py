@@ -109,9 +109,16 @@ def register(config: Settings) -> None:
 
 
 async def validate_operation(
-    spec: kopf.Spec, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    namespace: str | None,
+    name: str | None,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
-    problems = await admission.check_operation(memo.ctx, str(namespace), name or "", dict(spec))
+    problems = await admission.check_operation(
+        memo.ctx, str(namespace), name or "", meta.get("uid"), dict(spec)
+    )
     if problems:
         raise kopf.AdmissionError("; ".join(problems), code=422)
 

@@ -184,9 +184,13 @@ class Kube:
         items: list[JSON] = data.get("items", [])
         return items
 
-    async def create(self, obj: JSON) -> JSON:
+    async def create(self, obj: JSON, dry_run: bool = False) -> JSON:
+        """Create `obj`; with `dry_run`, only ask the API server whether it would (every
+        admission and validation step, nothing stored: so not fenced)."""
         meta = obj["metadata"]
         url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        if dry_run:
+            return await self.call("POST", url, body=obj, query={"dryRun": "All"}, fenced=False)
         return await self.call("POST", url, body=obj)
 
     async def merge_patch(

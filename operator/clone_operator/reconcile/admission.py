@@ -25,6 +25,10 @@ class OperationFacts:
     """(name, phase) of other non-terminal operations for the same source."""
     regions: RegionTable
     target_taken_by_other: bool
+    target_problems: tuple[str, ...] = ()
+    """Why the target, built as the operator would build it, cannot be made (each
+    naming its field): a reference to the source left (SourceReferenced), an invalid
+    source, or the API server's refusal of the overridden StatefulSet."""
 
 
 def operation_problems(spec: CloningOperationSpec, facts: OperationFacts) -> list[str]:
@@ -59,4 +63,5 @@ def operation_problems(spec: CloningOperationSpec, facts: OperationFacts) -> lis
             f"spec.targetName: StatefulSet {facts.namespace}/{spec.target_name} already exists; "
             "choose another name"
         )
+    problems.extend(facts.target_problems)
     return problems

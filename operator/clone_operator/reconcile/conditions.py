@@ -33,6 +33,8 @@ class Reason(StrEnum):
     """The same for a CloneObject's destination (the seed API's 409)."""
     INVALID_TARGET = "InvalidTarget"
     INVALID_DESTINATION = "InvalidDestination"
+    SOURCE_REFERENCED = "SourceReferenced"
+    """The built target would still refer to its source's pods or Service: nothing made."""
     TIMEOUT = "Timeout"
     PODS_CANNOT_START = "PodsCannotStart"
 

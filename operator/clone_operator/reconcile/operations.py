@@ -71,6 +71,7 @@ class Resolution:
     source_region: str | None
     target_region: str | None
     replicas: int
+    target_overrides: dict[str, Any] | None = None
 
     @classmethod
     def recorded(cls, status: CloningOperationStatus) -> Resolution:
@@ -81,6 +82,7 @@ class Resolution:
             source_region=status.source_region,
             target_region=status.target_region,
             replicas=status.replicas or 0,
+            target_overrides=status.target_overrides,
         )
 
 
@@ -102,6 +104,7 @@ def resolve(
         source_region=source_region,
         target_region=regions.resolve(spec.target_region) if spec.target_region else source_region,
         replicas=int(source["spec"].get("replicas", 1)),
+        target_overrides=spec.target_overrides,
     )
     cluster_builders.check(cluster_plan(spec, owner, resolution, source, source_service))
     return resolution
@@ -135,7 +138,22 @@ def cluster_plan(
         server_container=spec.server_container,
         region=resolution.target_region,
         copy_method=spec.copy_method,
+        statefulset_overrides=spec.target_overrides,
     )
+
+
+def overridden_fields(patch: dict[str, Any] | None) -> str | None:
+    """The leaf paths a merge patch sets or removes, comma-separated (at most 1024 chars)."""
+    if not patch:
+        return None
+
+    def leaves(value: Any, prefix: str) -> list[str]:
+        if isinstance(value, dict) and value:
+            return [p for k, v in value.items() for p in leaves(v, f"{prefix}{k}.")]
+        return [prefix.rstrip(".")]
+
+    text = ", ".join(leaves(patch, ""))
+    return text if len(text) <= 1024 else text[:1021] + "..."
 
 
 def apply(
@@ -178,6 +196,8 @@ def apply(
         updated.server_version = resolution.server_version
         updated.source_region = resolution.source_region
         updated.target_region = resolution.target_region
+        updated.target_overrides = resolution.target_overrides
+        updated.overridden = overridden_fields(resolution.target_overrides)
         readiness = readiness or Readiness(0, resolution.replicas, False)
     if readiness is not None:
         updated.ready_replicas, updated.replicas = readiness.ready, readiness.desired

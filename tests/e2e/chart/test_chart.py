@@ -176,6 +176,7 @@ def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
         "CLONE_OPERATOR_ALLOWED_REGIONS": "[]",
         "CLONE_OPERATOR_MAX_IN_PROGRESS": "10",
         "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "60",
+        "CLONE_OPERATOR_CLUSTER_DOMAIN": "cluster.local",
         "CLONE_OPERATOR_NAMESPACES": "[]",
         "CLONE_OPERATOR_LEADER_ELECTION": "true",
         "CLONE_OPERATOR_LEADER_ELECTION_LEASE": deployment["metadata"]["name"],
