@@ -80,7 +80,7 @@ def main() -> int:
     try:
         user("create", "serviceaccount", "bench")
         user("create", "role", "bench", "--verb=*",
-             "--resource=cloningoperations.cloning.dev,cloneobjects.cloning.dev,statefulsets.apps,configmaps,services,persistentvolumeclaims")  # fmt: skip
+             "--resource=cloningoperations.cloning.dev,cloneobjects.cloning.dev,statefulsets.apps,configmaps,secrets,services,persistentvolumeclaims")  # fmt: skip
         user("create", "rolebinding", "bench", "--role=bench", f"--serviceaccount={home}:bench")
         token = user("create", "token", "bench", "--duration", "2h").stdout.strip()
         user.apply(statefulset("search", replicas=1))
