@@ -7,30 +7,34 @@ import datetime
 from clone_operator import webhook_certs
 
 HOST = "clone-operator-webhook.clone-operator.svc"
-NOW = datetime.datetime.now(datetime.UTC)
+
+
+def now() -> datetime.datetime:
+    """Read per check: a pair is made "now", and a suite may run long after import."""
+    return datetime.datetime.now(datetime.UTC)
 
 
 def test_a_fresh_pair_is_usable_for_its_host_only() -> None:
     pair = webhook_certs.generate([HOST])
-    assert webhook_certs.usable(pair, [HOST], NOW)
-    assert not webhook_certs.usable(pair, ["other-webhook.clone-operator.svc"], NOW)
-    assert not webhook_certs.usable(pair, [HOST, "127.0.0.1"], NOW)
+    assert webhook_certs.usable(pair, [HOST], now())
+    assert not webhook_certs.usable(pair, ["other-webhook.clone-operator.svc"], now())
+    assert not webhook_certs.usable(pair, [HOST, "127.0.0.1"], now())
 
 
 def test_a_pair_expiring_within_the_renewal_window_is_replaced() -> None:
     short = webhook_certs.generate([HOST], days=29)
-    assert not webhook_certs.usable(short, [HOST], NOW)
-    assert webhook_certs.usable(webhook_certs.generate([HOST], days=31), [HOST], NOW)
+    assert not webhook_certs.usable(short, [HOST], now())
+    assert webhook_certs.usable(webhook_certs.generate([HOST], days=31), [HOST], now())
     # Valid today, but not for the 30 days the renewal wants.
     assert not webhook_certs.usable(
-        webhook_certs.generate([HOST]), [HOST], NOW + datetime.timedelta(days=340)
+        webhook_certs.generate([HOST]), [HOST], now() + datetime.timedelta(days=340)
     )
 
 
 def test_a_certificate_with_someone_elses_key_is_not_usable() -> None:
     a, b = webhook_certs.generate([HOST]), webhook_certs.generate([HOST])
-    assert not webhook_certs.usable(webhook_certs.KeyPair(a.cert, b.key), [HOST], NOW)
-    assert not webhook_certs.usable(webhook_certs.KeyPair(b"junk", a.key), [HOST], NOW)
+    assert not webhook_certs.usable(webhook_certs.KeyPair(a.cert, b.key), [HOST], now())
+    assert not webhook_certs.usable(webhook_certs.KeyPair(b"junk", a.key), [HOST], now())
 
 
 def test_secret_round_trip_and_ownership() -> None:
