@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CACHE ?= $(HOME)/.cache/clone-operator
+# CLONE_OPERATOR_CACHE from the environment wins: a second local cluster (another cache and
+# port) must never reach the default one's state through make.
+CACHE ?= $(or $(CLONE_OPERATOR_CACHE),$(HOME)/.cache/clone-operator)
 export CLONE_OPERATOR_CACHE := $(CACHE)
 KUBECONFIG_LOCAL := $(CACHE)/kwok/clusters/clone-operator/kubeconfig.yaml
 TOOLS := $(CACHE)/path
