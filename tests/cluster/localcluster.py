@@ -188,6 +188,7 @@ def kwokctl_config(p: Paths, real_node: bool = False) -> str:
             "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": 40_000,
             "kubeControllerManagerNodeMonitorPeriodMilliseconds": 5_000,
             "cacheDir": str(p.cache / "kwok-cache"),
+            "kubeAuditPolicy": str(_audit_policy(p)),
         },
         "componentsPatches": [
             {"name": "kube-apiserver", "extraArgs": apiserver_args},
@@ -216,6 +217,40 @@ def kwokctl_config(p: Paths, real_node: bool = False) -> str:
         options["kubeApiserverCertSANs"] = [realnode.SERVICE_IP, realnode.GATEWAY]
     # JSON is valid YAML; kwokctl reads either.
     return json.dumps(config, indent=2)
+
+
+# The API server's own record of what the operator's ServiceAccounts wrote: who
+# (user, userAgent: each replica names itself), what, when. Writes only, metadata
+# only, and only the test release's namespace of ServiceAccounts: small enough to
+# keep. The torture suite reads it to prove a paused leader never wrote after
+# losing its Lease (audit_log()).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "userGroups": ["system:serviceaccounts:clone-operator-e2e"],
+            "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+        },
+        {"level": "None"},
+    ],
+}
+
+
+def _audit_policy(p: Paths) -> Path:
+    path = p.workdir / "audit-policy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(AUDIT_POLICY, indent=2)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def audit_log(p: Paths) -> Path:
+    """Where the API server writes its audit events (one JSON object per line)."""
+    return p.cluster_dir / "logs" / "audit.log"
 
 
 def _kwokctl(p: Paths, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
@@ -75,13 +76,36 @@ def test_slots_seen_in_progress_at_startup_fill_the_limit() -> None:
 
 async def test_a_poke_before_the_wait_is_not_lost() -> None:
     wakeups = Wakeups()
-    wakeups.poke("u")
+    wakeups.register("u")
+    wakeups.poke("u")  # lands while the engine is busy with a step
     assert await wakeups.wait("u", 5.0) is True
-    assert await wakeups.wait("u", 0.01) is False  # consumed
+    assert await wakeups.wait("u", 0.01) is True  # still set: only a fresh read clears it
+    wakeups.clear("u")  # the engine reads the object anew
+    assert await wakeups.wait("u", 0.01) is False
+
+
+async def test_a_poke_between_registering_and_the_first_read_is_kept() -> None:
+    wakeups = Wakeups()
+    wakeups.register("u")  # the engine task starts
+    wakeups.poke("u")  # an event arrives before it waits
+    wakeups.register("u")  # registering again keeps it
+    assert await wakeups.wait("u", 0.01) is True
+
+
+def test_pokes_for_objects_no_engine_follows_keep_nothing() -> None:
+    wakeups = Wakeups()
+    for n in range(1000):
+        wakeups.poke(f"finished-{n}")  # e.g. events of handed-over targets
+    assert wakeups.events == {}
+    wakeups.register("u")
+    wakeups.forget("u")
+    wakeups.poke("u")
+    assert not wakeups.registered("u")
 
 
 async def test_a_wait_ends_at_its_deadline_or_at_a_poke() -> None:
     wakeups = Wakeups()
+    wakeups.register("other")
     assert await wakeups.wait("u", 0.01) is False
     waiter = asyncio.create_task(wakeups.wait("u", 5.0))
     await asyncio.sleep(0)
@@ -190,3 +214,15 @@ def test_two_instances_keep_their_own_metrics() -> None:
     assert "clone_operator_api_requests_total{" not in second
     assert "process_resident_memory_bytes" in first
     assert "_created" not in first
+
+
+def test_the_ready_to_done_delay_counts_from_the_watch_event_only() -> None:
+    metrics = Metrics(lambda: {})
+    metrics.done_after_ready("CloningOperation", time.monotonic() - 3.0)
+    metrics.done_after_ready("CloningOperation", None)  # read ready by the engine itself
+    text = metrics.exposition().decode()
+    kind = 'kind="CloningOperation"'
+    assert f"clone_operator_ready_to_done_seconds_count{{{kind}}} 1.0" in text
+    assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="2.0"}} 0.0' in text
+    assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="5.0"}} 1.0' in text
+    assert 'clone_operator_ready_to_done_seconds_count{kind="CloneObject"} 0.0' in text

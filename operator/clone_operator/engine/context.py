@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from clone_operator.engine.leadership import Elector
 from clone_operator.engine.metrics import Metrics
 from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups
 from clone_operator.k8s.api import Kube
+from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile.regions import RegionTable
 from clone_operator.settings import Settings
 
@@ -39,7 +41,11 @@ class Context:
     node_regions: dict[str, str] = field(default_factory=dict)
     """Node name → `topology.kubernetes.io/region`, kept current by a node watch."""
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Owner uid → the latest watched body of its target StatefulSet."""
+    """Owner uid → the latest watched body of its target StatefulSet (kept only while
+    the owner's engine runs; it reads the API server otherwise)."""
+    ready_seen: dict[str, float] = field(default_factory=dict)
+    """Owner uid → when (monotonic) a watch event first showed its target ready: the
+    start of the ready → done delay (`clone_operator_ready_to_done_seconds`)."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """Operation uid → its running notification delivery worker (engine.notifications)."""
     monitoring: web.AppRunner | None = None
@@ -90,11 +96,17 @@ class Context:
         self.wakeups.poke(uid)
 
     def target_changed(self, owner_uid: str, body: dict[str, Any] | None) -> None:
-        """A watch event of a clone's StatefulSet (None: deleted): keep it, wake its owner."""
+        """A watch event of a clone's StatefulSet (None: deleted): keep it for the owner's
+        running engine, and wake it. (Handed-over targets keep their labels: their
+        events are dropped, so nothing is kept per finished clone.)"""
+        if not self.wakeups.registered(owner_uid):
+            return
         if body is None:
             self.targets.pop(owner_uid, None)
         else:
             self.targets[owner_uid] = body
+            if cluster_rules.readiness(body).done:
+                self.ready_seen.setdefault(owner_uid, time.monotonic())
         self.wakeups.poke(owner_uid)
 
     def node_changed(self, name: str, region: str | None) -> None:

@@ -136,6 +136,7 @@ def elector(ctx: Context) -> Elector:
         return False
 
     ctx.kube.fence = fence
+    ctx.kube.identify(chosen.me)
     if ctx.events is not None:
         ctx.events.instance = chosen.me
     return chosen

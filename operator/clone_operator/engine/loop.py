@@ -90,9 +90,13 @@ async def drive(
 ) -> None:
     """Run `step` until the object is finalized or gone."""
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
+    ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
     try:
         while True:
-            body = ctx.fresh.take(uid) or await ctx.kube.get(api_version, kind, namespace, name)
+            body = ctx.fresh.take(uid)
+            if body is None:
+                ctx.wakeups.clear(uid)  # this read covers every change poked so far
+                body = await ctx.kube.get(api_version, kind, namespace, name)
             if body is None or body["metadata"]["uid"] != uid:
                 return  # deleted: the garbage collector removes what it owned
             if (body.get("status") or {}).get("finalized"):
@@ -110,12 +114,17 @@ async def drive(
                 return
             if wait > AGAIN:
                 ctx.fresh.drop(uid)  # something else will change: read it anew
-                await ctx.wakeups.wait(uid, wait)
+                if not await ctx.wakeups.wait(uid, wait):
+                    # A deadline, not an event: the safety net reads everything anew,
+                    # the target too (a watch that restarted from a fresh list never
+                    # reports what was deleted meanwhile).
+                    ctx.targets.pop(uid, None)
     finally:
         ctx.metrics.forget(kind, uid)
         ctx.wakeups.forget(uid)
         ctx.fresh.drop(uid)
         ctx.targets.pop(uid, None)
+        ctx.ready_seen.pop(uid, None)
 
 
 async def guarded_patch(

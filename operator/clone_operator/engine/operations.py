@@ -216,7 +216,8 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         ready = followed.readiness
         message = f"target cluster {resolution.target_cluster} is ready ({ready})"
         transition = Transition(Phase.SUCCEEDED, Reason.TARGET_READY, message)
-        await move(ctx, op, transition, log, readiness=ready)
+        if await move(ctx, op, transition, log, readiness=ready):
+            ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
         return AGAIN
     if followed.readiness is not None:
         updated = operation_rules.progress(status, followed.readiness, now_rfc3339())

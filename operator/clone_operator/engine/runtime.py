@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,27 +16,45 @@ from clone_operator.k8s.api import NotLeading
 
 @dataclass
 class Wakeups:
-    """One event per object uid: watch handlers poke, the object's engine waits.
+    """One event per running engine: watch handlers poke, the object's engine waits.
 
     Waiting is how the engine follows progress: it never sleeps for a fixed time
-    except as the deadline of the wait.
+    except as the deadline of the wait. Level-triggered, so no change is missed:
+    the engine registers before its first read, and clears its event right before
+    each read from the API server (what that read returns covers every poke so far);
+    a poke that lands while it works leaves the event set, so its next wait returns
+    at once. Pokes for objects no engine follows are dropped (nothing grows per
+    finished object).
     """
 
-    events: defaultdict[str, asyncio.Event] = field(
-        default_factory=lambda: defaultdict(asyncio.Event)
-    )
+    events: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def register(self, uid: str) -> None:
+        self.events.setdefault(uid, asyncio.Event())
+
+    def registered(self, uid: str) -> bool:
+        return uid in self.events
 
     def poke(self, uid: str) -> None:
-        self.events[uid].set()
+        event = self.events.get(uid)
+        if event is not None:
+            event.set()
+
+    def clear(self, uid: str) -> None:
+        """About to read the object anew: every poke so far is covered by that read."""
+        event = self.events.get(uid)
+        if event is not None:
+            event.clear()
 
     async def wait(self, uid: str, timeout: float) -> bool:  # noqa: ASYNC109 (a deadline, not an I/O timeout)
-        event = self.events[uid]
+        """True when poked, False when the deadline passed first."""
+        event = self.events.get(uid)
+        if event is None:
+            event = self.events[uid] = asyncio.Event()
         try:
             await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))
         except TimeoutError:
             return False
-        finally:
-            event.clear()
         return True
 
     def forget(self, uid: str) -> None:

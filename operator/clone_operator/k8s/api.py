@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -12,7 +13,12 @@ from urllib.parse import quote
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.config_exception import ConfigException
 
+from clone_operator import __version__
+
 JSON = dict[str, Any]
+USER_AGENT = f"clone-operator/{__version__}"
+ENGINE_POOL = 38  # parallel requests of the engine (see Kube.in_flight)
+ELECTION_POOL = 2  # connections kept free for leader election's renewals
 MERGE_PATCH = "application/merge-patch+json"
 
 # (apiVersion, kind) → plural, for every kind the operator touches.
@@ -97,6 +103,10 @@ class Kube:
     """Leader election's own requests (unfenced), kept apart from the engine's."""
     fence: Callable[[], bool] | None = None
     """With leader election: asked before every write; False refuses it (NotLeading)."""
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ENGINE_POOL))
+    """The engine's requests on the wire at once: fewer than the pool's connections, so
+    a request that got past it goes out at once (leader election's own never queue
+    behind the engine's)."""
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -107,8 +117,15 @@ class Kube:
             await config.load_kube_config()
         configuration = client.Configuration.get_default_copy()
         # Enough parallelism for bursts; every connection costs TLS and read buffers.
-        configuration.connection_pool_maxsize = 40
-        return cls(api=client.ApiClient(configuration))
+        configuration.connection_pool_maxsize = ENGINE_POOL + ELECTION_POOL
+        api = client.ApiClient(configuration)
+        api.user_agent = USER_AGENT
+        return cls(api=api)
+
+    def identify(self, instance: str) -> None:
+        """Name this replica in every request's User-Agent: the API server's audit log
+        then tells replicas apart (they share one ServiceAccount)."""
+        self.api.user_agent = f"{USER_AGENT} ({instance})"
 
     async def close(self) -> None:
         await self.api.close()
@@ -126,10 +143,27 @@ class Kube:
         """One request; a write is refused unless the fence allows it (`fenced=False`:
         leader election's own requests, counted apart). Counted in `tally`, by default
         the engine's `requests`."""
-        if fenced and method != "GET" and self.fence is not None and not self.fence():
-            raise NotLeading(0, "NotLeading", f"{method} {url}: this replica is not the leader")
         if tally is None:
             tally = self.requests if fenced else self.election_requests
+        if not fenced:
+            return await self._send(method, url, body, query, content_type, tally)
+        # The fence is asked once the request may go on the wire, not before it queues: a
+        # write that waited for a connection while the process was paused (SIGSTOP, a
+        # frozen VM) past its renew deadline is refused, not sent late.
+        async with self.in_flight:
+            if method != "GET" and self.fence is not None and not self.fence():
+                raise NotLeading(0, "NotLeading", f"{method} {url}: this replica is not the leader")
+            return await self._send(method, url, body, query, content_type, tally)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        query: dict[str, str] | None,
+        content_type: str,
+        tally: Counter[str],
+    ) -> JSON:
         tally[method] += 1
         response = await self.api.call_api(
             url,
