@@ -62,6 +62,10 @@ test-unit: venv ## Unit tests only (no cluster).
 test-e2e: venv ## e2e tests against the local cluster (started on demand).
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
+.PHONY: torture
+torture: venv ## The full torture suite: 2 replicas, 20 leader SIGKILLs, paused leaders, control-plane restarts.
+	CLONE_OPERATOR_TORTURE=full $(PY) -m pytest tests/e2e/test_torture.py -s $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; prints figures.
 	$(PY) -m tests.bench.operations

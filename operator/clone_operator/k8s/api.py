@@ -6,10 +6,12 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.config_exception import ConfigException
 
@@ -17,6 +19,8 @@ from clone_operator import __version__
 
 JSON = dict[str, Any]
 USER_AGENT = f"clone-operator/{__version__}"
+_FENCED_WRITE: ContextVar[bool] = ContextVar("fenced_write", default=False)
+"""Set while a fenced write is being sent (see Kube.fence_at_the_wire)."""
 ENGINE_POOL = 38  # parallel requests of the engine (see Kube.in_flight)
 ELECTION_POOL = 2  # connections kept free for leader election's renewals
 MERGE_PATCH = "application/merge-patch+json"
@@ -120,7 +124,31 @@ class Kube:
         configuration.connection_pool_maxsize = ENGINE_POOL + ELECTION_POOL
         api = client.ApiClient(configuration)
         api.user_agent = USER_AGENT
-        return cls(api=api)
+        kube = cls(api=api)
+        kube.fence_at_the_wire()
+        return kube
+
+    def fence_at_the_wire(self) -> None:
+        """Ask the fence again once a write has its connection, right before its bytes go
+        out: a write that passed `call`'s check and was then held up (a TCP or TLS
+        handshake while the process was paused past its renew deadline) is refused
+        instead of landing late. kubernetes_asyncio's session is rebuilt on the same
+        connector with an aiohttp trace that does this."""
+        rest = self.api.rest_client
+        old: aiohttp.ClientSession = rest.pool_manager
+        connector = old.connector
+        old.detach()
+
+        async def check(_session: Any, _ctx: Any, _params: Any) -> None:
+            if _FENCED_WRITE.get() and self.fence is not None and not self.fence():
+                raise NotLeading(0, "NotLeading", "write refused on the wire: not the leader")
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(check)
+        trace.on_connection_reuseconn.append(check)
+        rest.pool_manager = aiohttp.ClientSession(
+            connector=connector, trust_env=True, read_bufsize=2**21, trace_configs=[trace]
+        )
 
     def identify(self, instance: str) -> None:
         """Name this replica in every request's User-Agent: the API server's audit log
@@ -153,7 +181,11 @@ class Kube:
         async with self.in_flight:
             if method != "GET" and self.fence is not None and not self.fence():
                 raise NotLeading(0, "NotLeading", f"{method} {url}: this replica is not the leader")
-            return await self._send(method, url, body, query, content_type, tally)
+            marked = _FENCED_WRITE.set(method != "GET")
+            try:
+                return await self._send(method, url, body, query, content_type, tally)
+            finally:
+                _FENCED_WRITE.reset(marked)
 
     async def _send(
         self,
