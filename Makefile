@@ -70,6 +70,10 @@ torture: venv ## The full torture suite: 2 replicas, 20 leader SIGKILLs, paused 
 bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; prints figures.
 	$(PY) -m tests.bench.operations
 
+.PHONY: bench-scale
+bench-scale: venv cluster ## 100 then 1,000 CloningOperations at once: peak RSS, requests per operation, pickup.
+	$(PY) -m tests.bench.scale
+
 .PHONY: bench-api
 bench-api: venv cluster ## Benchmark the gateway: p50/p95 of create, get and list over 1,000 of each.
 	$(PY) -m tests.bench.api

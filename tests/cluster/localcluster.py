@@ -44,6 +44,9 @@ NODES: list[tuple[str, str, str]] = [
     ("kwok-west-b", "us-west-2", "us-west-2b"),
 ]
 NODE_LEASE_SECONDS = 10
+# Pods per kwok node: enough for `make bench-scale` (1,000 sources, 1,000 clones and
+# room to spare on four nodes). Simulated pods cost the scheduler nothing more for it.
+POD_CAPACITY = "1500"
 STORAGE_CLASS = "clone-test"
 PROVISIONER_NAME = "cloning.dev/test-provisioner"
 
@@ -366,8 +369,8 @@ def _node_manifest() -> str:
                     },
                 },
                 "status": {
-                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
-                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": POD_CAPACITY},
+                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": POD_CAPACITY},
                 },
             }
         )
@@ -503,6 +506,12 @@ def up() -> Paths:
             p.cluster_dir / "logs",
         )
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=_node_manifest())
+    # A node's status is a subresource: apply sets it at creation only. A cluster made
+    # before POD_CAPACITY changed gets the new capacity here.
+    pods = json.dumps({"status": {"capacity": {"pods": POD_CAPACITY},
+                                  "allocatable": {"pods": POD_CAPACITY}}})  # fmt: skip
+    for name, _, _ in NODES:
+        kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", pods)
     _start_provisioner(p)
     _wait(f"{len(NODES)} Ready nodes", _nodes_ready, READY_TIMEOUT_S, p.cluster_dir / "logs")
     if reason is None:
