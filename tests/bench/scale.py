@@ -121,6 +121,25 @@ def run(api: client.ApiClient, paths: localcluster.Paths, n: int) -> dict[str, f
     }
 
 
+def report(r: dict[str, float], minimum: dict[str, int]) -> None:
+    floor = sum(minimum.values())
+    n = int(r["n"])
+    methods = " ".join(
+        f"{m}={r.get(f'req_{m}', 0):.1f}" for m in ("GET", "POST", "PATCH", "DELETE")
+    )
+    print(f"N={n}:")
+    print(f"  succeeded:                {r['succeeded']:.0f}/{n}")
+    print(f"  create→Succeeded:         median {r['latency_median']:.1f} s, "
+          f"p95 {r['latency_p95']:.1f} s")  # fmt: skip
+    print(f"  pickup create→InProgress: median {r['pickup_median']:.2f} s, "
+          f"p95 {r['pickup_p95']:.2f} s")  # fmt: skip
+    print(f"  operator peak RSS:        {r['rss']:.1f} MiB (idle after start "
+          f"{r['idle_rss']:.1f} MiB); CPU {r['cpu']:.1f} s")  # fmt: skip
+    print(f"  API requests / operation: {r['requests']:.1f} ({methods}); minimum "
+          f"{floor} ({' '.join(f'{m}={c}' for m, c in minimum.items())}); "
+          f"ratio {r['requests'] / floor:.2f}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--operations", type=int, nargs="+", default=[100, 1000])
@@ -136,25 +155,13 @@ def main() -> int:
     api.configuration.connection_pool_maxsize = 32
     print(f"scale benchmark: {args.operations} operations at once; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
-    results = [run(api, paths, n) for n in args.operations]
     minimum = minimum_requests(1)
     floor = sum(minimum.values())
-    for r in results:
-        n = int(r["n"])
-        methods = " ".join(
-            f"{m}={r.get(f'req_{m}', 0):.1f}" for m in ("GET", "POST", "PATCH", "DELETE")
-        )
-        print(f"N={n}:")
-        print(f"  succeeded:                {r['succeeded']:.0f}/{n}")
-        print(f"  create→Succeeded:         median {r['latency_median']:.1f} s, "
-              f"p95 {r['latency_p95']:.1f} s")  # fmt: skip
-        print(f"  pickup create→InProgress: median {r['pickup_median']:.2f} s, "
-              f"p95 {r['pickup_p95']:.2f} s")  # fmt: skip
-        print(f"  operator peak RSS:        {r['rss']:.1f} MiB (idle after start "
-              f"{r['idle_rss']:.1f} MiB); CPU {r['cpu']:.1f} s")  # fmt: skip
-        print(f"  API requests / operation: {r['requests']:.1f} ({methods}); minimum "
-              f"{floor} ({' '.join(f'{m}={c}' for m, c in minimum.items())}); "
-              f"ratio {r['requests'] / floor:.2f}")  # fmt: skip
+    results = []
+    for n in args.operations:  # each N's figures as soon as they are there
+        r = run(api, paths, n)
+        results.append(r)
+        report(r, minimum)
     if len(results) >= 2:
         a, b = results[0], results[-1]
         per = (b["rss"] - a["rss"]) * 1024 / (b["n"] - a["n"])
