@@ -66,6 +66,9 @@ class Waiting:
     wait: float
     readiness: Readiness | None = None
     """None right after the target's objects were created."""
+    note: str | None = None
+    """What the target waits for, when the pods tell (its volumes being provisioned);
+    "": the pods were looked at and nothing holds them; None: they were not looked at."""
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,11 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
+        waiting = cluster_rules.volumes_message(await pods_of(ctx.kube, owner, namespace))
         return Failed(
             Reason.TIMEOUT,
             f"target cluster {name} was not ready within {target.timeout_seconds:g} s "
-            f"({readiness or 0} replicas ready)",
+            f"({readiness or 0} replicas ready{f'; {waiting}' if waiting else ''})",
         )
     if sts is None:
         try:
@@ -122,16 +126,20 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         return Waiting(AGAIN)
     waited = target.timeout_seconds - left
     grace = ctx.settings.unschedulable_grace_seconds
-    next_look = cluster_rules.next_pod_check(waited, grace)
+    next_look, note = cluster_rules.next_pod_check(waited, grace), None
     if next_look is None:
-        pods = await ctx.kube.list(
-            "v1", "Pod", namespace, label_selector=f"{owner.uid_label}={owner.uid}"
-        )
+        pods = await pods_of(ctx.kube, owner, namespace)
         stuck = cluster_rules.unschedulable_message(pods, datetime.now(UTC), grace)
         if stuck is not None:
             return Failed(Reason.PODS_CANNOT_START, stuck)
+        note = cluster_rules.volumes_message(pods) or ""  # progress, bounded by the timeout
         next_look = max(1.0, grace / 4)
-    return Waiting(max(min(left, next_look), 0.1), readiness)
+    return Waiting(max(min(left, next_look), 0.1), readiness, note)
+
+
+async def pods_of(kube: Kube, owner: Owner, namespace: str) -> list[JSON]:
+    """The target's pods (they carry the owner's provenance label)."""
+    return await kube.list("v1", "Pod", namespace, label_selector=f"{owner.uid_label}={owner.uid}")
 
 
 async def load_source(kube: Kube, namespace: str, name: str) -> tuple[JSON, JSON | None]:

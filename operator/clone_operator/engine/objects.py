@@ -313,7 +313,12 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
         return AGAIN
     if followed.readiness is not None:
         updated = object_rules.progress(
-            obj.status, obj.destination_name, followed.readiness, now_rfc3339(), obj.generation
+            obj.status,
+            obj.destination_name,
+            followed.readiness,
+            now_rfc3339(),
+            obj.generation,
+            followed.note,
         )
         if updated is not None and not await loop.write_status(ctx, obj.body, updated.wire()):
             return AGAIN

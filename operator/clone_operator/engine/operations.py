@@ -220,7 +220,7 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
             ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
         return AGAIN
     if followed.readiness is not None:
-        updated = operation_rules.progress(status, followed.readiness, now_rfc3339())
+        updated = operation_rules.progress(status, followed.readiness, now_rfc3339(), followed.note)
         if updated is not None and not await loop.write_status(ctx, op.body, updated.wire()):
             return AGAIN
     return followed.wait
