@@ -186,11 +186,14 @@ def operations(
     return latency, pickup, phases
 
 
-def start_operator(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """The operator as its image runs it, logging to `log_path`; returns once it started."""
+def start_operator(
+    env: dict[str, str], log_path: Path, command: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """The operator as its image runs it (or as `command` does), logging to `log_path`;
+    returns once it started."""
     with log_path.open("wb") as log:
         operator = subprocess.Popen(
-            [sys.executable, "-c", AS_DEPLOYED],
+            command or [sys.executable, "-c", AS_DEPLOYED],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

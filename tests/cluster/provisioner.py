@@ -62,7 +62,7 @@ class Provisioner:
         self.reported: set[tuple[str, str]] = set()
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="provision")
         self.lock = threading.Lock()
-        self.in_flight: set[str] = set()  # claim uids a worker has (at most one each)
+        self.in_flight: set[str] = set()  # claim uids and pv/<name>: one worker each at most
 
     def submit(self, pvc: Any) -> None:
         """Provision a claim in the pool; a claim a worker has already is skipped (the
@@ -211,12 +211,35 @@ class Provisioner:
         log.info("deleted released volume %s", pv.metadata.name)
 
     def resync(self) -> str:
-        for pv in self.core.list_persistent_volume().items:
-            self.reclaim(pv)
         claims = self.core.list_persistent_volume_claim_for_all_namespaces()
         for pvc in claims.items:
             self.submit(pvc)
+        for pv in self.core.list_persistent_volume().items:
+            self.submit_reclaim(pv)
         return str(claims.metadata.resource_version)
+
+    def submit_reclaim(self, pv: Any) -> None:
+        """Reclaim in the pool too: a thousand released volumes must not hold up new claims."""
+        annotations = pv.metadata.annotations or {}
+        if annotations.get("pv.kubernetes.io/provisioned-by") != PROVISIONER_NAME:
+            return
+        if pv.status.phase != "Released":
+            return
+        key = f"pv/{pv.metadata.name}"
+        with self.lock:
+            if key in self.in_flight:
+                return
+            self.in_flight.add(key)
+        self.pool.submit(self._reclaim, pv, key)
+
+    def _reclaim(self, pv: Any, key: str) -> None:
+        try:
+            self.reclaim(pv)
+        except Exception as e:  # keep serving: the resync tries again
+            log.warning("%s: error: %r", pv.metadata.name, e)
+        finally:
+            with self.lock:
+                self.in_flight.discard(key)
 
     def run(self) -> None:
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 
@@ -182,15 +183,60 @@ async def test_stop_all_cancels_every_task() -> None:
 # --- Fresh ---------------------------------------------------------------------------------------
 
 
+def body(version: str, **status: str) -> dict[str, Any]:
+    return {"metadata": {"uid": "u", "resourceVersion": version}, "status": status}
+
+
 def test_our_own_write_wins_over_a_watched_body_and_is_used_once() -> None:
     fresh = Fresh()
-    fresh.written("u", {"v": "ours"})
-    fresh.offer("u", {"v": "watched"})
-    assert fresh.take("u") == {"v": "ours"}
+    fresh.written("u", body("2", v="ours"))
+    fresh.offer("u", body("1", v="watched"))
+    assert fresh.take("u") == body("2", v="ours")
     assert fresh.take("u") is None
-    fresh.offer("u", {"v": "watched"})
+    fresh.offer("u", body("1", v="watched"))
     fresh.drop("u")
     assert fresh.take("u") is None
+
+
+def test_a_watched_body_is_used_only_once_the_watch_shows_our_last_write() -> None:
+    fresh = Fresh()
+    fresh.observed("u", body("1", phase="Pending"))
+    assert fresh.latest("u") == body("1", phase="Pending")
+    fresh.written("u", body("3", phase="InProgress"))
+    assert fresh.latest("u") is None  # the watch is behind our write: a GET
+    fresh.observed("u", body("2", phase="Pending"))  # older than ours: never used
+    assert fresh.latest("u") is None
+    fresh.observed("u", body("3", phase="InProgress"))
+    assert fresh.latest("u") == body("3", phase="InProgress")
+    fresh.observed("u", body("4", phase="InProgress", cancel="someone else"))
+    assert fresh.latest("u") == body("4", phase="InProgress", cancel="someone else")
+
+
+def test_a_write_the_watch_brought_before_its_response_is_not_awaited_forever() -> None:
+    fresh = Fresh()
+    fresh.observed("u", body("5", phase="Succeeded"))
+    fresh.expect("u", body("5", phase="Succeeded"))  # e.g. the notification worker's write
+    assert fresh.latest("u") == body("5", phase="Succeeded")
+
+
+def test_a_deadline_or_a_deletion_distrusts_the_watch_and_forget_leaves_nothing() -> None:
+    fresh = Fresh()
+    fresh.observed("u", body("1"))
+    fresh.distrust("u")
+    assert fresh.latest("u") is None
+    fresh.written("u", body("2"))
+    fresh.observed("u", body("2"))
+    fresh.forget("u")
+    assert (fresh.bodies, fresh.watched, fresh.unseen) == ({}, {}, {})
+
+
+def test_kept_bodies_leave_managed_fields_out() -> None:
+    fresh = Fresh()
+    watched = body("1")
+    watched["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    fresh.observed("u", watched)
+    assert fresh.latest("u") == body("1")
+    assert "managedFields" in watched["metadata"]  # the event's own body is not changed
 
 
 # --- Metrics -------------------------------------------------------------------------------------
@@ -226,3 +272,29 @@ def test_the_ready_to_done_delay_counts_from_the_watch_event_only() -> None:
     assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="2.0"}} 0.0' in text
     assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="5.0"}} 1.0' in text
     assert 'clone_operator_ready_to_done_seconds_count{kind="CloneObject"} 0.0' in text
+
+
+# --- Request counts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "expected"),
+    [
+        ("GET", "/apis/apps/v1/namespaces/x/statefulsets/a", "GET statefulsets"),
+        ("GET", "/api/v1/namespaces/x/pods?labelSelector=a%3Db", "LIST pods"),
+        (
+            "PATCH",
+            "/apis/cloning.dev/v1alpha1/namespaces/n/cloningoperations/op/status",
+            "PATCH cloningoperations/status",
+        ),
+        ("POST", "/apis/coordination.k8s.io/v1/namespaces/n/leases", "POST leases"),
+        ("GET", "/api/v1/nodes", "LIST nodes"),
+        ("DELETE", "/api/v1/persistentvolumes/pv-1", "DELETE persistentvolumes"),
+    ],
+)
+def test_requests_are_counted_by_method_and_resource_without_names(
+    method: str, url: str, expected: str
+) -> None:
+    from clone_operator.k8s.api import what_is_asked
+
+    assert what_is_asked(method, url) == expected

@@ -53,6 +53,8 @@ class Target:
     timeout_seconds: float
     plan: Callable[[JSON, JSON | None], cluster_builders.ClusterPlan]
     """What to build, from the source StatefulSet and its Service (None when it has none)."""
+    source: tuple[JSON, JSON | None] | None = None
+    """The source StatefulSet and Service as read this attempt, if they were (else read)."""
 
     @property
     def namespace(self) -> str:
@@ -166,7 +168,7 @@ async def source_region(kube: Kube, source: JSON, node_regions: Mapping[str, str
 
 async def create(kube: Kube, target: Target) -> None:
     """Build the target from its source as it is now, and create it (volumes first)."""
-    source, service = await load_source(kube, target.namespace, target.source_name)
+    source, service = target.source or await load_source(kube, target.namespace, target.source_name)
     plan = target.plan(source, service)
     sizes: dict[str, str] = {}
     for name in cluster_builders.source_pvc_names(plan):

@@ -244,6 +244,10 @@ async def stop(ctx: Context) -> None:
         sum(counts.values()),
         " ".join(f"{method}={n}" for method, n in sorted(counts.items())),
     )
+    log.info(
+        "api requests by resource: %s",
+        ", ".join(f"{what}={n}" for what, n in ctx.kube.by_resource.most_common()),
+    )
     await ctx.kube.close()
     if ctx.monitoring is not None:
         await ctx.monitoring.cleanup()

@@ -97,12 +97,30 @@ def ref_path(obj: JSON, subresource: str | None = None) -> str:
     return path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"], subresource)
 
 
+def what_is_asked(method: str, url: str) -> str:
+    """`GET statefulsets`, `LIST pods`, `PATCH cloningoperations/status`: a request's
+    method and resource, without names (for the request counts)."""
+    parts = url.split("?", 1)[0].strip("/").split("/")
+    if "namespaces" in parts[:-1]:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if not parts:
+        return method
+    resource = parts[0] + ("/" + parts[2] if len(parts) > 2 else "")
+    if method == "GET" and len(parts) == 1:
+        method = "LIST"
+    return f"{method} {resource}"
+
+
 @dataclass
 class Kube:
     """One authenticated connection pool; lives in kopf's memo, never in a global."""
 
     api: client.ApiClient
     requests: Counter[str] = field(default_factory=Counter)
+    by_resource: Counter[str] = field(default_factory=Counter)
+    """The engine's requests by method and resource (`what_is_asked`): where they go."""
     election_requests: Counter[str] = field(default_factory=Counter)
     """Leader election's own requests (unfenced), kept apart from the engine's."""
     fence: Callable[[], bool] | None = None
@@ -197,6 +215,8 @@ class Kube:
         tally: Counter[str],
     ) -> JSON:
         tally[method] += 1
+        if tally is self.requests:
+            self.by_resource[what_is_asked(method, url)] += 1
         response = await self.api.call_api(
             url,
             method,

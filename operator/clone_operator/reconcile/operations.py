@@ -193,12 +193,9 @@ def progress(
     message = progress_message(
         f"target {status.target_cluster}: {readiness} replicas ready", status.message, note
     )
-    if (
-        status.ready_replicas == readiness.ready
-        and status.replicas == readiness.desired
-        and status.message == message
-    ):
-        return None
+    same_counts = status.ready_replicas == readiness.ready and status.replicas == readiness.desired
+    if same_counts and (note is None or status.message == message):
+        return None  # without a look at the pods, only new counts are worth a write
     return status.model_copy(
         update={
             "ready_replicas": readiness.ready,
