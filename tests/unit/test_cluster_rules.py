@@ -12,6 +12,7 @@ from clone_operator.api.common import parse_rfc3339
 from clone_operator.reconcile.clusters import (
     Readiness,
     next_pod_check,
+    pod_check_interval,
     readiness,
     seconds_left,
     unschedulable_message,
@@ -197,3 +198,13 @@ def test_volumes_message_names_every_waiting_pod_in_order() -> None:
         "waiting for volumes to be provisioned: pods tgt-0, tgt-1 have PersistentVolumeClaims "
         "not bound yet"
     )
+
+
+@pytest.mark.parametrize(
+    ("waited", "grace", "expected"),
+    [(60, 60, 15.0), (200, 60, 50.0), (7200, 60, 300.0), (0, 0, 1.0), (10, 5, 2.5)],
+)
+def test_pods_are_looked_at_less_often_the_longer_the_clone_waits(
+    waited: float, grace: int, expected: float
+) -> None:
+    assert pod_check_interval(waited, grace) == expected

@@ -20,7 +20,7 @@ from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import provenance
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, guarded_patch
+from clone_operator.engine.loop import guarded_patch
 from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import regions
@@ -113,6 +113,8 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             f"target cluster {name} was not ready within {target.timeout_seconds:g} s "
             f"({readiness or 0} replicas ready{f'; {waiting}' if waiting else ''})",
         )
+    waited = target.timeout_seconds - left
+    grace = ctx.settings.unschedulable_grace_seconds
     if sts is None:
         try:
             await create(ctx.kube, target)
@@ -125,9 +127,8 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         except Invalid as e:
             return Failed(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
-        return Waiting(AGAIN)
-    waited = target.timeout_seconds - left
-    grace = ctx.settings.unschedulable_grace_seconds
+        # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
+        return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
     if next_look is None:
         pods = await pods_of(ctx.kube, owner, namespace)
@@ -135,7 +136,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         if stuck is not None:
             return Failed(Reason.PODS_CANNOT_START, stuck)
         note = cluster_rules.volumes_message(pods) or ""  # progress, bounded by the timeout
-        next_look = max(1.0, grace / 4)
+        next_look = cluster_rules.pod_check_interval(waited, grace)
     return Waiting(max(min(left, next_look), 0.1), readiness, note)
 
 

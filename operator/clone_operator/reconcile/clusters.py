@@ -55,6 +55,17 @@ def next_pod_check(waited: float, grace_seconds: int) -> float | None:
     return None
 
 
+POD_CHECK_MAX_INTERVAL = 300.0
+
+
+def pod_check_interval(waited: float, grace_seconds: int) -> float:
+    """Seconds between looks at the pods once the grace period is over: a quarter of the
+    grace, growing with the wait (a quarter of it, at most 5 min). A clone that waits long
+    (its volumes being provisioned, a busy cluster) costs a LIST per look, not per 15 s;
+    a pod that became stuck is still found within a quarter of the time waited."""
+    return max(1.0, grace_seconds / 4, min(waited / 4, POD_CHECK_MAX_INTERVAL))
+
+
 # What the scheduler (its VolumeBinding plugin) says of a pod whose immediate-binding
 # PersistentVolumeClaims are not bound yet: it retries by itself once they are.
 VOLUMES_NOT_BOUND = "unbound immediate PersistentVolumeClaims"
