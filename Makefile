@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The environment's CLONE_OPERATOR_CACHE wins (the export below would override it otherwise).
+# CLONE_OPERATOR_CACHE from the environment wins: a second local cluster (another cache and
+# port) must never reach the default one's state through make.
 CACHE ?= $(or $(CLONE_OPERATOR_CACHE),$(HOME)/.cache/clone-operator)
 export CLONE_OPERATOR_CACHE := $(CACHE)
 KUBECONFIG_LOCAL := $(CACHE)/kwok/clusters/clone-operator/kubeconfig.yaml
@@ -61,9 +62,17 @@ test-unit: venv ## Unit tests only (no cluster).
 test-e2e: venv ## e2e tests against the local cluster (started on demand).
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
+.PHONY: torture
+torture: venv ## The full torture suite: 2 replicas, 20 leader SIGKILLs, paused leaders, control-plane restarts.
+	CLONE_OPERATOR_TORTURE=full $(PY) -m pytest tests/e2e/test_torture.py -s $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; prints figures.
 	$(PY) -m tests.bench.operations
+
+.PHONY: bench-scale
+bench-scale: venv cluster ## 100 then 1,000 CloningOperations at once: peak RSS, requests per operation, pickup.
+	$(PY) -m tests.bench.scale
 
 .PHONY: bench-api
 bench-api: venv cluster ## Benchmark the gateway: p50/p95 of create, get and list over 1,000 of each.

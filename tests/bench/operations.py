@@ -186,6 +186,28 @@ def operations(
     return latency, pickup, phases
 
 
+def start_operator(
+    env: dict[str, str], log_path: Path, command: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """The operator as its image runs it (or as `command` does), logging to `log_path`;
+    returns once it started."""
+    with log_path.open("wb") as log:
+        operator = subprocess.Popen(
+            command or [sys.executable, "-c", AS_DEPLOYED],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    deadline = time.monotonic() + 60
+    while "clone-operator started" not in log_path.read_text(errors="replace"):
+        if operator.poll() is not None or time.monotonic() > deadline:
+            operator.kill()
+            raise SystemExit(f"the operator did not start; log: {log_path}")
+        time.sleep(0.2)
+    return operator
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -243,19 +265,7 @@ def main() -> int:
             "CLONE_OPERATOR_MAX_IN_PROGRESS": str(n),
             "CLONE_OPERATOR_NAMESPACES": f'["{namespace}"]',
         }
-        with log_path.open("wb") as log:
-            operator = subprocess.Popen(
-                [sys.executable, "-c", AS_DEPLOYED],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + 60
-        while "clone-operator started" not in log_path.read_text(errors="replace"):
-            if operator.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the operator did not start; log: {log_path}")
-            time.sleep(0.2)
+        operator = start_operator(env, log_path)
         latency, pickup, phases = operations(api, namespace, n)
         rss = peak_rss_mib(operator.pid)
         cpu = cpu_seconds(operator.pid)

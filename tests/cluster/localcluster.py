@@ -44,6 +44,9 @@ NODES: list[tuple[str, str, str]] = [
     ("kwok-west-b", "us-west-2", "us-west-2b"),
 ]
 NODE_LEASE_SECONDS = 10
+# Pods per kwok node: enough for `make bench-scale` (1,000 sources, 1,000 clones and
+# room to spare on four nodes). Simulated pods cost the scheduler nothing more for it.
+POD_CAPACITY = "1500"
 STORAGE_CLASS = "clone-test"
 PROVISIONER_NAME = "cloning.dev/test-provisioner"
 
@@ -188,6 +191,7 @@ def kwokctl_config(p: Paths, real_node: bool = False) -> str:
             "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": 40_000,
             "kubeControllerManagerNodeMonitorPeriodMilliseconds": 5_000,
             "cacheDir": str(p.cache / "kwok-cache"),
+            "kubeAuditPolicy": str(_audit_policy(p)),
         },
         "componentsPatches": [
             {"name": "kube-apiserver", "extraArgs": apiserver_args},
@@ -216,6 +220,40 @@ def kwokctl_config(p: Paths, real_node: bool = False) -> str:
         options["kubeApiserverCertSANs"] = [realnode.SERVICE_IP, realnode.GATEWAY]
     # JSON is valid YAML; kwokctl reads either.
     return json.dumps(config, indent=2)
+
+
+# The API server's own record of what the operator's ServiceAccounts wrote: who
+# (user, userAgent: each replica names itself), what, when. Writes only, metadata
+# only, and only the test release's namespace of ServiceAccounts: small enough to
+# keep. The torture suite reads it to prove a paused leader never wrote after
+# losing its Lease (audit_log()).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "userGroups": ["system:serviceaccounts:clone-operator-e2e"],
+            "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+        },
+        {"level": "None"},
+    ],
+}
+
+
+def _audit_policy(p: Paths) -> Path:
+    path = p.workdir / "audit-policy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(AUDIT_POLICY, indent=2)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def audit_log(p: Paths) -> Path:
+    """Where the API server writes its audit events (one JSON object per line)."""
+    return p.cluster_dir / "logs" / "audit.log"
 
 
 def _kwokctl(p: Paths, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -331,8 +369,8 @@ def _node_manifest() -> str:
                     },
                 },
                 "status": {
-                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
-                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": POD_CAPACITY},
+                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": POD_CAPACITY},
                 },
             }
         )
@@ -468,6 +506,12 @@ def up() -> Paths:
             p.cluster_dir / "logs",
         )
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=_node_manifest())
+    # A node's status is a subresource: apply sets it at creation only. A cluster made
+    # before POD_CAPACITY changed gets the new capacity here.
+    pods = json.dumps({"status": {"capacity": {"pods": POD_CAPACITY},
+                                  "allocatable": {"pods": POD_CAPACITY}}})  # fmt: skip
+    for name, _, _ in NODES:
+        kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", pods)
     _start_provisioner(p)
     _wait(f"{len(NODES)} Ready nodes", _nodes_ready, READY_TIMEOUT_S, p.cluster_dir / "logs")
     if reason is None:

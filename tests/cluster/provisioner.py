@@ -16,6 +16,12 @@ external-provisioner would do, for PVCs of the `clone-test` StorageClass:
     cloning.dev/cloned-from-pv       <source pv>
 * a Released PV with reclaimPolicy Delete is deleted with its directory.
 
+Claims are provisioned in parallel (a bounded thread pool, one worker per claim
+at a time), as a CSI driver serves many volumes at once: a thousand clones must
+not wait for each other. A clone's files are copied into a scratch directory and
+renamed into place, so a PersistentVolume is created only over a complete copy
+(also when the provisioner was stopped halfway).
+
 Problems are reported as Events on the claim (ProvisioningFailed), as the
 real external-provisioner does. Run by tests/cluster/localcluster.py.
 """
@@ -28,7 +34,10 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,7 @@ STORAGE_CLASS = "clone-test"
 LINEAGE_PVC = "cloning.dev/cloned-from-pvc"
 LINEAGE_PVC_UID = "cloning.dev/cloned-from-pvc-uid"
 LINEAGE_PV = "cloning.dev/cloned-from-pv"
+WORKERS = 16  # claims provisioned at once
 
 log = logging.getLogger("provisioner")
 
@@ -50,6 +60,30 @@ class Provisioner:
         self.core = core
         self.root = root
         self.reported: set[tuple[str, str]] = set()
+        self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="provision")
+        self.lock = threading.Lock()
+        self.in_flight: set[str] = set()  # claim uids and pv/<name>: one worker each at most
+
+    def submit(self, pvc: Any) -> None:
+        """Provision a claim in the pool; a claim a worker has already is skipped (the
+        periodic resync brings back whatever that worker left waiting)."""
+        if not self.ours(pvc) or pvc.spec.volume_name or pvc.metadata.deletion_timestamp:
+            return
+        uid = pvc.metadata.uid
+        with self.lock:
+            if uid in self.in_flight:
+                return
+            self.in_flight.add(uid)
+        self.pool.submit(self._provision, pvc)
+
+    def _provision(self, pvc: Any) -> None:
+        try:
+            self.provision(pvc)
+        except Exception as e:  # keep serving: the resync tries again
+            log.warning("%s/%s: error: %r", pvc.metadata.namespace, pvc.metadata.name, e)
+        finally:
+            with self.lock:
+                self.in_flight.discard(pvc.metadata.uid)
 
     def ours(self, pvc: Any) -> bool:
         return bool(pvc.spec.storage_class_name == STORAGE_CLASS)
@@ -125,7 +159,9 @@ class Provisioner:
             source_dir = self.root / src.spec.volume_name
         path = self.root / pv_name
         if source_dir is not None and source_dir.exists() and not path.exists():
-            shutil.copytree(source_dir, path)
+            scratch = self.root / f".{pv_name}.{uuid.uuid4().hex[:8]}"
+            shutil.copytree(source_dir, scratch)
+            scratch.rename(path)  # the whole copy, or none of it
         path.mkdir(parents=True, exist_ok=True)
         pv = client.V1PersistentVolume(
             metadata=client.V1ObjectMeta(name=pv_name, annotations=annotations),
@@ -175,12 +211,35 @@ class Provisioner:
         log.info("deleted released volume %s", pv.metadata.name)
 
     def resync(self) -> str:
-        for pv in self.core.list_persistent_volume().items:
-            self.reclaim(pv)
         claims = self.core.list_persistent_volume_claim_for_all_namespaces()
         for pvc in claims.items:
-            self.provision(pvc)
+            self.submit(pvc)
+        for pv in self.core.list_persistent_volume().items:
+            self.submit_reclaim(pv)
         return str(claims.metadata.resource_version)
+
+    def submit_reclaim(self, pv: Any) -> None:
+        """Reclaim in the pool too: a thousand released volumes must not hold up new claims."""
+        annotations = pv.metadata.annotations or {}
+        if annotations.get("pv.kubernetes.io/provisioned-by") != PROVISIONER_NAME:
+            return
+        if pv.status.phase != "Released":
+            return
+        key = f"pv/{pv.metadata.name}"
+        with self.lock:
+            if key in self.in_flight:
+                return
+            self.in_flight.add(key)
+        self.pool.submit(self._reclaim, pv, key)
+
+    def _reclaim(self, pv: Any, key: str) -> None:
+        try:
+            self.reclaim(pv)
+        except Exception as e:  # keep serving: the resync tries again
+            log.warning("%s: error: %r", pv.metadata.name, e)
+        finally:
+            with self.lock:
+                self.in_flight.discard(key)
 
     def run(self) -> None:
         while True:
@@ -193,7 +252,7 @@ class Provisioner:
                 )
                 for event in stream:
                     if event["type"] in ("ADDED", "MODIFIED"):
-                        self.provision(event["object"])
+                        self.submit(event["object"])
             except ApiException as e:
                 log.warning("API error: %s %s", e.status, e.reason)
                 time.sleep(1)
@@ -209,6 +268,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config.load_kube_config(args.kubeconfig)
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = WORKERS + 2  # the workers and the watch
+    client.Configuration.set_default(configuration)
     root = Path(
         os.environ.get("CLONE_OPERATOR_VOLUMES", Path(args.kubeconfig).parents[2] / "volumes")
     )

@@ -12,9 +12,11 @@ from clone_operator.api.common import parse_rfc3339
 from clone_operator.reconcile.clusters import (
     Readiness,
     next_pod_check,
+    pod_check_interval,
     readiness,
     seconds_left,
     unschedulable_message,
+    volumes_message,
 )
 
 
@@ -148,3 +150,61 @@ def test_only_unschedulable_pods_are_reported(condition: dict[str, Any]) -> None
 
 def test_zero_grace_reports_at_once() -> None:
     assert unschedulable_message([pod("tgt-0", unschedulable(START))], START_DT, 0) is not None
+
+
+# The scheduler's words for a pod whose immediate-binding claims are not bound yet.
+UNBOUND = (
+    "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: "
+    "0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+)
+
+
+def test_a_pod_waiting_for_its_volumes_is_not_stuck_however_long_it_waits() -> None:
+    pods = [pod("tgt-0", unschedulable(START, message=UNBOUND))]
+    assert unschedulable_message(pods, START_DT + timedelta(hours=1), 60) is None
+    assert volumes_message(pods) == (
+        "waiting for volumes to be provisioned: pod tgt-0 has PersistentVolumeClaims not bound yet"
+    )
+
+
+def test_waiting_for_volumes_does_not_hide_another_pod_that_no_node_takes() -> None:
+    pods = [
+        pod("tgt-0", unschedulable(START, message=UNBOUND)),
+        pod("tgt-1", unschedulable(START, message="0/3 nodes are available: 3 Insufficient cpu")),
+    ]
+    message = unschedulable_message(pods, START_DT + timedelta(seconds=60), 60)
+    assert message == "pod tgt-1 cannot be scheduled: 0/3 nodes are available: 3 Insufficient cpu"
+
+
+@pytest.mark.parametrize(
+    "pods",
+    [
+        [],
+        [pod("tgt-0", {"type": "PodScheduled", "status": "True", "lastTransitionTime": START})],
+        [pod("tgt-0", unschedulable(START))],  # refused by the nodes, not waiting for volumes
+        [{"metadata": {"name": "tgt-0"}}],
+    ],
+    ids=["none", "scheduled", "other-reason", "no-status"],
+)
+def test_only_pods_held_for_their_volumes_are_said_to_wait_for_them(
+    pods: list[dict[str, Any]],
+) -> None:
+    assert volumes_message(pods) is None
+
+
+def test_volumes_message_names_every_waiting_pod_in_order() -> None:
+    pods = [pod(n, unschedulable(START, message=UNBOUND)) for n in ("tgt-1", "tgt-0")]
+    assert volumes_message(pods) == (
+        "waiting for volumes to be provisioned: pods tgt-0, tgt-1 have PersistentVolumeClaims "
+        "not bound yet"
+    )
+
+
+@pytest.mark.parametrize(
+    ("waited", "grace", "expected"),
+    [(60, 60, 15.0), (200, 60, 50.0), (7200, 60, 300.0), (0, 0, 1.0), (10, 5, 2.5)],
+)
+def test_pods_are_looked_at_less_often_the_longer_the_clone_waits(
+    waited: float, grace: int, expected: float
+) -> None:
+    assert pod_check_interval(waited, grace) == expected

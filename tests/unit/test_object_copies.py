@@ -188,3 +188,17 @@ def test_clone_object_transitions_record_errors_and_timestamps() -> None:
         decide.Step.FINISH,
         decide.Step.FINISH,
     ]
+
+
+def test_cluster_progress_says_what_it_waits_for_in_the_ready_condition() -> None:
+    from clone_operator.reconcile.clusters import Readiness
+
+    status = decide.apply(CloneObjectStatus(), State.IN_PROGRESS, Reason.STARTED, "go", "T1", 1)
+    first = decide.progress(status, "tgt", Readiness(0, 1, False), "T2", 1)
+    assert first is not None
+    noted = decide.progress(first, "tgt", Readiness(0, 1, False), "T3", 1, "waiting for volumes")
+    assert noted is not None
+    [ready] = [c for c in noted.conditions if c.type == "Ready"]
+    assert ready.message == "cluster tgt: 0/1 replicas ready; waiting for volumes"
+    assert decide.progress(noted, "tgt", Readiness(0, 1, False), "T4", 1) is None
+    assert decide.progress(noted, "tgt", Readiness(0, 1, False), "T4", 1, "") is not None

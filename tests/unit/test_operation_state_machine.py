@@ -229,6 +229,25 @@ def test_progress_returns_none_when_nothing_changed() -> None:
     assert progress(once, Readiness(2, 4, False), T2) is not None
 
 
+def test_progress_says_what_the_target_waits_for_without_writing_back_and_forth() -> None:
+    status = walk((STARTED, T0)).model_copy(update={"target_cluster": "tgt"})
+    first = progress(status, Readiness(0, 1, False), T1)
+    assert first is not None
+    waiting = progress(first, Readiness(0, 1, False), T2, "waiting for volumes")
+    assert waiting is not None
+    assert waiting.message == "target tgt: 0/1 replicas ready; waiting for volumes"
+    # Between pod checks (no note) the message stays; a look that finds nothing clears it.
+    assert progress(waiting, Readiness(0, 1, False), T3) is None
+    assert progress(waiting, Readiness(0, 1, False), T3, "waiting for volumes") is None
+    cleared = progress(waiting, Readiness(0, 1, False), T3, "")
+    assert cleared is not None
+    assert cleared.message == "target tgt: 0/1 replicas ready"
+    # New readiness: the old note no longer applies.
+    moved_on = progress(waiting, Readiness(1, 2, False), T3)
+    assert moved_on is not None
+    assert moved_on.message == "target tgt: 1/2 replicas ready"
+
+
 def test_progress_from_zero_is_a_change() -> None:
     assert progress(walk((STARTED, T0)), Readiness(0, 3, False), T1) is not None
 

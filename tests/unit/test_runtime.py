@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Any
 
 import pytest
 
@@ -75,13 +77,36 @@ def test_slots_seen_in_progress_at_startup_fill_the_limit() -> None:
 
 async def test_a_poke_before_the_wait_is_not_lost() -> None:
     wakeups = Wakeups()
-    wakeups.poke("u")
+    wakeups.register("u")
+    wakeups.poke("u")  # lands while the engine is busy with a step
     assert await wakeups.wait("u", 5.0) is True
-    assert await wakeups.wait("u", 0.01) is False  # consumed
+    assert await wakeups.wait("u", 0.01) is True  # still set: only a fresh read clears it
+    wakeups.clear("u")  # the engine reads the object anew
+    assert await wakeups.wait("u", 0.01) is False
+
+
+async def test_a_poke_between_registering_and_the_first_read_is_kept() -> None:
+    wakeups = Wakeups()
+    wakeups.register("u")  # the engine task starts
+    wakeups.poke("u")  # an event arrives before it waits
+    wakeups.register("u")  # registering again keeps it
+    assert await wakeups.wait("u", 0.01) is True
+
+
+def test_pokes_for_objects_no_engine_follows_keep_nothing() -> None:
+    wakeups = Wakeups()
+    for n in range(1000):
+        wakeups.poke(f"finished-{n}")  # e.g. events of handed-over targets
+    assert wakeups.events == {}
+    wakeups.register("u")
+    wakeups.forget("u")
+    wakeups.poke("u")
+    assert not wakeups.registered("u")
 
 
 async def test_a_wait_ends_at_its_deadline_or_at_a_poke() -> None:
     wakeups = Wakeups()
+    wakeups.register("other")
     assert await wakeups.wait("u", 0.01) is False
     waiter = asyncio.create_task(wakeups.wait("u", 5.0))
     await asyncio.sleep(0)
@@ -158,15 +183,60 @@ async def test_stop_all_cancels_every_task() -> None:
 # --- Fresh ---------------------------------------------------------------------------------------
 
 
+def body(version: str, **status: str) -> dict[str, Any]:
+    return {"metadata": {"uid": "u", "resourceVersion": version}, "status": status}
+
+
 def test_our_own_write_wins_over_a_watched_body_and_is_used_once() -> None:
     fresh = Fresh()
-    fresh.written("u", {"v": "ours"})
-    fresh.offer("u", {"v": "watched"})
-    assert fresh.take("u") == {"v": "ours"}
+    fresh.written("u", body("2", v="ours"))
+    fresh.offer("u", body("1", v="watched"))
+    assert fresh.take("u") == body("2", v="ours")
     assert fresh.take("u") is None
-    fresh.offer("u", {"v": "watched"})
+    fresh.offer("u", body("1", v="watched"))
     fresh.drop("u")
     assert fresh.take("u") is None
+
+
+def test_a_watched_body_is_used_only_once_the_watch_shows_our_last_write() -> None:
+    fresh = Fresh()
+    fresh.observed("u", body("1", phase="Pending"))
+    assert fresh.latest("u") == body("1", phase="Pending")
+    fresh.written("u", body("3", phase="InProgress"))
+    assert fresh.latest("u") is None  # the watch is behind our write: a GET
+    fresh.observed("u", body("2", phase="Pending"))  # older than ours: never used
+    assert fresh.latest("u") is None
+    fresh.observed("u", body("3", phase="InProgress"))
+    assert fresh.latest("u") == body("3", phase="InProgress")
+    fresh.observed("u", body("4", phase="InProgress", cancel="someone else"))
+    assert fresh.latest("u") == body("4", phase="InProgress", cancel="someone else")
+
+
+def test_a_write_the_watch_brought_before_its_response_is_not_awaited_forever() -> None:
+    fresh = Fresh()
+    fresh.observed("u", body("5", phase="Succeeded"))
+    fresh.expect("u", body("5", phase="Succeeded"))  # e.g. the notification worker's write
+    assert fresh.latest("u") == body("5", phase="Succeeded")
+
+
+def test_a_deadline_or_a_deletion_distrusts_the_watch_and_forget_leaves_nothing() -> None:
+    fresh = Fresh()
+    fresh.observed("u", body("1"))
+    fresh.distrust("u")
+    assert fresh.latest("u") is None
+    fresh.written("u", body("2"))
+    fresh.observed("u", body("2"))
+    fresh.forget("u")
+    assert (fresh.bodies, fresh.watched, fresh.unseen) == ({}, {}, {})
+
+
+def test_kept_bodies_leave_managed_fields_out() -> None:
+    fresh = Fresh()
+    watched = body("1")
+    watched["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    fresh.observed("u", watched)
+    assert fresh.latest("u") == body("1")
+    assert "managedFields" in watched["metadata"]  # the event's own body is not changed
 
 
 # --- Metrics -------------------------------------------------------------------------------------
@@ -190,3 +260,41 @@ def test_two_instances_keep_their_own_metrics() -> None:
     assert "clone_operator_api_requests_total{" not in second
     assert "process_resident_memory_bytes" in first
     assert "_created" not in first
+
+
+def test_the_ready_to_done_delay_counts_from_the_watch_event_only() -> None:
+    metrics = Metrics(lambda: {})
+    metrics.done_after_ready("CloningOperation", time.monotonic() - 3.0)
+    metrics.done_after_ready("CloningOperation", None)  # read ready by the engine itself
+    text = metrics.exposition().decode()
+    kind = 'kind="CloningOperation"'
+    assert f"clone_operator_ready_to_done_seconds_count{{{kind}}} 1.0" in text
+    assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="2.0"}} 0.0' in text
+    assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="5.0"}} 1.0' in text
+    assert 'clone_operator_ready_to_done_seconds_count{kind="CloneObject"} 0.0' in text
+
+
+# --- Request counts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "expected"),
+    [
+        ("GET", "/apis/apps/v1/namespaces/x/statefulsets/a", "GET statefulsets"),
+        ("GET", "/api/v1/namespaces/x/pods?labelSelector=a%3Db", "LIST pods"),
+        (
+            "PATCH",
+            "/apis/cloning.dev/v1alpha1/namespaces/n/cloningoperations/op/status",
+            "PATCH cloningoperations/status",
+        ),
+        ("POST", "/apis/coordination.k8s.io/v1/namespaces/n/leases", "POST leases"),
+        ("GET", "/api/v1/nodes", "LIST nodes"),
+        ("DELETE", "/api/v1/persistentvolumes/pv-1", "DELETE persistentvolumes"),
+    ],
+)
+def test_requests_are_counted_by_method_and_resource_without_names(
+    method: str, url: str, expected: str
+) -> None:
+    from clone_operator.k8s.api import what_is_asked
+
+    assert what_is_asked(method, url) == expected

@@ -21,7 +21,7 @@ from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import provenance
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, guarded_patch
+from clone_operator.engine.loop import guarded_patch
 from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import regions
@@ -60,6 +60,8 @@ class Target:
     timeout_seconds: float
     plan: Callable[[JSON, JSON | None], cluster_builders.ClusterPlan]
     """What to build, from the source StatefulSet and its Service (None when it has none)."""
+    source: tuple[JSON, JSON | None] | None = None
+    """The source StatefulSet and Service as read this attempt, if they were (else read)."""
 
     @property
     def namespace(self) -> str:
@@ -73,6 +75,9 @@ class Waiting:
     wait: float
     readiness: Readiness | None = None
     """None right after the target's objects were created."""
+    note: str | None = None
+    """What the target waits for, when the pods tell (its volumes being provisioned);
+    "": the pods were looked at and nothing holds them; None: they were not looked at."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +114,14 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
+        waiting = cluster_rules.volumes_message(await pods_of(ctx.kube, owner, namespace))
         return Failed(
             Reason.TIMEOUT,
             f"target cluster {name} was not ready within {target.timeout_seconds:g} s "
-            f"({readiness or 0} replicas ready)",
+            f"({readiness or 0} replicas ready{f'; {waiting}' if waiting else ''})",
         )
+    waited = target.timeout_seconds - left
+    grace = ctx.settings.unschedulable_grace_seconds
     if sts is None:
         try:
             await create(ctx.kube, target, ctx.settings.cluster_domain)
@@ -128,19 +136,22 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         except Invalid as e:
             return Failed(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
-        return Waiting(AGAIN)
-    waited = target.timeout_seconds - left
-    grace = ctx.settings.unschedulable_grace_seconds
-    next_look = cluster_rules.next_pod_check(waited, grace)
+        # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
+        return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
+    next_look, note = cluster_rules.next_pod_check(waited, grace), None
     if next_look is None:
-        pods = await ctx.kube.list(
-            "v1", "Pod", namespace, label_selector=f"{owner.uid_label}={owner.uid}"
-        )
+        pods = await pods_of(ctx.kube, owner, namespace)
         stuck = cluster_rules.unschedulable_message(pods, datetime.now(UTC), grace)
         if stuck is not None:
             return Failed(Reason.PODS_CANNOT_START, stuck)
-        next_look = max(1.0, grace / 4)
-    return Waiting(max(min(left, next_look), 0.1), readiness)
+        note = cluster_rules.volumes_message(pods) or ""  # progress, bounded by the timeout
+        next_look = cluster_rules.pod_check_interval(waited, grace)
+    return Waiting(max(min(left, next_look), 0.1), readiness, note)
+
+
+async def pods_of(kube: Kube, owner: Owner, namespace: str) -> list[JSON]:
+    """The target's pods (they carry the owner's provenance label)."""
+    return await kube.list("v1", "Pod", namespace, label_selector=f"{owner.uid_label}={owner.uid}")
 
 
 async def load_source(kube: Kube, namespace: str, name: str) -> tuple[JSON, JSON | None]:
@@ -191,7 +202,7 @@ async def create(kube: Kube, target: Target, cluster_domain: str) -> None:
     """Build the target from its source as it is now, and create it (config and volumes
     first). The StatefulSet is first sent as a dry run: if the API server refuses it
     (say, an override makes it invalid), nothing at all is created."""
-    source, service = await load_source(kube, target.namespace, target.source_name)
+    source, service = target.source or await load_source(kube, target.namespace, target.source_name)
     plan = dataclasses.replace(target.plan(source, service), cluster_domain=cluster_domain)
     objects = await build(kube, plan)
     with contextlib.suppress(Conflict):  # it exists (made a moment ago): `ensure` decides

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +15,9 @@ from aiohttp import web
 from clone_operator.engine.events import Poster
 from clone_operator.engine.leadership import Elector
 from clone_operator.engine.metrics import Metrics
-from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups
+from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, lean
 from clone_operator.k8s.api import Kube
+from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile.regions import RegionTable
 from clone_operator.settings import Settings
 
@@ -39,7 +41,16 @@ class Context:
     node_regions: dict[str, str] = field(default_factory=dict)
     """Node name → `topology.kubernetes.io/region`, kept current by a node watch."""
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Owner uid → the latest watched body of its target StatefulSet."""
+    """Owner uid → the latest watched body of its target StatefulSet (kept only while
+    the owner's engine runs; it reads the API server otherwise)."""
+    sources: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=dict)
+    """Owner uid → the source StatefulSet and Service its move to InProgress was decided on,
+    until its target is built from them (one read of the source per attempt)."""
+    locks: dict[str, str] = field(default_factory=dict)
+    """Operation uid → the uid of the lock Lease it created here: released without a GET."""
+    ready_seen: dict[str, float] = field(default_factory=dict)
+    """Owner uid → when (monotonic) a watch event first showed its target ready: the
+    start of the ready → done delay (`clone_operator_ready_to_done_seconds`)."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """Operation uid → its running notification delivery worker (engine.notifications)."""
     monitoring: web.AppRunner | None = None
@@ -78,7 +89,8 @@ class Context:
     ) -> None:
         """A watch event of a resource: make sure its engine runs, and wake it.
 
-        A task being started reads the object from the event instead of a GET.
+        A task being started reads the object from the event instead of a GET; a running
+        one, after its wake-up, the latest event's (engine.runtime.Fresh).
         """
         if not self.leading:
             return  # the leader acts on it; a new leader rescans every unfinished one
@@ -86,15 +98,25 @@ class Context:
         if event_type != "DELETED" and not finalized:
             if not self.runners.running(uid):
                 self.fresh.offer(uid, body)
+            elif self.wakeups.registered(uid):
+                self.fresh.observed(uid, body)  # the engine's next read after a wake-up
             self.runners.ensure(uid, run, log)
+        else:
+            self.fresh.distrust(uid)  # its engine reads what is left (or that it is gone)
         self.wakeups.poke(uid)
 
     def target_changed(self, owner_uid: str, body: dict[str, Any] | None) -> None:
-        """A watch event of a clone's StatefulSet (None: deleted): keep it, wake its owner."""
+        """A watch event of a clone's StatefulSet (None: deleted): keep it for the owner's
+        running engine, and wake it. (Handed-over targets keep their labels: their
+        events are dropped, so nothing is kept per finished clone.)"""
+        if not self.wakeups.registered(owner_uid):
+            return
         if body is None:
             self.targets.pop(owner_uid, None)
         else:
-            self.targets[owner_uid] = body
+            self.targets[owner_uid] = lean(body)
+            if cluster_rules.readiness(body).done:
+                self.ready_seen.setdefault(owner_uid, time.monotonic())
         self.wakeups.poke(owner_uid)
 
     def node_changed(self, name: str, region: str | None) -> None:

@@ -136,6 +136,7 @@ def elector(ctx: Context) -> Elector:
         return False
 
     ctx.kube.fence = fence
+    ctx.kube.identify(chosen.me)
     if ctx.events is not None:
         ctx.events.instance = chosen.me
     return chosen
@@ -242,6 +243,10 @@ async def stop(ctx: Context) -> None:
         "api requests: total=%d %s",
         sum(counts.values()),
         " ".join(f"{method}={n}" for method, n in sorted(counts.items())),
+    )
+    log.info(
+        "api requests by resource: %s",
+        ", ".join(f"{what}={n}" for what, n in ctx.kube.by_resource.most_common()),
     )
     await ctx.kube.close()
     if ctx.monitoring is not None:

@@ -2,7 +2,8 @@
 
 Shared by both front doors. A step returns how long to wait for a watch event
 (0: go on at once; None: done). After a write of our own, the body it returned
-is the next read; after a wait, the object is read anew.
+is the next read; after a wake-up, the latest body the watch brought (once it
+shows our last write), else a GET; after a deadline, a GET.
 """
 
 from __future__ import annotations
@@ -90,9 +91,17 @@ async def drive(
 ) -> None:
     """Run `step` until the object is finalized or gone."""
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
+    ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
+    woken = False
     try:
         while True:
-            body = ctx.fresh.take(uid) or await ctx.kube.get(api_version, kind, namespace, name)
+            body = ctx.fresh.take(uid)
+            if body is None:
+                ctx.wakeups.clear(uid)  # this read covers every change poked so far
+                # Only after a wake-up: a step that goes on at once always reads the API.
+                watched = ctx.fresh.latest(uid) if woken else None
+                body = watched or await ctx.kube.get(api_version, kind, namespace, name)
+            woken = False
             if body is None or body["metadata"]["uid"] != uid:
                 return  # deleted: the garbage collector removes what it owned
             if (body.get("status") or {}).get("finalized"):
@@ -110,12 +119,19 @@ async def drive(
                 return
             if wait > AGAIN:
                 ctx.fresh.drop(uid)  # something else will change: read it anew
-                await ctx.wakeups.wait(uid, wait)
+                woken = await ctx.wakeups.wait(uid, wait)
+                if not woken:
+                    # A deadline, not an event: the safety net reads everything anew,
+                    # the target too (a watch that restarted from a fresh list never
+                    # reports what was deleted meanwhile).
+                    ctx.targets.pop(uid, None)
+                    ctx.fresh.distrust(uid)
     finally:
         ctx.metrics.forget(kind, uid)
         ctx.wakeups.forget(uid)
-        ctx.fresh.drop(uid)
+        ctx.fresh.forget(uid)
         ctx.targets.pop(uid, None)
+        ctx.ready_seen.pop(uid, None)
 
 
 async def guarded_patch(
@@ -165,19 +181,24 @@ async def write_status(ctx: Context, body: JSON, status: JSON) -> bool:
     """
     uid = body["metadata"]["uid"]
     ctx.fresh.drop(uid)
+    read: list[JSON] = []
+
+    def still_holds(fresh: JSON) -> bool:
+        read.append(fresh)
+        return decided_on_same_state(body, fresh)
+
     try:
         written = await guarded_patch(
-            ctx.kube,
-            body,
-            lambda _current: {"status": status},
-            lambda fresh: decided_on_same_state(body, fresh),
-            subresource="status",
+            ctx.kube, body, lambda _current: {"status": status}, still_holds, subresource="status"
         )
     except Invalid as e:
         # The CRD's rules refused the move (e.g. a cancel landed first): read again.
         logging.getLogger(__name__).info("status write refused: %s", e.message)
+        ctx.fresh.distrust(uid)
         return False
     if written is None:
+        if read and read[-1]["metadata"]["uid"] == uid:
+            ctx.fresh.written(uid, read[-1])  # the newest there is: the next loop's body
         return False
     ctx.fresh.written(uid, written)
     return True

@@ -10,6 +10,7 @@ docs/observability.md.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +107,15 @@ class Metrics:
             buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
             registry=self.registry,
         )
+        self.ready_to_done = Histogram(
+            "clone_operator_ready_to_done_seconds",
+            "Time from the watch event that showed a clone's target StatefulSet ready (every "
+            "replica) to its terminal status write (Succeeded / Created): the engine's own "
+            "reaction time, by kind.",
+            ["kind"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
         self.reconcile_errors = Counter(
             "clone_operator_reconcile_errors",
             "Unexpected errors of a resource's engine loop (its task is started again), by kind.",
@@ -151,6 +161,7 @@ class Metrics:
         for kind, outcomes in OUTCOMES.items():
             in_flight.labels(kind).set_function(lambda k=kind: float(len(self.in_flight[k])))  # type: ignore[misc]
             self.reconcile_errors.labels(kind)
+            self.ready_to_done.labels(kind)
             for outcome in outcomes:
                 self.operations.labels(kind, outcome)
         for result in NOTIFICATION_RESULTS.values():
@@ -181,6 +192,12 @@ class Metrics:
         if created:
             waited = (datetime.now(UTC) - parse_rfc3339(created)).total_seconds()
             self.duration.labels(kind, outcome).observe(max(0.0, waited))
+
+    def done_after_ready(self, kind: str, seen: float | None) -> None:
+        """A clone's terminal write landed; its target was seen ready at `seen` (monotonic;
+        None: read ready by the engine itself, no watch event to count from)."""
+        if seen is not None:
+            self.ready_to_done.labels(kind).observe(max(0.0, time.monotonic() - seen))
 
     def reconcile_error(self, kind: str) -> None:
         self.reconcile_errors.labels(kind).inc()

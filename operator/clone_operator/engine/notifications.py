@@ -401,9 +401,11 @@ async def _write(ctx: Context, body: JSON, entries: list[Notification]) -> JSON 
         "status": {"notifications": [e.wire() for e in entries]},
     }
     try:
-        return await ctx.kube.merge_patch(body, patch, subresource="status")
+        written = await ctx.kube.merge_patch(body, patch, subresource="status")
     except (Conflict, NotFound):
         return None
+    ctx.fresh.expect(str(body["metadata"]["uid"]), written)  # the engine's watched body is older
+    return written
 
 
 async def _advance(

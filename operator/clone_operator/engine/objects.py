@@ -300,7 +300,7 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
         reason = object_rules.destination_reason(followed.reason)
         return await fail(ctx, obj, reason, followed.message, log)
     if isinstance(followed, clusters.Ready):
-        await move(
+        if await move(
             ctx,
             obj,
             State.CREATED,
@@ -308,11 +308,17 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
             f"created cluster {obj.destination_name} ({followed.readiness} replicas ready)",
             log,
             destination=destination(obj, followed.uid),
-        )
+        ):
+            ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
         return AGAIN
     if followed.readiness is not None:
         updated = object_rules.progress(
-            obj.status, obj.destination_name, followed.readiness, now_rfc3339(), obj.generation
+            obj.status,
+            obj.destination_name,
+            followed.readiness,
+            now_rfc3339(),
+            obj.generation,
+            followed.note,
         )
         if updated is not None and not await loop.write_status(ctx, obj.body, updated.wire()):
             return AGAIN

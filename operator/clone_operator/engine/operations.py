@@ -21,6 +21,7 @@ and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from clone_operator.api.cloningoperations import (
@@ -65,6 +66,9 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
     except asyncio.CancelledError:
         ctx.slots.release(uid)  # deleted, or the operator is stopping
         raise
+    finally:
+        ctx.sources.pop(uid, None)
+        ctx.locks.pop(uid, None)
     ctx.slots.release(uid)  # finalized or deleted: the garbage collector does the rest
 
 
@@ -116,7 +120,8 @@ async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Take the per-source lock; the loser of a race fails with AnotherOperationActive."""
     owner, source = op.owner, op.spec.source_cluster
     try:
-        await ctx.kube.create(locks.build_lock(owner, source))
+        lease = await ctx.kube.create(locks.build_lock(owner, source))
+        ctx.locks[owner.uid] = lease["metadata"]["uid"]
     except Conflict:
         existing = await ctx.kube.get(*LEASE, owner.namespace, locks.lock_name(source))
         if existing is None:
@@ -187,7 +192,8 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         return await fail(ctx, op, log, Reason.UNKNOWN_REGION, str(e))
     except cluster_builders.BuildError as e:
         return await fail(ctx, op, log, Reason.INVALID_SOURCE, str(e))
-    await move(ctx, op, operation_rules.started(spec, resolution), log, resolution)
+    if await move(ctx, op, operation_rules.started(spec, resolution), log, resolution):
+        ctx.sources[owner.uid] = (source, service)  # the target is built from this very read
     return AGAIN
 
 
@@ -208,6 +214,7 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
             plan=lambda source, service: operation_rules.cluster_plan(
                 spec, owner, resolution, source, service
             ),
+            source=ctx.sources.pop(owner.uid, None),
         ),
     )
     if isinstance(followed, clusters.Failed):
@@ -216,10 +223,11 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         ready = followed.readiness
         message = f"target cluster {resolution.target_cluster} is ready ({ready})"
         transition = Transition(Phase.SUCCEEDED, Reason.TARGET_READY, message)
-        await move(ctx, op, transition, log, readiness=ready)
+        if await move(ctx, op, transition, log, readiness=ready):
+            ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
         return AGAIN
     if followed.readiness is not None:
-        updated = operation_rules.progress(status, followed.readiness, now_rfc3339())
+        updated = operation_rules.progress(status, followed.readiness, now_rfc3339(), followed.note)
         if updated is not None and not await loop.write_status(ctx, op.body, updated.wire()):
             return AGAIN
     return followed.wait
@@ -245,12 +253,7 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         removed = await clusters.remove(ctx.kube, owner, owner.namespace)
         if removed:
             log.info("removed %d objects of the partial target", removed)
-    lease = await ctx.kube.get(*LEASE, owner.namespace, locks.lock_name(op.spec.source_cluster))
-    if (
-        lease is not None
-        and locks.parse_holder(lease["spec"].get("holderIdentity", ""))[1] == owner.uid
-    ):
-        await ctx.kube.delete(lease, uid=lease["metadata"]["uid"])
+    await release_lock(ctx, op)
     if not notifications.settled(op.spec, op.status):
         notifications.start(ctx, op.body, log)
         return IDLE
@@ -258,6 +261,24 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     if not await loop.write_status(ctx, op.body, finalized.wire()):
         return AGAIN
     return None
+
+
+async def release_lock(ctx: Context, op: Operation) -> None:
+    """Delete the lock Lease if this operation holds it (never another's)."""
+    owner, name = op.owner, locks.lock_name(op.spec.source_cluster)
+    created = ctx.locks.pop(owner.uid, None)
+    if created is not None:  # created here: that very Lease, by its uid, without a read
+        lease: JSON = {"apiVersion": LEASE[0], "kind": LEASE[1]}
+        lease["metadata"] = {"namespace": owner.namespace, "name": name}
+        with contextlib.suppress(Conflict):  # broken as stale, taken by another: not ours
+            await ctx.kube.delete(lease, uid=created)
+        return
+    found = await ctx.kube.get(*LEASE, owner.namespace, name)
+    if (
+        found is not None
+        and locks.parse_holder(found["spec"].get("holderIdentity", ""))[1] == owner.uid
+    ):
+        await ctx.kube.delete(found, uid=found["metadata"]["uid"])
 
 
 STEPS = {

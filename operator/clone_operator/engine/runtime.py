@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,58 +16,139 @@ from clone_operator.k8s.api import NotLeading
 
 @dataclass
 class Wakeups:
-    """One event per object uid: watch handlers poke, the object's engine waits.
+    """One event per running engine: watch handlers poke, the object's engine waits.
 
     Waiting is how the engine follows progress: it never sleeps for a fixed time
-    except as the deadline of the wait.
+    except as the deadline of the wait. Level-triggered, so no change is missed:
+    the engine registers before its first read, and clears its event right before
+    each read from the API server (what that read returns covers every poke so far);
+    a poke that lands while it works leaves the event set, so its next wait returns
+    at once. Pokes for objects no engine follows are dropped (nothing grows per
+    finished object).
     """
 
-    events: defaultdict[str, asyncio.Event] = field(
-        default_factory=lambda: defaultdict(asyncio.Event)
-    )
+    events: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def register(self, uid: str) -> None:
+        self.events.setdefault(uid, asyncio.Event())
+
+    def registered(self, uid: str) -> bool:
+        return uid in self.events
 
     def poke(self, uid: str) -> None:
-        self.events[uid].set()
+        event = self.events.get(uid)
+        if event is not None:
+            event.set()
+
+    def clear(self, uid: str) -> None:
+        """About to read the object anew: every poke so far is covered by that read."""
+        event = self.events.get(uid)
+        if event is not None:
+            event.clear()
 
     async def wait(self, uid: str, timeout: float) -> bool:  # noqa: ASYNC109 (a deadline, not an I/O timeout)
-        event = self.events[uid]
+        """True when poked, False when the deadline passed first."""
+        event = self.events.get(uid)
+        if event is None:
+            event = self.events[uid] = asyncio.Event()
         try:
             await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))
         except TimeoutError:
             return False
-        finally:
-            event.clear()
         return True
 
     def forget(self, uid: str) -> None:
         self.events.pop(uid, None)
 
 
+def _version(body: dict[str, Any]) -> str | None:
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    return str(version) if version is not None else None
+
+
+def lean(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without managedFields (never used by a decision): what is kept in memory."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 @dataclass
 class Fresh:
-    """Bodies the next read of an object may use instead of a GET: the one our own
-    write returned, or the one a watch event brought to a task being started.
+    """Bodies that spare a GET of a resource an engine follows.
 
-    Used at most once (`take`); dropped whenever the engine waits, since something
-    else will have changed by then. A stale body is harmless: the guarded status
-    write notices and reads anew.
+    * `bodies`: the next read, used at most once (`take`): what our own write (or the
+      read after a refused write) returned, or what the watch brought to a task being
+      started; dropped whenever the engine waits.
+    * `watched`: the latest body the watch brought of an object whose engine runs,
+      used after a wake-up. Every change of the object comes as a watch event that
+      pokes the engine, so it is as new as a GET — except right after our own writes:
+      until the watch brings the version we wrote (`unseen`), it shows an older state
+      and is not used (a GET is). Watch events arrive in order, so every event after
+      that version is newer. (kopf may skip an event in a burst: then the engine reads
+      with a GET until its next write is seen.)
+
+    A stale body is harmless anyway: every write is guarded by the resourceVersion the
+    decision was made on, and a refused write hands the engine what it read instead.
     """
 
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    watched: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unseen: dict[str, str] = field(default_factory=dict)
+    """uid → the resourceVersion of our newest write (or read) the watch has not brought."""
 
     def written(self, uid: str, body: dict[str, Any]) -> None:
-        """The body our own write returned: the newest there is."""
-        self.bodies[uid] = body
+        """A body newer than what the watch may have shown: what our write returned, or
+        what a read after a refused write found. The next read uses it."""
+        self.bodies[uid] = lean(body)
+        self.expect(uid, body)
+
+    def expect(self, uid: str, body: dict[str, Any]) -> None:
+        """Someone here wrote (or read) `body`: the watched body is older until the watch
+        brings that version."""
+        version = _version(body)
+        seen = self.watched.get(uid)
+        if version is None or (seen is not None and _version(seen) == version):
+            self.unseen.pop(uid, None)  # the watch brought it already
+            return
+        self.unseen[uid] = version
+        self.watched.pop(uid, None)
 
     def offer(self, uid: str, body: dict[str, Any]) -> None:
-        """A watched body, kept unless a newer one of ours is there."""
-        self.bodies.setdefault(uid, body)
+        """A watched body for a task being started, kept unless a newer one of ours is there."""
+        self.bodies.setdefault(uid, lean(body))
+
+    def observed(self, uid: str, body: dict[str, Any]) -> None:
+        """A watch event of an object whose engine runs."""
+        version = _version(body)
+        expected = self.unseen.get(uid)
+        if expected is not None:
+            if version != expected:
+                return  # older than what we wrote
+            del self.unseen[uid]
+        self.watched[uid] = lean(body)
 
     def take(self, uid: str) -> dict[str, Any] | None:
         return self.bodies.pop(uid, None)
 
+    def latest(self, uid: str) -> dict[str, Any] | None:
+        """The newest watched body, when the watch has caught up with our writes."""
+        return None if uid in self.unseen else self.watched.get(uid)
+
     def drop(self, uid: str) -> None:
+        """The engine waits: something else will change, so the one-shot body goes."""
         self.bodies.pop(uid, None)
+
+    def distrust(self, uid: str) -> None:
+        """A deadline passed without an event: read from the API server (the safety net
+        against a watch that stopped telling)."""
+        self.watched.pop(uid, None)
+
+    def forget(self, uid: str) -> None:
+        self.bodies.pop(uid, None)
+        self.watched.pop(uid, None)
+        self.unseen.pop(uid, None)
 
 
 @dataclass

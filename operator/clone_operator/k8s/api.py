@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.config_exception import ConfigException
 
+from clone_operator import __version__
+
 JSON = dict[str, Any]
+USER_AGENT = f"clone-operator/{__version__}"
+_FENCED_WRITE: ContextVar[bool] = ContextVar("fenced_write", default=False)
+"""Set while a fenced write is being sent (see Kube.fence_at_the_wire)."""
+ENGINE_POOL = 38  # parallel requests of the engine (see Kube.in_flight)
+ELECTION_POOL = 2  # connections kept free for leader election's renewals
 MERGE_PATCH = "application/merge-patch+json"
 
 # (apiVersion, kind) → plural, for every kind the operator touches.
@@ -87,16 +97,38 @@ def ref_path(obj: JSON, subresource: str | None = None) -> str:
     return path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"], subresource)
 
 
+def what_is_asked(method: str, url: str) -> str:
+    """`GET statefulsets`, `LIST pods`, `PATCH cloningoperations/status`: a request's
+    method and resource, without names (for the request counts)."""
+    parts = url.split("?", 1)[0].strip("/").split("/")
+    if "namespaces" in parts[:-1]:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if not parts:
+        return method
+    resource = parts[0] + ("/" + parts[2] if len(parts) > 2 else "")
+    if method == "GET" and len(parts) == 1:
+        method = "LIST"
+    return f"{method} {resource}"
+
+
 @dataclass
 class Kube:
     """One authenticated connection pool; lives in kopf's memo, never in a global."""
 
     api: client.ApiClient
     requests: Counter[str] = field(default_factory=Counter)
+    by_resource: Counter[str] = field(default_factory=Counter)
+    """The engine's requests by method and resource (`what_is_asked`): where they go."""
     election_requests: Counter[str] = field(default_factory=Counter)
     """Leader election's own requests (unfenced), kept apart from the engine's."""
     fence: Callable[[], bool] | None = None
     """With leader election: asked before every write; False refuses it (NotLeading)."""
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ENGINE_POOL))
+    """The engine's requests on the wire at once: fewer than the pool's connections, so
+    a request that got past it goes out at once (leader election's own never queue
+    behind the engine's)."""
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -107,8 +139,39 @@ class Kube:
             await config.load_kube_config()
         configuration = client.Configuration.get_default_copy()
         # Enough parallelism for bursts; every connection costs TLS and read buffers.
-        configuration.connection_pool_maxsize = 40
-        return cls(api=client.ApiClient(configuration))
+        configuration.connection_pool_maxsize = ENGINE_POOL + ELECTION_POOL
+        api = client.ApiClient(configuration)
+        api.user_agent = USER_AGENT
+        kube = cls(api=api)
+        kube.fence_at_the_wire()
+        return kube
+
+    def fence_at_the_wire(self) -> None:
+        """Ask the fence again once a write has its connection, right before its bytes go
+        out: a write that passed `call`'s check and was then held up (a TCP or TLS
+        handshake while the process was paused past its renew deadline) is refused
+        instead of landing late. kubernetes_asyncio's session is rebuilt on the same
+        connector with an aiohttp trace that does this."""
+        rest = self.api.rest_client
+        old: aiohttp.ClientSession = rest.pool_manager
+        connector = old.connector
+        old.detach()
+
+        async def check(_session: Any, _ctx: Any, _params: Any) -> None:
+            if _FENCED_WRITE.get() and self.fence is not None and not self.fence():
+                raise NotLeading(0, "NotLeading", "write refused on the wire: not the leader")
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(check)
+        trace.on_connection_reuseconn.append(check)
+        rest.pool_manager = aiohttp.ClientSession(
+            connector=connector, trust_env=True, read_bufsize=2**21, trace_configs=[trace]
+        )
+
+    def identify(self, instance: str) -> None:
+        """Name this replica in every request's User-Agent: the API server's audit log
+        then tells replicas apart (they share one ServiceAccount)."""
+        self.api.user_agent = f"{USER_AGENT} ({instance})"
 
     async def close(self) -> None:
         await self.api.close()
@@ -126,11 +189,34 @@ class Kube:
         """One request; a write is refused unless the fence allows it (`fenced=False`:
         leader election's own requests, counted apart). Counted in `tally`, by default
         the engine's `requests`."""
-        if fenced and method != "GET" and self.fence is not None and not self.fence():
-            raise NotLeading(0, "NotLeading", f"{method} {url}: this replica is not the leader")
         if tally is None:
             tally = self.requests if fenced else self.election_requests
+        if not fenced:
+            return await self._send(method, url, body, query, content_type, tally)
+        # The fence is asked once the request may go on the wire, not before it queues: a
+        # write that waited for a connection while the process was paused (SIGSTOP, a
+        # frozen VM) past its renew deadline is refused, not sent late.
+        async with self.in_flight:
+            if method != "GET" and self.fence is not None and not self.fence():
+                raise NotLeading(0, "NotLeading", f"{method} {url}: this replica is not the leader")
+            marked = _FENCED_WRITE.set(method != "GET")
+            try:
+                return await self._send(method, url, body, query, content_type, tally)
+            finally:
+                _FENCED_WRITE.reset(marked)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        query: dict[str, str] | None,
+        content_type: str,
+        tally: Counter[str],
+    ) -> JSON:
         tally[method] += 1
+        if tally is self.requests:
+            self.by_resource[what_is_asked(method, url)] += 1
         response = await self.api.call_api(
             url,
             method,

@@ -2,7 +2,9 @@
 
 One timeout rule (from when the clone went InProgress), one readiness rule (every
 desired replica ready, on the generation the StatefulSet controller observed) and
-one rule for pods that cannot start.
+one rule for pods that cannot start. A pod waiting for its volumes to be
+provisioned is progress, not a placement failure: a real CSI clone can take
+minutes, and the timeout bounds that wait.
 """
 
 from __future__ import annotations
@@ -53,18 +55,79 @@ def next_pod_check(waited: float, grace_seconds: int) -> float | None:
     return None
 
 
+POD_CHECK_MAX_INTERVAL = 300.0
+
+
+def pod_check_interval(waited: float, grace_seconds: int) -> float:
+    """Seconds between looks at the pods once the grace period is over: a quarter of the
+    grace, growing with the wait (a quarter of it, at most 5 min). A clone that waits long
+    (its volumes being provisioned, a busy cluster) costs a LIST per look, not per 15 s;
+    a pod that became stuck is still found within a quarter of the time waited."""
+    return max(1.0, grace_seconds / 4, min(waited / 4, POD_CHECK_MAX_INTERVAL))
+
+
+# What the scheduler (its VolumeBinding plugin) says of a pod whose immediate-binding
+# PersistentVolumeClaims are not bound yet: it retries by itself once they are.
+VOLUMES_NOT_BOUND = "unbound immediate PersistentVolumeClaims"
+
+
+def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod's PodScheduled=False/Unschedulable condition, when it has one."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if (c.get("type"), c.get("status"), c.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            return dict(c)
+    return None
+
+
+def waits_for_volumes(pod: dict[str, Any]) -> bool:
+    """Whether the scheduler holds the pod only until its volumes are bound."""
+    c = _unschedulable(pod)
+    return c is not None and VOLUMES_NOT_BOUND in str(c.get("message") or "")
+
+
+def volumes_message(pods: list[dict[str, Any]]) -> str | None:
+    """What the target waits for while its volumes are being provisioned (None: nothing)."""
+    waiting = sorted(p["metadata"]["name"] for p in pods if waits_for_volumes(p))
+    if not waiting:
+        return None
+    pods_have = f"pods {', '.join(waiting)} have" if len(waiting) > 1 else f"pod {waiting[0]} has"
+    return (
+        f"waiting for volumes to be provisioned: {pods_have} PersistentVolumeClaims not bound yet"
+    )
+
+
+def progress_message(base: str, current: str | None, note: str | None) -> str:
+    """A clone's progress message: `base` (its readiness) and what it waits for.
+
+    `note` None: the pods were not looked at this time, so a note already in `current`
+    for the same readiness stays (no write back and forth between pod checks); "":
+    they were, and nothing holds them.
+    """
+    if note is None:
+        return current if current and current.startswith(f"{base}; ") else base
+    return f"{base}; {note}" if note else base
+
+
 def unschedulable_message(
     pods: list[dict[str, Any]], now: datetime, grace_seconds: int
 ) -> str | None:
-    """Why the target cannot start, once a pod stayed unschedulable past the grace period."""
+    """Why the target cannot start, once a pod stayed unschedulable past the grace period.
+
+    A pod that waits only for its volumes is not stuck (`waits_for_volumes`). The grace
+    counts from the condition's lastTransitionTime, which does not move while the pod
+    stays unschedulable: a pod that waited for its volumes longer than the grace and is
+    then refused by every node fails at once, as it should (no node will take it).
+    """
     for pod in pods:
-        for c in (pod.get("status") or {}).get("conditions") or []:
-            if c.get("type") != "PodScheduled" or c.get("status") != "False":
-                continue
-            if c.get("reason") != "Unschedulable" or not c.get("lastTransitionTime"):
-                continue
-            since = parse_rfc3339(c["lastTransitionTime"])
-            if (now - since).total_seconds() >= grace_seconds:
-                name = pod["metadata"]["name"]
-                return f"pod {name} cannot be scheduled: {c.get('message', 'no reason given')}"
+        c = _unschedulable(pod)
+        if c is None or not c.get("lastTransitionTime") or waits_for_volumes(pod):
+            continue
+        since = parse_rfc3339(c["lastTransitionTime"])
+        if (now - since).total_seconds() >= grace_seconds:
+            name = pod["metadata"]["name"]
+            return f"pod {name} cannot be scheduled: {c.get('message', 'no reason given')}"
     return None

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, State
-from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.clusters import Readiness, progress_message
 from clone_operator.reconcile.conditions import Reason, moved, set_condition
 
 
@@ -71,11 +71,19 @@ def apply(
 
 
 def progress(
-    status: CloneObjectStatus, target: str, readiness: Readiness, now: str, generation: int | None
+    status: CloneObjectStatus,
+    target: str,
+    readiness: Readiness,
+    now: str,
+    generation: int | None,
+    note: str | None = None,
 ) -> CloneObjectStatus | None:
-    """A cluster clone's readiness in its `Ready` condition; None when nothing changed."""
-    message = f"cluster {target}: {readiness} replicas ready"
+    """A cluster clone's readiness (and what it waits for, if known) in its `Ready`
+    condition; None when nothing changed."""
     ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    message = progress_message(
+        f"cluster {target}: {readiness} replicas ready", ready.message if ready else None, note
+    )
     if ready is not None and ready.message == message:
         return None
     conditions = set_condition(

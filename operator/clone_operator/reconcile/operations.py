@@ -21,7 +21,7 @@ from clone_operator.api.cloningoperations import (
 )
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders.provenance import Owner
-from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.clusters import Readiness, progress_message
 from clone_operator.reconcile.conditions import Reason, moved, set_condition
 from clone_operator.reconcile.regions import RegionTable
 
@@ -206,17 +206,22 @@ def apply(
 
 
 def progress(
-    status: CloningOperationStatus, readiness: Readiness, now: str
+    status: CloningOperationStatus, readiness: Readiness, now: str, note: str | None = None
 ) -> CloningOperationStatus | None:
-    """The status with readiness progress, or None when nothing changed."""
-    if status.ready_replicas == readiness.ready and status.replicas == readiness.desired:
-        return None
+    """The status with readiness progress (and what the target waits for, if known),
+    or None when nothing changed."""
+    message = progress_message(
+        f"target {status.target_cluster}: {readiness} replicas ready", status.message, note
+    )
+    same_counts = status.ready_replicas == readiness.ready and status.replicas == readiness.desired
+    if same_counts and (note is None or status.message == message):
+        return None  # without a look at the pods, only new counts are worth a write
     return status.model_copy(
         update={
             "ready_replicas": readiness.ready,
             "replicas": readiness.desired,
             "ready": str(readiness),
             "updated_at": now,
-            "message": f"target {status.target_cluster}: {readiness} replicas ready",
+            "message": message,
         }
     )
