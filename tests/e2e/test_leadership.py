@@ -70,7 +70,12 @@ def replicas(
     for replica in pair:
         replica.launch()
     yield pair
-    for replica in pair:
+    stop_all(pair)
+
+
+def stop_all(replicas: list[Replica]) -> None:
+    """Stop every replica, resuming a paused one first (SIGTERM waits behind SIGSTOP)."""
+    for replica in replicas:
         if replica.proc is not None and replica.proc.poll() is None:
             replica.proc.send_signal(signal.SIGCONT)
         replica.stop()

@@ -40,7 +40,7 @@ from clone_operator.builders.provenance import CLONE_OBJECT_UID, OPERATION_UID
 from tests.cluster import localcluster
 from tests.conftest import DEFAULT_OPERATOR_ENV, E2E_RELEASE_NAMESPACE
 from tests.e2e.kube import Kubectl, statefulset, wait_for
-from tests.e2e.test_leadership import Replica
+from tests.e2e.test_leadership import Replica, stop_all
 from tests.e2e.test_notifications import SMTP_ENV, SmtpServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive]
@@ -448,10 +448,7 @@ def torture_replicas(operator_process: Any, operator_kubeconfig: Path) -> Iterat
         replica.env.update(smtp_settings, CLONE_OPERATOR_MAX_IN_PROGRESS=str(MAX_IN_PROGRESS))
         replica.launch()
     yield pair
-    for replica in pair:
-        if replica.proc is not None and replica.proc.poll() is None:
-            replica.proc.send_signal(signal.SIGCONT)
-        replica.stop()
+    stop_all(pair)
 
 
 def test_torture(
