@@ -9,6 +9,7 @@ shows our last write), else a GET; after a deadline, a GET.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -21,6 +22,9 @@ from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NamespaceTermi
 
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
+SAFETY_NET = 120.0
+"""A deadline reads everything anew (the watches may have missed something) when the
+last such read is at least this old; the planned looks in between (at pods) do not."""
 
 Spec = TypeVar("Spec", bound=BaseModel)
 Status = TypeVar("Status", bound=BaseModel)
@@ -93,6 +97,7 @@ async def drive(
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
     ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
     woken = False
+    trusted_since = time.monotonic()
     try:
         while True:
             body = ctx.fresh.take(uid)
@@ -120,12 +125,13 @@ async def drive(
             if wait > AGAIN:
                 ctx.fresh.drop(uid)  # something else will change: read it anew
                 woken = await ctx.wakeups.wait(uid, wait)
-                if not woken:
+                if not woken and time.monotonic() - trusted_since >= SAFETY_NET:
                     # A deadline, not an event: the safety net reads everything anew,
                     # the target too (a watch that restarted from a fresh list never
                     # reports what was deleted meanwhile).
                     ctx.targets.pop(uid, None)
                     ctx.fresh.distrust(uid)
+                    trusted_since = time.monotonic()
     finally:
         ctx.metrics.forget(kind, uid)
         ctx.wakeups.forget(uid)
