@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 
@@ -44,13 +45,15 @@ def minimum_requests(replicas: int) -> dict[str, int]:
 
     POST the lock Lease (the one-per-source rule needs an atomic create); GET the
     source StatefulSet and its Service; LIST the source's pods (its region); PATCH the
-    status to InProgress (guarded); GET each source PVC (the clone's size); POST each
-    PVC clone, the Service and the StatefulSet; PATCH each of those to drop the owner
-    reference (hand-over); PATCH the status to Succeeded; DELETE the lock; PATCH the
-    status to finalized. Following readiness costs nothing: a watch.
+    status to InProgress (guarded); GET each source PVC (the clone's size); POST the
+    StatefulSet as a dry run (a target the API server refuses, or whose name is taken,
+    fails before any volume is cloned); POST each PVC clone, the Service and the
+    StatefulSet; PATCH each of those to drop the owner reference (hand-over); PATCH the
+    status to Succeeded; DELETE the lock; PATCH the status to finalized. Following
+    readiness and the pods' scheduling costs nothing: watches.
     """
     return {
-        "POST": 1 + replicas + 2,
+        "POST": 1 + 1 + replicas + 2,
         "GET": 2 + 1 + replicas,
         "PATCH": 1 + (replicas + 2) + 1 + 1,
         "DELETE": 1,
@@ -76,7 +79,7 @@ def make_sources(api: client.ApiClient, namespace: str, n: int) -> None:
 
 def run(
     api: client.ApiClient, paths: localcluster.Paths, n: int, trace_memory: bool = False
-) -> dict[str, float]:
+) -> dict[str, Any]:
     core = client.CoreV1Api(api)
     namespace = f"scale-{n}-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": namespace}})
@@ -112,6 +115,8 @@ def run(
         match = re.search(r"api requests: total=(\d+) (.*)", text)
         assert match, f"no request count in {log_path}"
         by_method = {m: int(c) for m, c in re.findall(r"(\w+)=(\d+)", match.group(2))}
+        found = re.search(r"api requests by resource: (.*)", text)
+        by_resource = re.findall(r"(\w+ [\w/]+)=(\d+)", found.group(1)) if found else []
     finally:
         if operator is not None and operator.poll() is None:
             operator.kill()
@@ -128,10 +133,11 @@ def run(
         "cpu": cpu,
         **{f"req_{m}": c / n for m, c in by_method.items()},
         "requests": sum(by_method.values()) / n,
+        "by_resource": ", ".join(f"{what} {int(c) / n:.1f}" for what, c in by_resource[:8]),
     }
 
 
-def report(r: dict[str, float], minimum: dict[str, int]) -> None:
+def report(r: dict[str, Any], minimum: dict[str, int]) -> None:
     floor = sum(minimum.values())
     n = int(r["n"])
     methods = " ".join(
@@ -148,6 +154,7 @@ def report(r: dict[str, float], minimum: dict[str, int]) -> None:
     print(f"  API requests / operation: {r['requests']:.1f} ({methods}); minimum "
           f"{floor} ({' '.join(f'{m}={c}' for m, c in minimum.items())}); "
           f"ratio {r['requests'] / floor:.2f}")  # fmt: skip
+    print(f"  by resource / operation:  {r['by_resource']}")
 
 
 def main() -> int:

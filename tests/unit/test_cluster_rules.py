@@ -11,10 +11,12 @@ import pytest
 from clone_operator.api.common import parse_rfc3339
 from clone_operator.reconcile.clusters import (
     Readiness,
+    followed,
     next_pod_check,
-    pod_check_interval,
     readiness,
+    scheduling,
     seconds_left,
+    stuck_check_in,
     unschedulable_message,
     volumes_message,
 )
@@ -200,11 +202,36 @@ def test_volumes_message_names_every_waiting_pod_in_order() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("waited", "grace", "expected"),
-    [(60, 60, 15.0), (200, 60, 50.0), (7200, 60, 300.0), (0, 0, 1.0), (10, 5, 2.5)],
-)
-def test_pods_are_looked_at_less_often_the_longer_the_clone_waits(
-    waited: float, grace: int, expected: float
-) -> None:
-    assert pod_check_interval(waited, grace) == expected
+def test_what_is_kept_of_a_pod_decides_as_the_whole_pod_does() -> None:
+    ready = pod("tgt-0", {"type": "Ready", "status": "True", "lastTransitionTime": START})
+    ready["spec"] = {"containers": [{"name": "db", "image": "db:1"}]}
+    refused = pod("tgt-1", unschedulable(START))
+    waiting = pod("tgt-2", unschedulable(START, message=UNBOUND))
+    pods = [ready, refused, waiting]
+    kept = [scheduling(p) for p in pods]
+    assert kept[0] == {"metadata": {"name": "tgt-0"}}  # nothing the rules read
+    later = START_DT + timedelta(hours=1)
+    assert unschedulable_message(kept, later, 60) == unschedulable_message(pods, later, 60)
+    assert volumes_message(kept) == volumes_message(pods)
+    assert unschedulable_message(kept, later, 60) is not None
+
+
+def test_a_refused_pod_is_due_a_look_when_its_grace_ends() -> None:
+    pods = [pod("tgt-0", unschedulable(START)), pod("tgt-1", unschedulable(START, UNBOUND))]
+    assert stuck_check_in(pods, START_DT + timedelta(seconds=20), 60) == 40.5
+    assert stuck_check_in(pods, START_DT + timedelta(seconds=90), 60) == 0.5
+    assert stuck_check_in(pods[1:], START_DT, 60) is None  # waits for volumes: events tell
+    assert stuck_check_in([{"metadata": {"name": "tgt-0"}}], START_DT, 60) is None
+
+
+def test_what_is_kept_of_a_target_decides_as_the_whole_statefulset_does() -> None:
+    sts = statefulset(3, 2, 4, 4)
+    sts["metadata"].update(
+        {"name": "t", "namespace": "ns", "uid": "s", "resourceVersion": "7", "labels": {"a": "b"}}
+    )
+    sts["spec"]["template"] = {"spec": {"containers": [{"name": "db", "image": "db:1"}]}}
+    kept = followed(sts)
+    assert "template" not in kept["spec"]
+    assert readiness(kept) == readiness(sts) == Readiness(2, 3, False)
+    assert kept["metadata"] == {k: v for k, v in sts["metadata"].items()}
+    assert readiness(followed(statefulset(None, 1, 1, 1))) == Readiness(1, 1, True)

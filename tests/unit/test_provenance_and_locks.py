@@ -90,3 +90,32 @@ def test_build_lock_is_an_owned_lease_held_by_the_operation() -> None:
 def test_locks_of_different_sources_never_collide() -> None:
     assert locks.lock_name("a-b") != locks.lock_name("a")
     assert locks.build_lock(OWNER, "a") != locks.build_lock(OWNER, "b")
+
+
+def test_the_hand_over_patch_drops_our_reference_only_while_the_references_are_unchanged() -> None:
+    ours = {"apiVersion": "cloning.dev/v1alpha1", "kind": "CloningOperation", "uid": "u-1"}
+    theirs = {"apiVersion": "apps/v1", "kind": "StatefulSet", "uid": "u-2"}
+    created = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"namespace": "ns", "name": "data-x-0", "ownerReferences": [ours], "uid": "p"},
+        "spec": {"resources": {}},
+    }
+    kept = provenance.part(created)
+    assert kept == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"namespace": "ns", "name": "data-x-0", "ownerReferences": [ours]},
+    }
+    assert provenance.hand_over_patch(kept, "u-1") == [
+        {"op": "test", "path": "/metadata/ownerReferences", "value": [ours]},
+        {"op": "remove", "path": "/metadata/ownerReferences"},
+    ]
+    both = provenance.part(
+        {**created, "metadata": {**created["metadata"], "ownerReferences": [theirs, ours]}}
+    )
+    assert provenance.hand_over_patch(both, "u-1") == [
+        {"op": "test", "path": "/metadata/ownerReferences", "value": [theirs, ours]},
+        {"op": "replace", "path": "/metadata/ownerReferences", "value": [theirs]},
+    ]
+    assert provenance.hand_over_patch(both, "u-3") is None  # not ours to drop

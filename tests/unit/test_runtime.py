@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from clone_operator.engine.metrics import Metrics
-from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups
+from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, newer
 
 LOG = logging.getLogger("test")
 
@@ -198,43 +198,51 @@ def test_our_own_write_wins_over_a_watched_body_and_is_used_once() -> None:
     assert fresh.take("u") is None
 
 
-def test_a_watched_body_is_used_only_once_the_watch_shows_our_last_write() -> None:
+def test_the_newest_version_wins_whichever_brought_it() -> None:
     fresh = Fresh()
-    fresh.observed("u", body("1", phase="Pending"))
+    fresh.known("u", body("1", phase="Pending"))
     assert fresh.latest("u") == body("1", phase="Pending")
     fresh.written("u", body("3", phase="InProgress"))
-    assert fresh.latest("u") is None  # the watch is behind our write: a GET
-    fresh.observed("u", body("2", phase="Pending"))  # older than ours: never used
-    assert fresh.latest("u") is None
-    fresh.observed("u", body("3", phase="InProgress"))
+    assert fresh.latest("u") == body("3", phase="InProgress")  # ours: the watch is behind
+    fresh.known("u", body("2", phase="Pending"))  # an older event arriving late
     assert fresh.latest("u") == body("3", phase="InProgress")
-    fresh.observed("u", body("4", phase="InProgress", cancel="someone else"))
-    assert fresh.latest("u") == body("4", phase="InProgress", cancel="someone else")
+    fresh.known("u", body("12", phase="InProgress", cancel="someone else"))  # 12 > 3
+    assert fresh.latest("u") == body("12", phase="InProgress", cancel="someone else")
+    fresh.known("u", body("9", phase="Succeeded"))  # a shorter version is older
+    assert fresh.latest("u") == body("12", phase="InProgress", cancel="someone else")
 
 
-def test_a_write_the_watch_brought_before_its_response_is_not_awaited_forever() -> None:
-    fresh = Fresh()
-    fresh.observed("u", body("5", phase="Succeeded"))
-    fresh.expect("u", body("5", phase="Succeeded"))  # e.g. the notification worker's write
-    assert fresh.latest("u") == body("5", phase="Succeeded")
+def test_versions_that_cannot_be_compared_mean_a_read() -> None:
+    for odd in ("abc", "007", "", "\uff11\uff12"):
+        fresh = Fresh()
+        fresh.known("u", body("5"))
+        fresh.known("u", body(odd))
+        assert fresh.latest("u") is None, odd
+
+
+def test_newer_compares_as_kep_5504_says() -> None:
+    assert newer(body("10"), body("9")) is True
+    assert newer(body("9"), body("10")) is False
+    assert newer(body("10"), body("10")) is False
+    assert newer(body("10"), body("x")) is None
 
 
 def test_a_deadline_or_a_deletion_distrusts_the_watch_and_forget_leaves_nothing() -> None:
     fresh = Fresh()
-    fresh.observed("u", body("1"))
+    fresh.known("u", body("1"))
     fresh.distrust("u")
     assert fresh.latest("u") is None
     fresh.written("u", body("2"))
-    fresh.observed("u", body("2"))
+    fresh.known("u", body("2"))
     fresh.forget("u")
-    assert (fresh.bodies, fresh.watched, fresh.unseen) == ({}, {}, {})
+    assert (fresh.bodies, fresh.newest) == ({}, {})
 
 
 def test_kept_bodies_leave_managed_fields_out() -> None:
     fresh = Fresh()
     watched = body("1")
     watched["metadata"]["managedFields"] = [{"manager": "kubectl"}]
-    fresh.observed("u", watched)
+    fresh.known("u", watched)
     assert fresh.latest("u") == body("1")
     assert "managedFields" in watched["metadata"]  # the event's own body is not changed
 

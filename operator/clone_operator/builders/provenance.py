@@ -73,3 +73,34 @@ def owner_references_without(obj: dict[str, Any], uid: str) -> list[dict[str, An
     """The object's owner references minus the one pointing at `uid`."""
     refs = obj.get("metadata", {}).get("ownerReferences") or []
     return [r for r in refs if r.get("uid") != uid]
+
+
+def part(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the hand-over needs of an object the operator just created: its kind, name
+    and the owner references it was created with (not the whole body)."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {
+            "namespace": meta.get("namespace"),
+            "name": meta["name"],
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+        },
+    }
+
+
+def hand_over_patch(created: dict[str, Any], uid: str) -> list[dict[str, Any]] | None:
+    """An RFC 6902 patch that drops the reference to owner `uid`, applied only while the
+    object's owner references are still the ones it was created with (`test`): another
+    owner added meanwhile is never dropped. None: there is no such reference."""
+    refs = created["metadata"]["ownerReferences"]
+    kept = [r for r in refs if r.get("uid") != uid]
+    if len(kept) == len(refs):
+        return None
+    change: dict[str, Any] = (
+        {"op": "replace", "path": "/metadata/ownerReferences", "value": kept}
+        if kept
+        else {"op": "remove", "path": "/metadata/ownerReferences"}
+    )
+    return [{"op": "test", "path": "/metadata/ownerReferences", "value": refs}, change]

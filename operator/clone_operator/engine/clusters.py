@@ -11,7 +11,6 @@ deletes what a failed clone left.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,8 +20,8 @@ from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import provenance
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import guarded_patch
-from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube
+from clone_operator.engine.loop import IDLE, guarded_patch
+from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import regions
 from clone_operator.reconcile.clusters import Readiness
@@ -97,9 +96,11 @@ class Failed:
 async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Failed:
     """One look at a clone in progress; what to do next is the caller's to write."""
     owner, name, namespace = target.owner, target.name, target.namespace
-    sts = ctx.targets.get(owner.uid) or await ctx.kube.get(
-        "apps/v1", "StatefulSet", namespace, name
-    )
+    sts = ctx.targets.get(owner.uid)
+    if sts is None and target.source is None:
+        sts = await ctx.kube.get("apps/v1", "StatefulSet", namespace, name)
+    # (With `target.source`, the owner went InProgress in this very step: nothing of
+    # its target exists yet, and a foreign object with its name is found by the dry run.)
     if sts is not None and not provenance.created_by(sts, owner):
         return Failed(
             Reason.TARGET_EXISTS,
@@ -110,7 +111,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     if sts is not None:
         readiness = cluster_rules.readiness(sts)
         if readiness.done:
-            await hand_over(ctx.kube, owner, namespace)
+            await hand_over(ctx.kube, owner, namespace, ctx.parts.get(owner.uid))
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
@@ -123,8 +124,9 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     waited = target.timeout_seconds - left
     grace = ctx.settings.unschedulable_grace_seconds
     if sts is None:
+        ctx.pods.setdefault(owner.uid, {})  # its pods' events are kept from now on
         try:
-            await create(ctx.kube, target, ctx.settings.cluster_domain)
+            made = await create(ctx.kube, target, ctx.settings.cluster_domain)
         except SourceNotFound as e:
             return Failed(Reason.SOURCE_NOT_FOUND, str(e))
         except cluster_builders.SourceReferenced as e:
@@ -135,18 +137,39 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             return Failed(Reason.TARGET_EXISTS, str(e))
         except Invalid as e:
             return Failed(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
+        ctx.parts[owner.uid] = [provenance.part(obj) for obj in made]
+        ctx.target_changed(owner.uid, made[-1])  # unless its watch event brought a newer one
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
         return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
     if next_look is None:
-        pods = await pods_of(ctx.kube, owner, namespace)
-        stuck = cluster_rules.unschedulable_message(pods, datetime.now(UTC), grace)
-        if stuck is not None:
-            return Failed(Reason.PODS_CANNOT_START, stuck)
+        now = datetime.now(UTC)
+        pods = await scheduling_of(ctx, owner, namespace)
+        if cluster_rules.unschedulable_message(pods, now, grace) is not None:
+            # The watch may be behind (a pod deleted while it reconnected): fail on a read.
+            pods = await scheduling_of(ctx, owner, namespace, read=True)
+            stuck = cluster_rules.unschedulable_message(pods, now, grace)
+            if stuck is not None:
+                return Failed(Reason.PODS_CANNOT_START, stuck)
         note = cluster_rules.volumes_message(pods) or ""  # progress, bounded by the timeout
-        next_look = cluster_rules.pod_check_interval(waited, grace)
+        # Pod events wake the engine whenever a pod's scheduling changes; a deadline only
+        # for a refused pod's grace, and for the safety net.
+        next_look = cluster_rules.stuck_check_in(pods, now, grace) or IDLE
     return Waiting(max(min(left, next_look), 0.1), readiness, note)
+
+
+async def scheduling_of(
+    ctx: Context, owner: Owner, namespace: str, read: bool = False
+) -> list[JSON]:
+    """The target's pods as far as scheduling goes: what the pod watch kept since the
+    target was created here, else (after a restart, or `read`) one LIST."""
+    pods = ctx.pods.get(owner.uid)
+    if pods is None or read:
+        listed = await pods_of(ctx.kube, owner, namespace)
+        pods = {p["metadata"]["name"]: cluster_rules.scheduling(p) for p in listed}
+        ctx.pods[owner.uid] = pods
+    return list(pods.values())
 
 
 async def pods_of(kube: Kube, owner: Owner, namespace: str) -> list[JSON]:
@@ -198,16 +221,27 @@ async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
     return cluster_builders.build_cluster(plan)
 
 
-async def create(kube: Kube, target: Target, cluster_domain: str) -> None:
+async def create(kube: Kube, target: Target, cluster_domain: str) -> list[JSON]:
     """Build the target from its source as it is now, and create it (config and volumes
-    first). The StatefulSet is first sent as a dry run: if the API server refuses it
-    (say, an override makes it invalid), nothing at all is created."""
+    first); returns what was created or adopted, the StatefulSet last. The StatefulSet
+    is first sent as a dry run: if the API server refuses it (say, an override makes it
+    invalid), or its name is taken by something else, nothing at all is created."""
     source, service = target.source or await load_source(kube, target.namespace, target.source_name)
     plan = dataclasses.replace(target.plan(source, service), cluster_domain=cluster_domain)
     objects = await build(kube, plan)
-    with contextlib.suppress(Conflict):  # it exists (made a moment ago): `ensure` decides
+    try:
         await kube.create(objects[-1], dry_run=True)
-    await ensure(kube, objects, target.owner)
+    except Conflict:  # it exists: ours from before (adopted below), or someone else's
+        meta = objects[-1]["metadata"]
+        existing = await kube.get("apps/v1", "StatefulSet", meta["namespace"], meta["name"])
+        if existing is None:
+            raise  # deleted in between: the next round looks again
+        if not provenance.created_by(existing, target.owner):
+            raise TargetExists(
+                f"StatefulSet {meta['namespace']}/{meta['name']} already exists and was not "
+                f"created by this {target.owner.kind}; it is left untouched (choose another name)"
+            ) from None
+    return await ensure(kube, objects, target.owner)
 
 
 async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:
@@ -251,10 +285,32 @@ async def remove(kube: Kube, owner: Owner, namespace: str) -> int:
     return count
 
 
-async def hand_over(kube: Kube, owner: Owner, namespace: str) -> None:
-    """Drop the owner's references so the finished clone outlives its request."""
-    for obj in await owned(kube, owner, namespace):
-        await release(kube, obj, owner)
+async def hand_over(
+    kube: Kube, owner: Owner, namespace: str, parts: list[JSON] | None = None
+) -> None:
+    """Drop the owner's references so the finished clone outlives its request.
+
+    `parts`: what this process created (`provenance.part`: kind, name, the owner
+    references it was created with), handed over without a read: one RFC 6902 patch each
+    that removes the references only if they are still exactly those. Anything else
+    (after a restart, or references someone changed) is found by its provenance label
+    and released with a guarded read-modify-write."""
+    for created in parts or []:
+        patch = provenance.hand_over_patch(created, owner.uid)
+        if patch is None:
+            continue
+        try:
+            await kube.json_patch(created, patch)
+        except NotFound:
+            continue
+        except (Invalid, Conflict):  # its references changed: read it, drop ours alone
+            api_version, kind, meta = created["apiVersion"], created["kind"], created["metadata"]
+            found = await kube.get(api_version, kind, namespace, meta["name"])
+            if found is not None:
+                await release(kube, {"apiVersion": api_version, "kind": kind, **found}, owner)
+    if parts is None:
+        for obj in await owned(kube, owner, namespace):
+            await release(kube, obj, owner)
 
 
 async def release(kube: Kube, obj: JSON, owner: Owner) -> None:

@@ -15,7 +15,7 @@ from aiohttp import web
 from clone_operator.engine.events import Poster
 from clone_operator.engine.leadership import Elector
 from clone_operator.engine.metrics import Metrics
-from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, lean
+from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, newer
 from clone_operator.k8s.api import Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile.regions import RegionTable
@@ -41,8 +41,16 @@ class Context:
     node_regions: dict[str, str] = field(default_factory=dict)
     """Node name → `topology.kubernetes.io/region`, kept current by a node watch."""
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Owner uid → the latest watched body of its target StatefulSet (kept only while
-    the owner's engine runs; it reads the API server otherwise)."""
+    """Owner uid → the newest version of its target StatefulSet, as far as following it
+    goes (`reconcile.clusters.followed`), from its watch events and the engine's create
+    (kept only while the owner's engine runs; it reads the API server otherwise)."""
+    pods: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Owner uid → its target's pods as far as scheduling goes (pod name →
+    `reconcile.clusters.scheduling`), kept by a pod watch from when its engine creates
+    the target until the engine ends (absent: a LIST fills it when it is needed)."""
+    parts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Owner uid → what its engine created here (`builders.provenance.part`): handed over
+    without listing them (engine.clusters.hand_over)."""
     sources: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=dict)
     """Owner uid → the source StatefulSet and Service its move to InProgress was decided on,
     until its target is built from them (one read of the source per attempt)."""
@@ -99,24 +107,43 @@ class Context:
             if not self.runners.running(uid):
                 self.fresh.offer(uid, body)
             elif self.wakeups.registered(uid):
-                self.fresh.observed(uid, body)  # the engine's next read after a wake-up
+                self.fresh.known(uid, body)  # the engine's next read after a wake-up
             self.runners.ensure(uid, run, log)
         else:
             self.fresh.distrust(uid)  # its engine reads what is left (or that it is gone)
         self.wakeups.poke(uid)
 
     def target_changed(self, owner_uid: str, body: dict[str, Any] | None) -> None:
-        """A watch event of a clone's StatefulSet (None: deleted): keep it for the owner's
-        running engine, and wake it. (Handed-over targets keep their labels: their
+        """A watch event of a clone's StatefulSet, or the engine's create of it (None:
+        deleted): keep the newest for the owner's running engine, and wake it. (Handed-over targets keep their labels: their
         events are dropped, so nothing is kept per finished clone.)"""
         if not self.wakeups.registered(owner_uid):
             return
+        known = self.targets.get(owner_uid)
         if body is None:
             self.targets.pop(owner_uid, None)
-        else:
-            self.targets[owner_uid] = lean(body)
+        elif known is None or newer(body, known) is not False:
+            # (An event that arrives after a newer version, e.g. after the create's own
+            # response, is older and dropped; versions that cannot be compared: the newest
+            # to arrive.)
+            self.targets[owner_uid] = cluster_rules.followed(body)
             if cluster_rules.readiness(body).done:
                 self.ready_seen.setdefault(owner_uid, time.monotonic())
+        self.wakeups.poke(owner_uid)
+
+    def pod_changed(self, owner_uid: str, name: str, body: dict[str, Any] | None) -> None:
+        """A watch event of a clone's pod (None: deleted): keep what scheduling says of it
+        for the owner's running engine, and wake the engine when that changed."""
+        pods = self.pods.get(owner_uid)
+        if pods is None:
+            return
+        slim = None if body is None else cluster_rules.scheduling(body)
+        if pods.get(name) == slim:
+            return
+        if slim is None:
+            del pods[name]
+        else:
+            pods[name] = slim
         self.wakeups.poke(owner_uid)
 
     def node_changed(self, name: str, region: str | None) -> None:

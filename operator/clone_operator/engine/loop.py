@@ -2,8 +2,9 @@
 
 Shared by both front doors. A step returns how long to wait for a watch event
 (0: go on at once; None: done). After a write of our own, the body it returned
-is the next read; after a wake-up, the latest body the watch brought (once it
-shows our last write), else a GET; after a deadline, a GET.
+is the next read; after a wait, the newest body known (engine.runtime.Fresh: the
+watch's, or our last write's), else a GET; after a deadline of the safety net
+(every `SAFETY_NET` seconds at most), a GET.
 """
 
 from __future__ import annotations
@@ -96,17 +97,19 @@ async def drive(
     """Run `step` until the object is finalized or gone."""
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
     ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
-    woken = False
+    waited = False
     trusted_since = time.monotonic()
     try:
         while True:
             body = ctx.fresh.take(uid)
             if body is None:
                 ctx.wakeups.clear(uid)  # this read covers every change poked so far
-                # Only after a wake-up: a step that goes on at once always reads the API.
-                watched = ctx.fresh.latest(uid) if woken else None
-                body = watched or await ctx.kube.get(api_version, kind, namespace, name)
-            woken = False
+                # Only after a wait: a step that goes on at once always reads the API.
+                known = ctx.fresh.latest(uid) if waited else None
+                body = known or await ctx.kube.get(api_version, kind, namespace, name)
+                if known is None and body is not None:
+                    ctx.fresh.known(uid, body)
+            waited = False
             if body is None or body["metadata"]["uid"] != uid:
                 return  # deleted: the garbage collector removes what it owned
             if (body.get("status") or {}).get("finalized"):
@@ -125,6 +128,7 @@ async def drive(
             if wait > AGAIN:
                 ctx.fresh.drop(uid)  # something else will change: read it anew
                 woken = await ctx.wakeups.wait(uid, wait)
+                waited = True
                 if not woken and time.monotonic() - trusted_since >= SAFETY_NET:
                     # A deadline, not an event: the safety net reads everything anew,
                     # the target too (a watch that restarted from a fresh list never
@@ -137,6 +141,8 @@ async def drive(
         ctx.wakeups.forget(uid)
         ctx.fresh.forget(uid)
         ctx.targets.pop(uid, None)
+        ctx.pods.pop(uid, None)
+        ctx.parts.pop(uid, None)
         ctx.ready_seen.pop(uid, None)
 
 

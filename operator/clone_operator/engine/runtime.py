@@ -61,9 +61,23 @@ class Wakeups:
         self.events.pop(uid, None)
 
 
-def _version(body: dict[str, Any]) -> str | None:
-    version = (body.get("metadata") or {}).get("resourceVersion")
-    return str(version) if version is not None else None
+def newer(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    """Whether body `a` is a later version of the object than `b` (None: cannot tell).
+
+    resourceVersions of one object are compared as KEP-5504 defines them (stable in
+    Kubernetes 1.35; kube-apiserver has always made them so): decimal integers without
+    leading zeros, the longer the newer, else the lexically greater. A version that is
+    not one is never guessed at: the caller reads from the API server instead.
+    """
+    va = str((a.get("metadata") or {}).get("resourceVersion") or "")
+    vb = str((b.get("metadata") or {}).get("resourceVersion") or "")
+    if not (_comparable(va) and _comparable(vb)):
+        return None
+    return (len(va), va) > (len(vb), vb)
+
+
+def _comparable(version: str) -> bool:
+    return version.isdecimal() and version.isascii() and not version.startswith("0")
 
 
 def lean(body: dict[str, Any]) -> dict[str, Any]:
@@ -81,83 +95,72 @@ class Fresh:
     * `bodies`: the next read, used at most once (`take`): what our own write (or the
       read after a refused write) returned, or what the watch brought to a task being
       started; dropped whenever the engine waits.
-    * `watched`: the latest body the watch brought of an object whose engine runs,
-      used after a wake-up. Every change of the object comes as a watch event that
-      pokes the engine, so it is as new as a GET — except right after our own writes:
-      until the watch brings the version we wrote (`unseen`), it shows an older state
-      and is not used (a GET is). Watch events arrive in order, so every event after
-      that version is newer. (kopf may skip an event in a burst: then the engine reads
-      with a GET until its next write is seen.)
+    * `newest`: the newest version of the object known here, whichever brought it: a
+      watch event, our write's response, the notification worker's, a GET. Every change
+      of the object comes as a watch event that pokes the engine, so after a wake-up
+      it is as new as a GET. Versions are compared (`newer`), so an event that arrives
+      late, or one that kopf folded into a later one, never makes it older.
 
-    A stale body is harmless anyway: every write is guarded by the resourceVersion the
-    decision was made on, and a refused write hands the engine what it read instead.
+    So after a wait the engine reads `latest()`, and a GET only when nothing is known
+    (the first read of a task not started by an event, a deadline of the safety net,
+    a write the API server refused). A body that is stale because a change's event is
+    still on its way is harmless: that event pokes the engine again, and every write is
+    guarded by the resourceVersion its decision was made on.
     """
 
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
-    watched: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unseen: dict[str, str] = field(default_factory=dict)
-    """uid → the resourceVersion of our newest write (or read) the watch has not brought."""
+    newest: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def written(self, uid: str, body: dict[str, Any]) -> None:
-        """A body newer than what the watch may have shown: what our write returned, or
-        what a read after a refused write found. The next read uses it."""
+        """What our write returned (or what a read after a refused write found): the
+        next read uses it."""
         self.bodies[uid] = lean(body)
-        self.expect(uid, body)
+        self.known(uid, body)
 
-    def expect(self, uid: str, body: dict[str, Any]) -> None:
-        """Someone here wrote (or read) `body`: the watched body is older until the watch
-        brings that version."""
-        version = _version(body)
-        seen = self.watched.get(uid)
-        if version is None or (seen is not None and _version(seen) == version):
-            self.unseen.pop(uid, None)  # the watch brought it already
+    def known(self, uid: str, body: dict[str, Any]) -> None:
+        """A version of the object seen here (an event, a write's response, a read)."""
+        current = self.newest.get(uid)
+        if current is None:
+            self.newest[uid] = lean(body)
             return
-        self.unseen[uid] = version
-        self.watched.pop(uid, None)
+        later = newer(body, current)
+        if later is None:
+            self.newest.pop(uid, None)  # versions that cannot be compared: read instead
+        elif later:
+            self.newest[uid] = lean(body)
 
     def offer(self, uid: str, body: dict[str, Any]) -> None:
         """A watched body for a task being started, kept unless a newer one of ours is there."""
         self.bodies.setdefault(uid, lean(body))
 
-    def observed(self, uid: str, body: dict[str, Any]) -> None:
-        """A watch event of an object whose engine runs."""
-        version = _version(body)
-        expected = self.unseen.get(uid)
-        if expected is not None:
-            if version != expected:
-                return  # older than what we wrote
-            del self.unseen[uid]
-        self.watched[uid] = lean(body)
-
     def take(self, uid: str) -> dict[str, Any] | None:
         return self.bodies.pop(uid, None)
 
     def latest(self, uid: str) -> dict[str, Any] | None:
-        """The newest watched body, when the watch has caught up with our writes."""
-        return None if uid in self.unseen else self.watched.get(uid)
+        """The newest body known here; None: read from the API server."""
+        return self.newest.get(uid)
 
     def drop(self, uid: str) -> None:
         """The engine waits: something else will change, so the one-shot body goes."""
         self.bodies.pop(uid, None)
 
     def distrust(self, uid: str) -> None:
-        """A deadline passed without an event: read from the API server (the safety net
-        against a watch that stopped telling)."""
-        self.watched.pop(uid, None)
+        """Read from the API server next: a deadline of the safety net passed (against a
+        watch that stopped telling), the object is gone, or a write was refused."""
+        self.newest.pop(uid, None)
 
     def forget(self, uid: str) -> None:
         self.bodies.pop(uid, None)
-        self.watched.pop(uid, None)
-        self.unseen.pop(uid, None)
+        self.newest.pop(uid, None)
 
 
 @dataclass
 class Slots:
     """The cluster-wide limit of InProgress operations, handed out oldest first.
 
-    The operator is the only writer of phases and one instance runs (kopf in
-    standalone mode; the chart's Deployment has one replica and the Recreate
-    strategy), so an in-memory count seeded from the API at startup is exact.
+    The operator is the only writer of phases and only the leader acts (a new leader
+    takes the slots of every operation already InProgress before anything new starts:
+    engine.lifecycle), so an in-memory count seeded from the API is exact.
     engine.operations is the only module that takes and releases slots.
     """
 

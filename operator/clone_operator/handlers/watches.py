@@ -12,6 +12,7 @@ import kopf
 
 from clone_operator.builders.provenance import (
     CLONE_OBJECT_UID,
+    CLUSTER,
     MANAGED_BY,
     OPERATION_UID,
     OPERATOR_NAME,
@@ -25,13 +26,16 @@ OURS = f"{MANAGED_BY}={OPERATOR_NAME}"
 
 @kopf.on.startup()
 async def watch_only_ours(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """StatefulSets and PVCs are watched with a server-side label selector: the API
-    server sends only what the operator created, not every source cluster in the
+    """StatefulSets, PVCs and pods are watched with a server-side label selector: the
+    API server sends only what the operator created, not every source cluster in the
     namespaces (kopf would otherwise take in and drop each of them; at 1,000 sources that
     is a burst of 2,000 objects and about 25 MiB of peak RSS). `_ours` still picks the
     owner."""
     settings.watching.label_selectors["apps", "statefulsets"] = OURS
     settings.watching.label_selectors["", "persistentvolumeclaims"] = OURS
+    # A clone's pods keep the source's labels (`managed-by` among them), plus the name
+    # of the clone they belong to: selected by that key.
+    settings.watching.label_selectors["", "pods"] = CLUSTER
 
 
 def _owner_uid(labels: kopf.Labels) -> str | None:
@@ -62,6 +66,18 @@ async def pvc_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     uid = _owner_uid(labels)
     if uid:
         memo.ctx.wakeups.poke(uid)
+
+
+@kopf.on.event("", "v1", "pods", when=_ours)
+async def pod_changed(
+    event: kopf.RawEvent, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
+    """A clone's pod was scheduled, refused or deleted: the owner's engine knows without
+    listing them (a refused pod fails the clone after the grace period)."""
+    uid = _owner_uid(labels)
+    if uid:
+        deleted = event["type"] == "DELETED"
+        memo.ctx.pod_changed(uid, name, None if deleted else event["object"])
 
 
 @kopf.on.event("", "v1", "nodes")

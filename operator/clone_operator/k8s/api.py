@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +25,7 @@ _FENCED_WRITE: ContextVar[bool] = ContextVar("fenced_write", default=False)
 ENGINE_POOL = 38  # parallel requests of the engine (see Kube.in_flight)
 ELECTION_POOL = 2  # connections kept free for leader election's renewals
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 # (apiVersion, kind) → plural, for every kind the operator touches.
 PLURALS: dict[tuple[str, str], str] = {
@@ -276,7 +278,10 @@ class Kube:
         meta = obj["metadata"]
         url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
         if dry_run:
-            return await self.call("POST", url, body=obj, query={"dryRun": "All"}, fenced=False)
+            query = {"dryRun": "All"}
+            return await self.call(
+                "POST", url, body=obj, query=query, fenced=False, tally=self.requests
+            )
         return await self.call("POST", url, body=obj)
 
     async def merge_patch(
@@ -284,6 +289,10 @@ class Kube:
     ) -> JSON:
         url = obj_or_url if isinstance(obj_or_url, str) else ref_path(obj_or_url, subresource)
         return await self.call("PATCH", url, body=patch, content_type=MERGE_PATCH)
+
+    async def json_patch(self, obj: JSON, operations: builtins.list[JSON]) -> JSON:
+        """An RFC 6902 patch: all its operations or none (a failed `test` is Invalid)."""
+        return await self.call("PATCH", ref_path(obj), body=operations, content_type=JSON_PATCH)
 
     async def delete(
         self,

@@ -38,6 +38,19 @@ def readiness(statefulset: dict[str, Any]) -> Readiness:
     return Readiness(ready, desired, observed and ready >= desired)
 
 
+def followed(statefulset: dict[str, Any]) -> dict[str, Any]:
+    """What following a target reads of its StatefulSet (`readiness`, its provenance
+    labels, its uid and version): kept per clone in flight instead of the whole object
+    with its pod template (a few hundred bytes instead of about 15 KB)."""
+    meta = statefulset.get("metadata") or {}
+    keys = ("name", "namespace", "uid", "labels", "generation", "resourceVersion")
+    return {
+        "metadata": {k: meta[k] for k in keys if k in meta},
+        "spec": {"replicas": (statefulset.get("spec") or {}).get("replicas", 1)},
+        "status": statefulset.get("status") or {},
+    }
+
+
 def seconds_left(started_at: str | None, timeout_seconds: float, now: datetime) -> float:
     """The timeout rule of every clone: `timeout_seconds` from `started_at` (when it went
     InProgress); 0 means timed out. Not started yet: the whole timeout is left."""
@@ -55,17 +68,6 @@ def next_pod_check(waited: float, grace_seconds: int) -> float | None:
     return None
 
 
-POD_CHECK_MAX_INTERVAL = 300.0
-
-
-def pod_check_interval(waited: float, grace_seconds: int) -> float:
-    """Seconds between looks at the pods once the grace period is over: a quarter of the
-    grace, growing with the wait (a quarter of it, at most 5 min). A clone that waits long
-    (its volumes being provisioned, a busy cluster) costs a LIST per look, not per 15 s;
-    a pod that became stuck is still found within a quarter of the time waited."""
-    return max(1.0, grace_seconds / 4, min(waited / 4, POD_CHECK_MAX_INTERVAL))
-
-
 # What the scheduler (its VolumeBinding plugin) says of a pod whose immediate-binding
 # PersistentVolumeClaims are not bound yet: it retries by itself once they are.
 VOLUMES_NOT_BOUND = "unbound immediate PersistentVolumeClaims"
@@ -81,6 +83,18 @@ def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
         ):
             return dict(c)
     return None
+
+
+def scheduling(pod: dict[str, Any]) -> dict[str, Any]:
+    """What the rules below read of a pod: its name and, while the scheduler refuses it,
+    that condition. The engine keeps this per pod of a target (from a pod watch), not
+    the whole pod."""
+    slim: dict[str, Any] = {"metadata": {"name": pod["metadata"]["name"]}}
+    c = _unschedulable(pod)
+    if c is not None:
+        keys = ("type", "status", "reason", "message", "lastTransitionTime")
+        slim["status"] = {"conditions": [{k: c[k] for k in keys if k in c}]}
+    return slim
 
 
 def waits_for_volumes(pod: dict[str, Any]) -> bool:
@@ -110,6 +124,20 @@ def progress_message(base: str, current: str | None, note: str | None) -> str:
     if note is None:
         return current if current and current.startswith(f"{base}; ") else base
     return f"{base}; {note}" if note else base
+
+
+def stuck_check_in(pods: list[dict[str, Any]], now: datetime, grace_seconds: int) -> float | None:
+    """Seconds until a pod the nodes refuse has been refused for the whole grace period
+    (when `unschedulable_message` would name it); None: no pod is refused, so only a pod
+    event can change that."""
+    due = [
+        grace_seconds - (now - parse_rfc3339(c["lastTransitionTime"])).total_seconds()
+        for pod in pods
+        if (c := _unschedulable(pod)) is not None
+        and c.get("lastTransitionTime")
+        and not waits_for_volumes(pod)
+    ]
+    return max(min(due), 0.0) + 0.5 if due else None
 
 
 def unschedulable_message(
