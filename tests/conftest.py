@@ -259,15 +259,8 @@ def operator_process(
         pod.ensure(DEFAULT_OPERATOR_ENV)
         pod.log()
         return
-    admin: Kubectl = request.getfixturevalue("admin")
-    if admin.get("deployment", f"{IN_CLUSTER_RELEASE}-clone-operator", "-n", IN_CLUSTER_NAMESPACE):
-        # An in-cluster operator left by an earlier session would act beside this one.
-        cluster: localcluster.Paths = request.getfixturevalue("cluster")
-        subprocess.run(
-            [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig),
-             "uninstall", IN_CLUSTER_RELEASE, "--namespace", IN_CLUSTER_NAMESPACE, "--wait"],
-            check=False, capture_output=True,
-        )  # fmt: skip
+    # An in-cluster operator left by an earlier session would act beside this one.
+    localcluster.uninstall_operators(request.getfixturevalue("cluster"))
     proc = OperatorProcess(request.getfixturevalue("operator_kubeconfig"))
     yield proc
     proc.stop()

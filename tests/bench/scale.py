@@ -173,6 +173,8 @@ def main() -> int:
          "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")],
         check=True, capture_output=True,
     )  # fmt: skip
+    for release in localcluster.uninstall_operators(paths):
+        print(f"uninstalled {release}: its operator would act on the benchmark's resources too")
     config.load_kube_config(str(paths.kubeconfig))
     api = client.ApiClient()
     api.configuration.connection_pool_maxsize = 32

@@ -282,6 +282,28 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
     return result.stdout
 
 
+def uninstall_operators(p: Paths) -> list[str]:
+    """Uninstall every Helm release that runs the operator in this cluster (the in-cluster
+    e2e session leaves its release running, for inspection): an operator that watches
+    every namespace would act beside the one a benchmark or a process-mode session
+    starts. Returns the releases removed, as namespace/name."""
+    selector = "app.kubernetes.io/name=clone-operator"
+    found = json.loads(kubectl("get", "deployments", "-A", "-l", selector, "-o", "json"))["items"]
+    removed = []
+    for deployment in found:
+        meta = deployment["metadata"]
+        release = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+        if not release:
+            continue
+        subprocess.run(
+            [str(p.helm_bin / "helm"), "--kubeconfig", str(p.kubeconfig),
+             "uninstall", release, "--namespace", meta["namespace"], "--wait"],
+            check=False, capture_output=True,
+        )  # fmt: skip
+        removed.append(f"{meta['namespace']}/{release}")
+    return removed
+
+
 def _apiserver_ready(p: Paths) -> bool:
     if not p.kubeconfig.exists():
         return False

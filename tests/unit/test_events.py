@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from clone_operator.engine import events
 
 BODY = {
@@ -36,3 +38,17 @@ def test_warnings_and_long_messages() -> None:
     posted = events.event(BODY, "Failed", "x" * 5000, warning=True, instance="i")
     assert posted["type"] == "Warning"
     assert len(posted["message"]) == 1024  # the API server refuses longer ones
+
+
+async def test_the_queue_is_bounded_and_counts_what_it_drops() -> None:
+    """An API server that falls behind must not make the operator keep every Event."""
+    poster = events.Poster(kube=None)  # type: ignore[arg-type]  # nothing is posted here
+    busy = poster.task = asyncio.create_task(asyncio.sleep(3600))  # a poster busy posting
+    try:
+        for i in range(events.MAX_QUEUED + 5):
+            poster.emit(BODY, "Started", f"event {i}", warning=False)
+        assert poster.queue.qsize() == events.MAX_QUEUED
+        assert poster.dropped == 5
+        assert poster.queue.get_nowait()["message"] == "event 0"  # the oldest are kept
+    finally:
+        busy.cancel()

@@ -59,8 +59,6 @@ class Target:
     timeout_seconds: float
     plan: Callable[[JSON, JSON | None], cluster_builders.ClusterPlan]
     """What to build, from the source StatefulSet and its Service (None when it has none)."""
-    source: tuple[JSON, JSON | None] | None = None
-    """The source StatefulSet and Service as read this attempt, if they were (else read)."""
 
     @property
     def namespace(self) -> str:
@@ -97,10 +95,11 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     """One look at a clone in progress; what to do next is the caller's to write."""
     owner, name, namespace = target.owner, target.name, target.namespace
     sts = ctx.targets.get(owner.uid)
-    if sts is None and target.source is None:
+    if sts is None and owner.uid not in ctx.sources:
         sts = await ctx.kube.get("apps/v1", "StatefulSet", namespace, name)
-    # (With `target.source`, the owner went InProgress in this very step: nothing of
-    # its target exists yet, and a foreign object with its name is found by the dry run.)
+    # (With its source kept (`Context.keep_source`), the owner went InProgress in the
+    # step before: nothing of its target exists yet, and a foreign object with its name
+    # is found by the dry run.)
     if sts is not None and not provenance.created_by(sts, owner):
         return Failed(
             Reason.TARGET_EXISTS,
@@ -126,7 +125,9 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     if sts is None:
         ctx.pods.setdefault(owner.uid, {})  # its pods' events are kept from now on
         try:
-            made = await create(ctx.kube, target, ctx.settings.cluster_domain)
+            async with ctx.building:  # the source and what is built from it: held in here
+                source = ctx.take_source(owner.uid)
+                made = await create(ctx.kube, target, ctx.settings.cluster_domain, source)
         except SourceNotFound as e:
             return Failed(Reason.SOURCE_NOT_FOUND, str(e))
         except cluster_builders.SourceReferenced as e:
@@ -221,13 +222,16 @@ async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
     return cluster_builders.build_cluster(plan)
 
 
-async def create(kube: Kube, target: Target, cluster_domain: str) -> list[JSON]:
-    """Build the target from its source as it is now, and create it (config and volumes
-    first); returns what was created or adopted, the StatefulSet last. The StatefulSet
-    is first sent as a dry run: if the API server refuses it (say, an override makes it
-    invalid), or its name is taken by something else, nothing at all is created."""
-    source, service = target.source or await load_source(kube, target.namespace, target.source_name)
-    plan = dataclasses.replace(target.plan(source, service), cluster_domain=cluster_domain)
+async def create(
+    kube: Kube, target: Target, cluster_domain: str, source: tuple[JSON, JSON | None] | None
+) -> list[JSON]:
+    """Build the target from its source (`source`: the StatefulSet and Service as read
+    this attempt; None: read them now), and create it (config and volumes first);
+    returns what was created or adopted, the StatefulSet last. The StatefulSet is first
+    sent as a dry run: if the API server refuses it (say, an override makes it invalid),
+    or its name is taken by something else, nothing at all is created."""
+    statefulset, service = source or await load_source(kube, target.namespace, target.source_name)
+    plan = dataclasses.replace(target.plan(statefulset, service), cluster_domain=cluster_domain)
     objects = await build(kube, plan)
     try:
         await kube.create(objects[-1], dry_run=True)

@@ -4,6 +4,7 @@ state, kept in kopf's memo (never in globals; tests can make two)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -23,6 +24,13 @@ from clone_operator.settings import Settings
 
 # (object body, reason, message, warning?) → posts a Kubernetes Event.
 EventSink = Callable[[dict[str, Any], str, str, bool], None]
+
+BUILDS_AT_ONCE = 16
+"""Clones that build and create their target at once (`Context.building`): each holds
+its parsed source and what is built from it (about 15 KB a StatefulSet) over several
+requests, so a burst of 1,000 builds them 16 at a time while the rest wait holding
+only their compact source. 16 keeps the engine's connections busy (engine.clusters.
+create sends its requests one after the other)."""
 
 
 @dataclass
@@ -51,9 +59,12 @@ class Context:
     parts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Owner uid → what its engine created here (`builders.provenance.part`): handed over
     without listing them (engine.clusters.hand_over)."""
-    sources: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=dict)
+    sources: dict[str, bytes] = field(default_factory=dict)
     """Owner uid → the source StatefulSet and Service its move to InProgress was decided on,
-    until its target is built from them (one read of the source per attempt)."""
+    until its target is built from them (one read of the source per attempt); kept as
+    compact JSON, a sixth of the parsed size (`keep_source`, `take_source`)."""
+    building: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(BUILDS_AT_ONCE))
+    """Held while a clone builds and creates its target (BUILDS_AT_ONCE)."""
     locks: dict[str, str] = field(default_factory=dict)
     """Operation uid → the uid of the lock Lease it created here: released without a GET."""
     ready_seen: dict[str, float] = field(default_factory=dict)
@@ -73,11 +84,25 @@ class Context:
     elector: Elector | None = None
     """The leader election this replica takes part in (None: it acts alone)."""
     election: asyncio.Task[None] | None = None
+    trimming: asyncio.Task[None] | None = None
+    """Hands freed heap pages back to the OS now and then (engine.memory)."""
     takeover: asyncio.Task[None] | None = None
     """A new leader's rescan of every unfinished resource (engine.lifecycle)."""
 
     def __post_init__(self) -> None:
         self.slots = Slots(limit=self.settings.max_in_progress, on_free=self.wakeups.poke)
+
+    def keep_source(
+        self, owner_uid: str, source: dict[str, Any], service: dict[str, Any] | None
+    ) -> None:
+        self.sources[owner_uid] = json.dumps([source, service], separators=(",", ":")).encode()
+
+    def take_source(self, owner_uid: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        kept = self.sources.pop(owner_uid, None)
+        if kept is None:
+            return None
+        source, service = json.loads(kept)
+        return source, service
 
     def regions(self) -> RegionTable:
         """The regions a target may be placed in: the nodes' and the settings' names."""

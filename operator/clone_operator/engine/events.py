@@ -19,6 +19,9 @@ from clone_operator.k8s.api import JSON, ApiError, Kube
 
 log = logging.getLogger("clone_operator.events")
 COMPONENT = "clone-operator"
+MAX_QUEUED = 1000
+"""Events waiting to be posted, at most (as client-go's broadcaster): when the API server
+falls behind, later Events are dropped, not kept in memory without bound."""
 
 
 def event(body: JSON, reason: str, message: str, warning: bool, instance: str) -> JSON:
@@ -58,9 +61,16 @@ class Poster:
     task: asyncio.Task[None] | None = None
     posted: Counter[str] = field(default_factory=Counter)
     """Event requests, kept apart from the engine's own API requests."""
+    dropped: int = 0
+    """Events not queued because MAX_QUEUED were waiting."""
 
     def emit(self, body: dict[str, Any], reason: str, message: str, warning: bool) -> None:
         """Queue an Event (never blocks a step); posting starts with the first one."""
+        if self.queue.qsize() >= MAX_QUEUED:
+            self.dropped += 1
+            if self.dropped % MAX_QUEUED == 1:
+                log.warning("%d Events queued: %d dropped so far", MAX_QUEUED, self.dropped)
+            return
         self.queue.put_nowait(event(body, reason, message, warning, self.instance))
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self.post_all(), name="events")

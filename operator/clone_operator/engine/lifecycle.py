@@ -20,7 +20,7 @@ from typing import Any
 
 from clone_operator.api import cloneobjects, cloningoperations
 from clone_operator.api.common import API_VERSION
-from clone_operator.engine import events, metrics, notifications, objects, operations
+from clone_operator.engine import events, memory, metrics, notifications, objects, operations
 from clone_operator.engine.context import Context
 from clone_operator.engine.leadership import LEASE_API, Elector
 from clone_operator.engine.runtime import Fresh, Slots
@@ -79,6 +79,9 @@ async def start(settings: Settings) -> Context:
         emit=poster.emit,
         metrics=metrics.Metrics(lambda: kube.requests),
         events=poster,
+    )
+    ctx.trimming = asyncio.get_running_loop().create_task(
+        memory.trim_periodically(), name="malloc-trim"
     )
     try:
         if settings.leader_election:
@@ -228,7 +231,7 @@ async def stop(ctx: Context) -> None:
     """Stop every engine task and delivery worker, hand the Lease back, then the client
     and the endpoint."""
     ctx.ready = False
-    for task in (ctx.election, ctx.takeover):
+    for task in (ctx.election, ctx.takeover, ctx.trimming):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
