@@ -4,8 +4,9 @@
 
 Every 10 s it takes a snapshot; whenever the traced total is the largest so far, it
 writes to OUT the biggest allocation sites by file, by line and by the operator's or
-kopf's code that caused them, and the number of live asyncio tasks. tracemalloc slows the process and adds its own memory: a run with
-it tells where memory goes, not the RSS figures (those come from a run without it).
+kopf's code that caused them, and the number of live asyncio tasks. tracemalloc slows
+the process and adds its own memory: a run with it tells where memory goes, not the
+RSS figures (those come from a run without it).
 """
 
 from __future__ import annotations
