@@ -1,6 +1,6 @@
 """kubernetes_asyncio's generated models are not loaded by the operator, yet still there
-for whoever asks (k8s/lean.py). Each check runs in a fresh interpreter: this one has
-imported everything already."""
+for whoever asks (clone_operator/lean_imports.py). Each check runs in a fresh
+interpreter: this one has imported everything already."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_the_operator_imports_no_generated_model_or_api_class() -> None:
     result = run_fresh(
         """
         import clone_operator.cli, clone_operator.handlers, clone_operator.k8s.api
-        from clone_operator.k8s import lean
+        from clone_operator import lean_imports as lean
         loaded = [m for m in sys.modules if m.startswith("kubernetes_asyncio.")]
         print(json.dumps({
             "deferred": [lean.is_deferred(p) for p in lean.DEFERRED],
@@ -59,7 +59,7 @@ def test_anything_else_asked_of_the_packages_loads_them_whole() -> None:
     result = run_fresh(
         """
         import clone_operator
-        from clone_operator.k8s import lean
+        from clone_operator import lean_imports as lean
         from kubernetes_asyncio.client import V1Pod, CoreV1Api
         import kubernetes_asyncio
         pod = V1Pod(metadata=kubernetes_asyncio.client.V1ObjectMeta(name="p")).to_dict()
@@ -94,7 +94,7 @@ def test_nothing_is_deferred_once_the_packages_were_imported() -> None:
     result = run_fresh(
         """
         import kubernetes_asyncio.client
-        from clone_operator.k8s import lean
+        from clone_operator import lean_imports as lean
         print(json.dumps({"again": lean.defer_generated_code(),
                           "deferred": lean.is_deferred("kubernetes_asyncio.client")}))
         """
