@@ -177,7 +177,9 @@ def pods_of(kubectl: Kubectl, statefulset: str) -> dict[str, str]:
         ips = {p["metadata"]["name"]: p["status"].get("podIP", "") for p in pods}
         return ips if len(ips) == REPLICAS and all(ips.values()) else None
 
-    return wait_for(f"{statefulset}'s pods Ready with IPs", all_ready, timeout=120)
+    # Three containers on the real node, each behind a provisioned volume: with the whole
+    # suite on two cores beside it, that once took over 120 s.
+    return wait_for(f"{statefulset}'s pods Ready with IPs", all_ready, timeout=300)
 
 
 def peers_formed(ip: str, cluster: str) -> dict[str, Any] | None:
