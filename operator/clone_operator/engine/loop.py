@@ -13,13 +13,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine.context import Context
-from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NamespaceTerminating, NotFound
+from clone_operator.k8s.api import JSON, Conflict, Invalid, NamespaceTerminating, NotFound
 
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
@@ -146,8 +146,20 @@ async def drive(
         ctx.ready_seen.pop(uid, None)
 
 
+class Patcher(Protocol):
+    """What a guarded patch needs: a Kube, or the write funnel (engine.writes)."""
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str, /
+    ) -> JSON | None: ...
+
+    async def merge_patch(
+        self, obj: JSON, patch: JSON, /, subresource: str | None = None
+    ) -> JSON: ...
+
+
 async def guarded_patch(
-    kube: Kube,
+    kube: Patcher,
     body: JSON,
     change: Callable[[JSON], JSON | None],
     still_holds: Callable[[JSON], bool],

@@ -32,9 +32,11 @@ from clone_operator.builders import provenance
 from clone_operator.engine import clusters, loop
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, ObjectLog, Resource
-from clone_operator.k8s.api import JSON, ApiError, Invalid, NotFound
+from clone_operator.engine.writes import OutsideAdmitted, Writes
+from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
+from clone_operator.reconcile import writes
 from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.objects import Step
 
@@ -61,6 +63,19 @@ class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
     @property
     def destination_namespace(self) -> str:
         return self.spec.options.namespace or self.namespace
+
+    def writes(self, kube: Kube) -> Writes:
+        """The funnel for this clone: its declared destination (a whole cluster, for a
+        StatefulSet), of the declared kind, and nothing else."""
+        if self.kind is SourceKind.STATEFUL_SET:
+            return Writes(kube, writes.cluster(self.namespace, self.destination_name))
+        admitted = writes.copy(
+            self.kind.api_version,
+            self.kind.value,
+            self.destination_namespace,
+            self.destination_name,
+        )
+        return Writes(kube, admitted)
 
     @property
     def started_at(self) -> str | None:
@@ -197,7 +212,7 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
                     log,
                 )
             return max(min(left, 5.0), 0.1)  # the PVC watch wakes us sooner
-        await clusters.release(ctx.kube, created, obj.owner)
+        await clusters.release(obj.writes(ctx.kube), created, obj.owner)
     await move(
         ctx,
         obj,
@@ -214,6 +229,7 @@ COPY_ERRORS = (
     object_builders.CopyError,
     clusters.SourceNotFound,
     clusters.TargetExists,
+    OutsideAdmitted,
     Invalid,
     NotFound,
 )
@@ -227,6 +243,8 @@ def failure_of(obj: CloneObject, error: Exception) -> tuple[Reason, str]:
         return Reason.SOURCE_NOT_FOUND, str(error)
     if isinstance(error, clusters.TargetExists):
         return Reason.DESTINATION_EXISTS, str(error)
+    if isinstance(error, OutsideAdmitted):
+        return Reason.OUTSIDE_ADMITTED, str(error)
     if isinstance(error, Invalid):
         return (
             Reason.INVALID_DESTINATION,
@@ -269,7 +287,7 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
         source_size=size,
     )
     copy = object_builders.build_copy(plan, obj.kind)
-    [created] = await clusters.ensure(ctx.kube, [copy], owner)
+    [created] = await clusters.ensure(obj.writes(ctx.kube), [copy], owner)
     return {"apiVersion": obj.kind.api_version, "kind": obj.kind.value, **created}
 
 
@@ -329,7 +347,7 @@ async def finish(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None
     """Terminal: remove what a failed clone left (never anything it did not create)."""
     if obj.status.state is State.FAILED and obj.kind.namespace_local:
         try:
-            removed = await clusters.remove(ctx.kube, obj.owner, obj.namespace)
+            removed = await clusters.remove(obj.writes(ctx.kube), obj.owner, obj.namespace)
         except ApiError as e:
             log.warning("could not remove partial objects yet: %s", e.message)
             return 5.0

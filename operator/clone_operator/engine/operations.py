@@ -36,8 +36,10 @@ from clone_operator.builders import locks
 from clone_operator.engine import clusters, loop, notifications
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
+from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, Conflict
 from clone_operator.reconcile import operations as operation_rules
+from clone_operator.reconcile import writes
 from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.operations import Resolution, Step, Transition
@@ -253,7 +255,9 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     ctx.slots.release(owner.uid)
     # A Succeeded target was handed over before the phase was written.
     if op.status.phase is not Phase.SUCCEEDED and not op.spec.keep_target_on_failure:
-        removed = await clusters.remove(ctx.kube, owner, owner.namespace)
+        target = op.status.target_cluster  # recorded before anything was created
+        admitted = writes.cluster(owner.namespace, target) if target else ()
+        removed = await clusters.remove(Writes(ctx.kube, admitted), owner, owner.namespace)
         if removed:
             log.info("removed %d objects of the partial target", removed)
     await release_lock(ctx, op)

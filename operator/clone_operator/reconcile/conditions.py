@@ -35,6 +35,11 @@ class Reason(StrEnum):
     INVALID_DESTINATION = "InvalidDestination"
     SOURCE_REFERENCED = "SourceReferenced"
     """The built target would still refer to its source's pods or Service: nothing made."""
+    OUTSIDE_ADMITTED = "OutsideAdmitted"
+    """A write outside what admission checked for the requester (an override that would
+    change a copy's kind, name or namespace): refused, nothing written."""
+    IDENTITY_REWRITTEN = "IdentityRewritten"
+    """An Event: what the identity rewrite changed, for the user's audit."""
     TIMEOUT = "Timeout"
     PODS_CANNOT_START = "PodsCannotStart"
 
