@@ -111,7 +111,7 @@ def test_overrides_change_a_copys_content_never_its_identity(overrides: dict[str
         namespace="team",
         overrides=overrides,
     )
-    with pytest.raises(objects.CopyError, match="options.overrides must not set"):
+    with pytest.raises(objects.CopyError, match=r"options\.overrides must not set"):
         objects.build_copy(plan, SourceKind.CONFIG_MAP)
 
 
@@ -130,9 +130,9 @@ def _direct_writes(module: Path) -> list[str]:
             receiver = ast.unparse(func.value)
             if receiver.split(".")[-1] == "kube":
                 found.append(f"{module.name}:{node.lineno} {ast.unparse(func)}")
-        if isinstance(func, ast.Name) and func.id == "guarded_patch" and node.args:
-            if ast.unparse(node.args[0]).split(".")[-1] == "kube":
-                found.append(f"{module.name}:{node.lineno} guarded_patch(kube, …)")
+        handed = ast.unparse(node.args[0]) if node.args else ""
+        if isinstance(func, ast.Name) and func.id == "guarded_patch" and handed.endswith("kube"):
+            found.append(f"{module.name}:{node.lineno} guarded_patch(kube, …)")
     return found
 
 
