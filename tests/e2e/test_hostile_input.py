@@ -57,6 +57,7 @@ SWAPS: list[tuple[str, dict[str, Any]]] = [
 
 
 def test_overrides_that_change_what_a_copy_is_are_refused_at_apply(
+    crds: None,
     requester: Requester,  # noqa: F811
     kubectl: Kubectl,
 ) -> None:
@@ -105,7 +106,9 @@ def source(kubectl: Kubectl, name: str, replicas: int = 1, **server: Any) -> Non
     service, sts = statefulset(name, replicas=replicas)
     service["metadata"]["name"] = sts["spec"]["serviceName"] = f"{name}-peers"
     sts["spec"]["template"]["spec"]["containers"][0].update(server)
-    kubectl.apply([service, sts])
+    # Created, not applied: `kubectl apply` would copy a huge value into an annotation.
+    kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                   "items": [service, sts]}))  # fmt: skip
     wait_for(f"source {name} ready", lambda: ready_replicas(kubectl, name) == replicas, timeout=90)
 
 
