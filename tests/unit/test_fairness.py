@@ -25,10 +25,10 @@ def test_a_namespace_at_its_share_waits_while_others_take_the_free_slots() -> No
     assert slots.try_take("a1", T0, "a")
     assert slots.try_take("a2", T1, "a")
     assert not slots.try_take("a3", T2, "a")  # a slot is free, but not for namespace a
-    assert "2 clones of namespace a are InProgress already, its share" in slots.why_waiting("a")
+    assert "namespace a holds 2 of the 3 already, its share" in slots.why_waiting("a")
     assert slots.try_take("b1", T3, "b")  # younger than a3, yet first: a3 cannot have it
     assert not slots.try_take("b2", T3, "b")
-    assert "3 clones are InProgress already" in slots.why_waiting("b")
+    assert "all 3 are taken by clones InProgress" in slots.why_waiting("b")
     slots.release("b1")
     assert not slots.try_take("a3", T2, "a")  # the oldest waiter, still over its share
     assert slots.try_take("b2", T3, "b")

@@ -202,12 +202,12 @@ class Slots:
         """Why a waiter of `namespace` has no slot yet, for its status."""
         if sum(1 for ns in self.taken.values() if ns == namespace) >= self.share:
             return (
-                f"waiting for a slot: {self.share} clones of namespace {namespace} are "
-                "InProgress already, its share (operator setting maxInProgressPerNamespace)"
+                f"waiting for a slot: namespace {namespace} holds {self.share} of the "
+                f"{self.limit} already, its share (operator setting maxInProgressPerNamespace)"
             )
         if len(self.taken) >= self.limit:
             return (
-                f"waiting for a slot: {self.limit} clones are InProgress already "
+                f"waiting for a slot: all {self.limit} are taken by clones InProgress "
                 "(operator setting maxInProgress)"
             )
         return "waiting for a slot: older clones are waiting too"
