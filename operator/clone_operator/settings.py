@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     max_timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = 21600
     """The longest spec.timeoutSeconds accepted: an operation asking more fails at once
     (TimeoutTooLong, nothing made), and one already InProgress is bounded by it too.
-    Bounds how long a clone whose pods never get ready holds its slot."""
+    Bounds how long a clone whose pods never get ready holds its slot. (Below 1800, the
+    CRD's default timeoutSeconds, an operation must ask for a shorter one.)"""
     unschedulable_grace_seconds: Annotated[int, Field(ge=0)] = 60
     """How long a target pod may stay unschedulable before the operation fails."""
     cluster_domain: Annotated[

@@ -200,15 +200,15 @@ class Slots:
 
     def why_waiting(self, namespace: str) -> str:
         """Why a waiter of `namespace` has no slot yet, for its status."""
-        if sum(1 for ns in self.taken.values() if ns == namespace) >= self.share:
-            return (
-                f"waiting for a slot: namespace {namespace} holds {self.share} of the "
-                f"{self.limit} already, its share (operator setting maxInProgressPerNamespace)"
-            )
         if len(self.taken) >= self.limit:
             return (
                 f"waiting for a slot: all {self.limit} are taken by clones InProgress "
                 "(operator setting maxInProgress)"
+            )
+        if sum(1 for ns in self.taken.values() if ns == namespace) >= self.share:
+            return (
+                f"waiting for a slot: namespace {namespace} holds {self.share} of the "
+                f"{self.limit} already, its share (operator setting maxInProgressPerNamespace)"
             )
         return "waiting for a slot: older clones are waiting too"
 
