@@ -114,7 +114,7 @@ def test_an_operation_asking_more_than_the_maximum_timeout_fails_at_once(
     stuck_source(kubectl, "slow")
     kubectl.apply(operation("patient", "slow", timeoutSeconds=3600))
     st = phase(kubectl, "patient", "Failed", "TimeoutTooLong")
-    assert "spec.timeoutSeconds is 3600" in st["message"]
+    assert "spec.timeoutSeconds: 3600 is more" in st["message"]
     assert "at most 1800" in st["message"]
     assert "targetCluster" not in st
     assert kubectl.get("lease", "cloning-lock-slow") is None  # refused before the lock

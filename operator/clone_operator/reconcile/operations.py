@@ -151,7 +151,7 @@ def timeout_refused(spec: CloningOperationSpec, max_timeout_seconds: int) -> Tra
     return Transition(
         Phase.FAILED,
         Reason.TIMEOUT_TOO_LONG,
-        f"spec.timeoutSeconds is {spec.timeout_seconds}, more than this operator allows "
+        f"spec.timeoutSeconds: {spec.timeout_seconds} is more than this operator allows "
         f"(maxTimeoutSeconds: {max_timeout_seconds}); nothing was made. Create a new "
         f"operation with timeoutSeconds of at most {max_timeout_seconds}.",
     )
