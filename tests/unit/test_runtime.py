@@ -285,6 +285,20 @@ def test_the_ready_to_done_delay_counts_from_the_watch_event_only() -> None:
     assert 'clone_operator_ready_to_done_seconds_count{kind="CloneObject"} 0.0' in text
 
 
+def test_retries_are_counted_by_kind_and_a_bounded_reason() -> None:
+    metrics = Metrics(lambda: {})
+    metrics.retried("CloneObject", "server_error")
+    metrics.retried("CloneObject", "server_error")
+    metrics.retried("CloningOperation", "anything a caller makes up")  # never a new series
+    text = metrics.exposition().decode()
+    series = [
+        line for line in text.splitlines() if line.startswith("clone_operator_retries_total{")
+    ]
+    assert len(series) == 2 * 7  # every kind and reason from the start, nothing more
+    assert 'clone_operator_retries_total{kind="CloneObject",reason="server_error"} 2.0' in text
+    assert 'clone_operator_retries_total{kind="CloningOperation",reason="permanent"} 1.0' in text
+
+
 # --- Request counts ------------------------------------------------------------------------------
 
 
