@@ -3,9 +3,12 @@ Pure decisions: engine.failures."""
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 import pytest
 
+from clone_operator.engine.context import Context
 from clone_operator.engine.failures import (
     RETRY_REASONS,
     Backoff,
@@ -14,16 +17,21 @@ from clone_operator.engine.failures import (
     classify,
     describe,
 )
+from clone_operator.engine.loop import ObjectLog, recover
+from clone_operator.engine.metrics import Metrics
 from clone_operator.k8s.api import (
+    JSON,
     ApiError,
     Conflict,
     Invalid,
+    Kube,
     NotFound,
     UnknownKind,
     path,
     what_is_asked,
 )
 from clone_operator.reconcile.conditions import Reason
+from clone_operator.settings import Settings
 
 
 def api_error(status: int, message: str = "no", cls: type[ApiError] = ApiError) -> ApiError:
@@ -131,3 +139,88 @@ def test_backoff_jitter_stays_in_its_step_and_spreads() -> None:
 
 def test_backoff_never_overflows() -> None:
     assert Backoff(attempts=10_000, draw=lambda _low, high: high).next() == 300
+
+
+# --- recover: what the engine loop does with an error ---------------------------------------------
+
+
+def context() -> Context:
+    kube = Kube(api=None)  # type: ignore[arg-type]  # recover sends no request itself
+    return Context(kube=kube, settings=Settings(), emit=lambda *_: None, metrics=Metrics(dict))
+
+
+class Recorded:
+    """A GiveUp that records what it was asked to write."""
+
+    def __init__(self, writes: bool) -> None:
+        self.writes = writes
+        self.calls: list[tuple[Reason, str]] = []
+
+    async def __call__(self, _body: JSON, reason: Reason, message: str, _log: ObjectLog) -> bool:
+        self.calls.append((reason, message))
+        return self.writes
+
+
+LOG = ObjectLog(logging.getLogger("test.recover"), {"namespace": "ns", "name": "x"})
+BODY: JSON = {"metadata": {"uid": "u"}}
+
+
+def raised(error: Exception) -> Exception:
+    try:
+        raise error
+    except Exception as e:  # with its traceback, as the loop has it
+        return e
+
+
+async def test_an_internal_error_fails_the_resource_and_logs_its_traceback_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ctx, give_up = context(), Recorded(writes=True)
+    with caplog.at_level(logging.DEBUG):
+        wait = await recover(
+            ctx, "CloneObject", "u", BODY, raised(KeyError("x")), Backoff(), LOG, give_up
+        )
+    assert wait == 0  # at once: the next step finishes the Failed resource
+    assert [reason for reason, _ in give_up.calls] == [Reason.INTERNAL_ERROR]
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.getMessage() == "ns/x: internal error: KeyError: 'x'"
+    assert error.exc_info is not None
+    text = ctx.metrics.exposition().decode()
+    assert 'clone_operator_reconcile_errors_total{kind="CloneObject"} 1.0' in text
+
+
+async def test_a_refusal_is_one_warning_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    give_up = Recorded(writes=True)
+    with caplog.at_level(logging.INFO):
+        await recover(
+            context(), "CloneObject", "u", BODY, raised(api_error(403)), Backoff(), LOG, give_up
+        )
+    assert [reason for reason, _ in give_up.calls] == [Reason.API_REFUSED]
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("WARNING", "ns/x: cannot go on: POST configmaps: 403 Some: no", None)
+    ]
+
+
+async def test_a_transient_error_waits_out_its_backoff_and_is_counted() -> None:
+    ctx, give_up = context(), Recorded(writes=True)
+    backoff = Backoff(first=0.01, draw=lambda _low, high: high)
+    ctx.fresh.known("u", {"metadata": {"uid": "u", "resourceVersion": "5"}})
+    for _ in range(3):
+        await recover(ctx, "CloningOperation", "u", BODY, api_error(503), backoff, LOG, give_up)
+    assert give_up.calls == []
+    assert backoff.attempts == 3
+    assert ctx.fresh.latest("u") is None  # the next read goes to the API server
+    text = ctx.metrics.exposition().decode()
+    assert 'clone_operator_retries_total{kind="CloningOperation",reason="server_error"} 3.0' in text
+
+
+async def test_a_resource_that_cannot_be_failed_is_retried_with_backoff() -> None:
+    ctx, give_up = context(), Recorded(writes=False)  # e.g. terminal already
+    backoff = Backoff(first=0.01)
+    await recover(ctx, "CloneObject", "u", BODY, api_error(403), backoff, LOG, give_up)
+    assert len(give_up.calls) == 1
+    assert backoff.attempts == 1
+    text = ctx.metrics.exposition().decode()
+    assert 'clone_operator_retries_total{kind="CloneObject",reason="permanent"} 1.0' in text
