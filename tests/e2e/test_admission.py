@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.conftest import DEFAULT_OPERATOR_ENV, WEBHOOK_CLIENT_CA, OperatorProcess
 from tests.e2e.kube import Kubectl, make_unplaceable, statefulset, wait_for
 from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
 
 pytestmark = pytest.mark.e2e
 
-WEBHOOK_ENV = {**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_WEBHOOK_MODE": "local"}
+WEBHOOK_ENV = {**DEFAULT_OPERATOR_ENV, **WEBHOOK_CLIENT_CA, "CLONE_OPERATOR_WEBHOOK_MODE": "local"}
 CONFIGURATION = "clone-operator.cloning.dev"
 
 

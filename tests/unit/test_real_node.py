@@ -20,8 +20,13 @@ def args_of(config: dict[str, object], component: str) -> dict[str, str]:
 
 
 def test_without_the_real_node_everything_stays_on_loopback() -> None:
-    config = json.loads(localcluster.kwokctl_config(localcluster.paths(), real_node=False))
-    assert args_of(config, "kube-apiserver") == {"advertise-address": "127.0.0.1"}
+    p = localcluster.paths()
+    config = json.loads(localcluster.kwokctl_config(p, real_node=False))
+    assert args_of(config, "kube-apiserver") == {
+        "advertise-address": "127.0.0.1",
+        # Its client certificate towards webhooks: a file path, nothing that listens.
+        "admission-control-config-file": str(localcluster.webhook_client(p).admission_config),
+    }
     assert "kubeApiserverCertSANs" not in config["options"]
 
 
