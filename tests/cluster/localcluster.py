@@ -258,7 +258,7 @@ def _audit_policy(p: Paths) -> Path:
 def webhook_client(p: Paths) -> webhookclient.Files:
     """The API server's client certificate for webhooks, and the CA the operator trusts
     (made by `up`)."""
-    return webhookclient.Files(p.workdir / "webhook-client")
+    return webhookclient.files_in(p.workdir / "webhook-client")
 
 
 def audit_log(p: Paths) -> Path:

@@ -88,31 +88,23 @@ def make_client(ca: Pem, common_name: str = CLIENT_NAME) -> Pem:
 
 @dataclass(frozen=True)
 class Files:
-    directory: Path
+    ca: Path
+    """What the operator trusts (CLONE_OPERATOR_WEBHOOK_CLIENT_CA)."""
+    client_cert: Path
+    client_key: Path
+    kubeconfig: Path
+    admission_config: Path
+    """The API server's `--admission-control-config-file`."""
 
-    @property
-    def ca(self) -> Path:
-        """What the operator trusts (CLONE_OPERATOR_WEBHOOK_CLIENT_CA)."""
-        return self.directory / "ca.crt"
 
-    @property
-    def client_cert(self) -> Path:
-        return self.directory / "client.crt"
-
-    @property
-    def client_key(self) -> Path:
-        return self.directory / "client.key"
-
-    @property
-    def admission_config(self) -> Path:
-        """The API server's `--admission-control-config-file`."""
-        return self.directory / "admission.json"
+def files_in(directory: Path) -> Files:
+    names = ("ca.crt", "client.crt", "client.key", "webhook-kubeconfig.json", "admission.json")
+    return Files(*(directory / name for name in names))
 
 
 def ensure(files: Files) -> None:
     """The CA, the API server's client pair and its admission configuration, made once."""
-    directory = files.directory
-    directory.mkdir(parents=True, exist_ok=True)
+    files.ca.parent.mkdir(parents=True, exist_ok=True)
     if not (files.ca.exists() and files.client_cert.exists() and files.client_key.exists()):
         ca = make_ca()
         client = make_client(ca)
@@ -120,8 +112,7 @@ def ensure(files: Files) -> None:
         files.client_key.chmod(0o600)
         files.client_cert.write_bytes(client.cert)
         files.ca.write_bytes(ca.cert)  # the CA's key is not kept: nothing else is signed
-    kubeconfig = directory / "webhook-kubeconfig.json"
-    kubeconfig.write_text(json.dumps({
+    files.kubeconfig.write_text(json.dumps({
         "apiVersion": "v1",
         "kind": "Config",
         # `*`: every webhook host (127.0.0.1:<port> in process mode, <svc>.<ns>.svc in a pod).
@@ -131,7 +122,7 @@ def ensure(files: Files) -> None:
     plugin = {
         "apiVersion": "apiserver.config.k8s.io/v1",
         "kind": "WebhookAdmissionConfiguration",
-        "kubeConfigFile": str(kubeconfig),
+        "kubeConfigFile": str(files.kubeconfig),
     }
     files.admission_config.write_text(json.dumps({
         "apiVersion": "apiserver.config.k8s.io/v1",
