@@ -75,12 +75,17 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 - apiGroups: ["cloning.dev"]
   resources: ["cloningoperations/status", "cloneobjects/status"]
   verbs: ["get", "patch", "update"]
+# Watched (handlers/watches.py, with a label selector): clones' StatefulSets and PVCs.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["services", "persistentvolumeclaims", "configmaps", "secrets"]
+  resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Never watched: listed only to find what an owner made (engine/clusters.py `owned`).
+- apiGroups: [""]
+  resources: ["services", "configmaps", "secrets"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
@@ -93,16 +98,17 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Per-source locks: made, read and deleted by name, never listed.
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "create", "delete"]
+  verbs: ["get", "create", "delete"]
 {{- end }}
 
 {{/* Cluster-scoped reads: node regions, and the CRDs kopf scans. */}}
 {{- define "clone-operator.clusterRules" -}}
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]

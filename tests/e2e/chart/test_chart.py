@@ -415,6 +415,11 @@ MUST_NOT = [
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "deployments.apps"),
     ("delete", "persistentvolumes"),
+    # Read only by name, or listed by label: never watched (nor leases listed).
+    ("watch", "secrets"),
+    ("watch", "configmaps"),
+    ("watch", "services"),
+    ("list", "leases.coordination.k8s.io"),
 ]
 CLUSTER_MUST_NOT = [
     ("delete", "nodes"),
@@ -426,6 +431,7 @@ CLUSTER_MUST_NOT = [
     ("create", "namespaces"),
     ("delete", "namespaces"),
     ("list", "namespaces"),
+    ("get", "nodes"),  # watched for their regions, never read one by one
     # The webhook configuration it manages may be patched; any other may not.
     ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
     ("delete", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
@@ -573,3 +579,28 @@ def test_webhook_certificate_secret_rights_are_for_that_secret_only(helm: Helm) 
     }
     (deployment,) = by_kind(with_cert_manager, "Deployment")
     assert "CLONE_OPERATOR_WEBHOOK_CERT_SECRET" not in env_of(deployment)
+
+
+def test_the_webhook_port_can_be_narrowed_to_the_api_servers_addresses(helm: Helm) -> None:
+    """`networkPolicy.webhookFrom` limits who reaches the webhook port (every peer by
+    default); the local cluster enforces no NetworkPolicy, so it is checked as rendered."""
+
+    def webhook_rule(*args: str) -> dict[str, Any]:
+        policies = by_kind(helm.template(*args), "NetworkPolicy")
+        [policy] = [p for p in policies if p["metadata"]["name"] == "clone-operator"]
+        [rule] = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "webhook"]
+        return rule
+
+    assert "from" not in webhook_rule()
+    peers = [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    narrowed = webhook_rule("--set-json", f"networkPolicy.webhookFrom={json.dumps(peers)}")
+    assert narrowed == {"ports": [{"port": "webhook", "protocol": "TCP"}], "from": peers}
+
+
+def test_the_webhook_client_ca_is_passed_only_when_given(helm: Helm, tmp_path: Path) -> None:
+    (deployment,) = by_kind(helm.template(), "Deployment")
+    assert "CLONE_OPERATOR_WEBHOOK_CLIENT_CA" not in env_of(deployment)
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (deployment,) = by_kind(helm.template("--set-file", f"webhook.clientCA={ca}"), "Deployment")
+    assert env_of(deployment)["CLONE_OPERATOR_WEBHOOK_CLIENT_CA"] == ca.read_text()
