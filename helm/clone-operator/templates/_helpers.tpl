@@ -113,8 +113,9 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
 {{- if .Values.webhook.enabled }}
-# kopf creates its webhook configurations once (RBAC cannot limit `create` by
-# name) and then patches only those, named clone-operator.cloning.dev.
+# kopf creates its webhook configurations once and then patches only those, named
+# clone-operator.cloning.dev. RBAC cannot limit `create` by name: the policy
+# <fullname>-webhook-configurations (webhook.yaml) refuses any other name.
 - apiGroups: ["admissionregistration.k8s.io"]
   resources: ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"]
   verbs: ["create"]

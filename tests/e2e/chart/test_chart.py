@@ -604,3 +604,32 @@ def test_the_webhook_client_ca_is_passed_only_when_given(helm: Helm, tmp_path: P
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     (deployment,) = by_kind(helm.template("--set-file", f"webhook.clientCA={ca}"), "Deployment")
     assert env_of(deployment)["CLONE_OPERATOR_WEBHOOK_CLIENT_CA"] == ca.read_text()
+
+
+def test_the_operator_may_create_no_other_webhook_configuration(
+    release: Release, admin: Kubectl
+) -> None:
+    """RBAC cannot limit `create` by name; the chart's policy does: the operator's token
+    may create its own webhook configurations, and refuses to register any other."""
+    release.install(**{"crds.enabled": "false"})
+    sa = sa_name(release)
+
+    def create(kind: str, name: str) -> subprocess.CompletedProcess[str]:
+        manifest = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+                    "metadata": {"name": name}, "webhooks": []}  # fmt: skip
+        return admin("create", "--dry-run=server", f"--as={sa}", "-f", "-",
+                     stdin=json.dumps(manifest), check=False)  # fmt: skip
+
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        assert can_i(admin, sa, "create", f"{kind.lower()}s.admissionregistration.k8s.io")
+        refused = wait_for(
+            f"the policy to refuse another {kind}",
+            lambda k=kind: (r := create(k, "anything-else")).returncode != 0 and r,
+        )
+        assert "may create only the webhook configurations named" in refused.stderr
+        allowed = create(kind, "clone-operator.cloning.dev")
+        assert allowed.returncode == 0, allowed.stderr
+    # Anyone else (here the admin) is not this policy's concern.
+    assert admin("create", "--dry-run=server", "-f", "-", check=False, stdin=json.dumps(
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": "anything-else"}, "webhooks": []})).returncode == 0  # fmt: skip
