@@ -3,6 +3,7 @@ over the limit never reaches the application, and metric labels stay a fixed set
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -42,7 +43,7 @@ def chunks(*parts: bytes) -> tuple[Receive, list[int]]:
 
 async def call(
     parts: tuple[bytes, ...], headers: list[tuple[bytes, bytes]] | None = None
-) -> tuple[Recorder, list[Message], int, list[tuple[str, float]]]:
+) -> tuple[Recorder, list[Message], int, list[tuple[str, int]]]:
     app, sent, refused = Recorder(), [], []
 
     async def send(message: Message) -> None:
@@ -51,7 +52,7 @@ async def call(
     def error_body(path: str, status: int, message: str) -> dict[str, Any]:
         return {"path": path, "status": status, "message": message}
 
-    limited = BodyLimit(app, LIMIT, error_body, lambda m, s: refused.append((m, s)))
+    limited = BodyLimit(app, LIMIT, 4 * LIMIT, error_body, lambda m, c, _: refused.append((m, c)))
     receive, reads = chunks(*parts)
     scope = {"type": "http", "method": "POST", "path": "/x", "headers": headers or []}
     await limited(scope, receive, send)
@@ -73,12 +74,54 @@ async def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit() -> Non
     assert start["status"] == 413
     assert (b"connection", b"close") in start["headers"]
     assert b"at most 1024 bytes" in sent[1]["body"]
-    assert [m for m, _ in refused] == ["POST"]
+    assert refused == [("POST", 413)]
 
 
 async def test_a_declared_length_over_the_limit_is_refused_before_any_read() -> None:
     app, sent, reads, _ = await call((b"x",), [(b"content-length", b"52428800")])
     assert (app.bodies, reads, sent[0]["status"]) == ([], 0, 413)
+
+
+async def test_bodies_in_flight_share_a_budget() -> None:
+    """Slow uploads just under the limit cannot add up: past the budget, 503 at once; what
+    a request held is returned when it is answered."""
+    release = asyncio.Event()
+    app = Recorder()
+    limited = BodyLimit(app, LIMIT, 2 * LIMIT, lambda p, c, m: {"message": m}, lambda *_: None)
+
+    def trickle(first: bytes) -> Receive:
+        """A client that sends `first`, then waits (as a slow one does) for `release`."""
+        parts = iter([first, b"!"])
+
+        async def receive() -> Message:
+            chunk = next(parts)
+            if chunk == b"!":
+                await release.wait()
+            return {"type": "http.request", "body": chunk, "more_body": chunk != b"!"}
+
+        return receive
+
+    async def request(first: bytes) -> list[Message]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await limited({"type": "http", "method": "POST", "path": "/", "headers": []},
+                      trickle(first), send)  # fmt: skip
+        return sent
+
+    slow = [asyncio.create_task(request(b"x" * 1000)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert limited.held == 2000
+    busy = await request(b"y" * 100)  # 2,100 > 2,048: refused while the two hold theirs
+    assert busy[0]["status"] == 503
+    assert (b"retry-after", b"1") in busy[0]["headers"]
+    release.set()
+    for task in slow:
+        assert (await task)[0]["status"] == 200
+    assert limited.held == 0
+    assert (await request(b"z" * 100))[0]["status"] == 200
 
 
 def test_method_labels_are_a_fixed_set() -> None:

@@ -112,8 +112,11 @@ def create_app(settings: ApiSettings, endpoint: Endpoint | None = None) -> FastA
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes,
+        budget=settings.max_buffered_bytes,
         error_body=error_body,
-        refused=lambda method, seconds: metrics.observe(method, "unmatched", 413, seconds),
+        refused=lambda method, status, seconds: metrics.observe(
+            method, "unmatched", status, seconds
+        ),
     )
 
     @app.get("/metrics", include_in_schema=False)

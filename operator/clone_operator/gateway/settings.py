@@ -32,6 +32,9 @@ class ApiSettings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     """Largest request body accepted; a larger one is answered 413 before it is read
     (Content-Length) or as soon as it passes this size (chunked), before any auth."""
+    max_buffered_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    """Request bodies buffered at once, over all requests; a body that would pass it is
+    answered 503 (many slow uploads cannot multiply `max_body_bytes`)."""
     request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     """Timeout of each call to the API server."""
 
