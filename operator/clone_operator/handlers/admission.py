@@ -13,7 +13,7 @@ itself (may the requester read the source and create the clone?) is never the
 webhook's job: the policies decide it, and they fail closed.
 
 Only a review the API server sent (its client certificate, signed by
-`webhookClientCA`) is judged with reads; any other is admitted unread (see
+`webhook.clientCA`) is judged with reads; any other is admitted unread (see
 reconcile/admission.py): the port is reachable, and a review's body is the
 caller's to forge.
 """
