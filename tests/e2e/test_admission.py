@@ -15,12 +15,20 @@ import pytest
 
 from tests.cluster import localcluster
 from tests.conftest import DEFAULT_OPERATOR_ENV, WEBHOOK_CLIENT_CA, OperatorProcess
+from tests.e2e.gateway import free_port
 from tests.e2e.kube import Kubectl, make_unplaceable, statefulset, wait_for
 from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
 
 pytestmark = pytest.mark.e2e
 
-WEBHOOK_ENV = {**DEFAULT_OPERATOR_ENV, **WEBHOOK_CLIENT_CA, "CLONE_OPERATOR_WEBHOOK_MODE": "local"}
+# A port of this session's own: kopf binds with SO_REUSEPORT, so two sessions on one
+# machine serving 9443 would share each other's connections.
+WEBHOOK_ENV = {
+    **DEFAULT_OPERATOR_ENV,
+    **WEBHOOK_CLIENT_CA,
+    "CLONE_OPERATOR_WEBHOOK_MODE": "local",
+    "CLONE_OPERATOR_WEBHOOK_PORT": str(free_port()),
+}
 CONFIGURATION = "clone-operator.cloning.dev"
 
 
@@ -127,17 +135,34 @@ def review(namespace: str, source: str, operation_name: str = "CREATE") -> dict[
     }  # fmt: skip
 
 
-def send_review(admin: Kubectl, body: dict[str, Any], client_cert: bool) -> dict[str, Any]:
+def send_review(
+    webhook: OperatorProcess, admin: Kubectl, body: dict[str, Any], client_cert: bool
+) -> dict[str, Any]:
     """POST a review straight to the webhook's port (what the API server would call), with
-    or without the API server's client certificate; the answer's `response`."""
-    [hook] = admin.get("validatingwebhookconfiguration", CONFIGURATION)["webhooks"]
+    or without the API server's client certificate; the answer's `response`. In a pod:
+    to a pod's address, as any other pod could (the certificate names the Service)."""
+    # kopf creates the configuration empty, then fills in its webhooks once it serves.
+    hook = wait_for(
+        "the webhook to be published",
+        lambda: (
+            (c := admin.get("validatingwebhookconfiguration", CONFIGURATION))
+            and c.get("webhooks")
+            and c["webhooks"][0]
+        ),
+    )
     config = hook["clientConfig"]
     context = ssl.create_default_context(cadata=base64.b64decode(config["caBundle"]).decode())
     if client_cert:
         files = localcluster.webhook_client(localcluster.paths())
         context.load_cert_chain(files.client_cert, files.client_key)
+    url = config.get("url")
+    if url is None:
+        service = config["service"]
+        address = webhook.pod_ips()[0]  # type: ignore[attr-defined]  # an OperatorPod
+        url = f"https://{address}:{service['port']}{service.get('path', '')}"
+        context.check_hostname = False  # still verified against the caBundle
     request = urllib.request.Request(
-        config["url"], json.dumps(body).encode(), {"Content-Type": "application/json"}
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, context=context, timeout=30) as answer:
         response: dict[str, Any] = json.loads(answer.read())["response"]
@@ -155,17 +180,19 @@ def test_a_forged_review_learns_nothing_of_another_namespace(
     victim = kubectl.namespace
     existing, missing = review(victim, "private-db"), review(victim, "no-such-db")
 
-    forged = [send_review(admin, r, client_cert=False) for r in (existing, missing)]
+    forged = [send_review(webhook, admin, r, client_cert=False) for r in (existing, missing)]
     assert forged[0] == forged[1], forged
     assert forged[0]["allowed"] is True
     assert "server" not in json.dumps(forged[0])  # nothing read: not even refused
     # Another operation (kopf never filters handlers by it) reads nothing either.
-    assert send_review(admin, review(victim, "private-db", "UPDATE"), client_cert=True)["allowed"]
+    assert send_review(webhook, admin, review(victim, "private-db", "UPDATE"), client_cert=True)[
+        "allowed"
+    ]
 
-    known = send_review(admin, existing, client_cert=True)
+    known = send_review(webhook, admin, existing, client_cert=True)
     assert known["allowed"] is False
     assert "the source has no container 'zz' (it has: server)" in known["status"]["message"]
-    unknown = send_review(admin, missing, client_cert=True)
+    unknown = send_review(webhook, admin, missing, client_cert=True)
     assert f"StatefulSet {victim}/no-such-db does not exist" in unknown["status"]["message"]
 
 
