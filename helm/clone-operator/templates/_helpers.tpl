@@ -69,12 +69,13 @@ a namespace. Shared by the ClusterRole (all namespaces) and the per-namespace
 Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 */}}
 {{- define "clone-operator.namespacedRules" -}}
+# Patched only (kopf's finalizers and annotations, the engine's status): never replaced.
 - apiGroups: ["cloning.dev"]
   resources: ["cloningoperations", "cloneobjects"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["cloning.dev"]
   resources: ["cloningoperations/status", "cloneobjects/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 # Watched (handlers/watches.py, with a label selector): clones' StatefulSets and PVCs.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]

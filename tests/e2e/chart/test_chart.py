@@ -389,7 +389,7 @@ MUST = [
     ("watch", "cloningoperations.cloning.dev"),
     ("patch", "cloningoperations.cloning.dev"),
     ("patch", "cloningoperations.cloning.dev/status"),
-    ("update", "cloneobjects.cloning.dev/status"),
+    ("patch", "cloneobjects.cloning.dev/status"),
     ("list", "cloneobjects.cloning.dev"),
     ("create", "statefulsets.apps"),
     ("delete", "statefulsets.apps"),
@@ -408,6 +408,8 @@ MUST_NOT = [
     ("delete", "cloningoperations.cloning.dev"),
     ("create", "cloningoperations.cloning.dev"),
     ("update", "statefulsets.apps"),
+    ("update", "cloningoperations.cloning.dev"),  # patched, never replaced
+    ("update", "cloneobjects.cloning.dev/status"),
     ("delete", "pods"),
     ("create", "pods"),
     ("create", "pods/exec"),
