@@ -99,6 +99,11 @@ DEFAULT_OPERATOR_ENV = {
     "CLONE_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "4",
     "CLONE_OPERATOR_LEADER_ELECTION_RETRY_SECONDS": "1",
 }
+# The CA of the local API server's client certificate for webhooks: reviews it sends
+# are answered in full (set wherever a test serves the webhook).
+WEBHOOK_CLIENT_CA = {
+    "CLONE_OPERATOR_WEBHOOK_CLIENT_CA": str(localcluster.webhook_client(localcluster.paths()).ca)
+}
 
 
 class OperatorProcess:

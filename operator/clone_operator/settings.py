@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     Service's namespace, through which replicas share one self-signed certificate
     (they must: they share one caBundle). Empty: each replica makes its own (one
     replica only)."""
+    webhook_client_ca: str = ""
+    """PEM (or the path of a PEM file) of the CA that signs the API server's client
+    certificate for webhooks (its `--admission-control-config-file`): a review whose
+    client presents a certificate it signed is the API server's, and is answered in
+    full (the source's containers, other operations, regions). Any other caller,
+    and every caller when empty (managed clusters), is answered from the request
+    alone: nothing is read for it, so it learns nothing it did not send, and the
+    operator's own checks put the details in the resource's status."""
     log_format: LogFormat = LogFormat.TEXT
     """`text` for people, `json` for log pipelines."""
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080

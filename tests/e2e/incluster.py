@@ -114,7 +114,9 @@ class OperatorPod:
                 continue
             if name == "CLONE_OPERATOR_SMTP_HOST" and value in ("127.0.0.1", "localhost"):
                 value = self.host_address
-            if name in CHART_VALUES:
+            if name == "CLONE_OPERATOR_WEBHOOK_CLIENT_CA":  # a file here, its PEM in the chart
+                args += ["--set-file", f"webhook.clientCA={value}"]
+            elif name in CHART_VALUES:
                 path, is_json = CHART_VALUES[name]
                 args += ["--set-json" if is_json else "--set-string", f"{path}={value}"]
             else:

@@ -15,14 +15,18 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster import realnode
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.conftest import DEFAULT_OPERATOR_ENV, WEBHOOK_CLIENT_CA, OperatorProcess
 from tests.e2e.incluster import OperatorPod
 from tests.e2e.kube import Kubectl, wait_for
 from tests.e2e.test_cloning_operations import operation
 
 pytestmark = pytest.mark.e2e
 
-WEBHOOK_ENV = {**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_WEBHOOK_MODE": "service"}
+WEBHOOK_ENV = {
+    **DEFAULT_OPERATOR_ENV,
+    **WEBHOOK_CLIENT_CA,
+    "CLONE_OPERATOR_WEBHOOK_MODE": "service",
+}
 CONFIGURATION = "clone-operator.cloning.dev"
 
 # Run inside the operator's container: what the kernel says about this process.

@@ -20,8 +20,13 @@ def args_of(config: dict[str, object], component: str) -> dict[str, str]:
 
 
 def test_without_the_real_node_everything_stays_on_loopback() -> None:
-    config = json.loads(localcluster.kwokctl_config(localcluster.paths(), real_node=False))
-    assert args_of(config, "kube-apiserver") == {"advertise-address": "127.0.0.1"}
+    p = localcluster.paths()
+    config = json.loads(localcluster.kwokctl_config(p, real_node=False))
+    assert args_of(config, "kube-apiserver") == {
+        "advertise-address": "127.0.0.1",
+        # Its client certificate towards webhooks: a file path, nothing that listens.
+        "admission-control-config-file": str(localcluster.webhook_client(p).admission_config),
+    }
     assert "kubeApiserverCertSANs" not in config["options"]
 
 
@@ -79,6 +84,7 @@ def test_settings_become_chart_values_and_extra_env() -> None:
             "CLONE_OPERATOR_SMTP_TIMEOUT_SECONDS": "20",
             "CLONE_OPERATOR_METRICS_HOST": "127.0.0.1",
             "CLONE_OPERATOR_WEBHOOK_MODE": "local",
+            "CLONE_OPERATOR_WEBHOOK_CLIENT_CA": "/cache/webhook-client/ca.crt",
         }
     )
     pairs = list(zip(args[::2], args[1::2], strict=True))
@@ -87,6 +93,8 @@ def test_settings_become_chart_values_and_extra_env() -> None:
     assert ("--set-string", f"notifications.smtp.host={realnode.GATEWAY}") in pairs
     assert ("--set", "webhook.enabled=true") in pairs
     assert ("--set", "image.pullPolicy=Never") in pairs
+    # The API server's client CA: a file here, its PEM in the chart.
+    assert ("--set-file", "webhook.clientCA=/cache/webhook-client/ca.crt") in pairs
     extra = json.loads(next(v for f, v in pairs if v.startswith("extraEnv="))[9:])
     # Where the process listens is the chart's business; the rest is extraEnv.
     assert extra == [{"name": "CLONE_OPERATOR_SMTP_TIMEOUT_SECONDS", "value": "20"}]

@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import OperatorProcess
 from tests.e2e.chart.conftest import Release
 from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
+from tests.e2e.test_clone_objects import clone_object, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +95,14 @@ def test_operator_with_chart_sa_token_reconciles(
         assert status["phase"] == "Succeeded", status
         assert status["targetCluster"] == "src-copy"
         assert ready_replicas(kubectl, "src-copy") == 1
+        # CloneObjects too: a ConfigMap and a Secret (listed by owner, never watched).
+        kubectl("create", "configmap", "seed", "--from-literal=k=v")
+        kubectl("create", "secret", "generic", "seed", "--from-literal=k=v")
+        for kind in ("ConfigMap", "Secret"):
+            name = f"seed-{kind.lower()}"
+            kubectl.apply(clone_object(name, kind, "seed", name=name))
+            assert wait_state(kubectl, name)["state"] == "Created"
+            assert kubectl.get(kind.lower(), name) is not None
     finally:
         proc.stop()
         admin("delete", f"clusterrolebinding/{scan}", f"clusterrole/{scan}", check=False)
