@@ -17,6 +17,7 @@ import argparse
 import ast
 import importlib.util
 import inspect
+import itertools
 import json
 import sys
 from enum import Enum
@@ -38,7 +39,8 @@ PAGE = ROOT / "docs" / "reference" / "configuration.md"
 def chart_values_table() -> str:
     """The values table, from hack/chart-values.py (a script, so loaded by path)."""
     spec = importlib.util.spec_from_file_location("chart_values", ROOT / "hack" / "chart-values.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rows, missing = module.table((module.CHART / "values.yaml").read_text())
@@ -52,7 +54,7 @@ def field_docstrings(model: type[BaseSettings]) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(model))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, after in zip(body, body[1:], strict=False):
+    for node, after in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
