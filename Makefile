@@ -93,6 +93,16 @@ docs-reference: venv ## Regenerate docs/reference/configuration.md from the sett
 docs-serve: venv ## Preview the docs site on http://127.0.0.1:8000.
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
+##@ Deploy (the local cluster's real node)
+
+.PHONY: deploy
+deploy: venv cluster crds-apply ## Build the image, import it into the real node, helm upgrade --install the chart, wait Ready.
+	$(PY) hack/deploy.py up $(DEPLOY_ARGS)
+
+.PHONY: undeploy
+undeploy: venv ## Uninstall what `make deploy` installed (DEPLOY_RELEASE, DEPLOY_NAMESPACE).
+	$(PY) hack/deploy.py down
+
 ##@ CRDs
 
 .PHONY: crds
