@@ -3,38 +3,24 @@ mode) or through the chart's Service (the operator's pod on the real node)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import Kubectl, make_unplaceable, statefulset, wait_for
-from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
+from tests.e2e.clones import source_cluster, wait_phase
+from tests.e2e.harness import (
+    DEFAULT_OPERATOR_ENV,
+    WEBHOOK_CONFIGURATION,
+    OperatorProcess,
+)
+from tests.e2e.kube import Kubectl, make_unplaceable
+from tests.e2e.manifests import operation, statefulset
 
 pytestmark = pytest.mark.e2e
-
-WEBHOOK_ENV = {**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_WEBHOOK_MODE": "local"}
-CONFIGURATION = "clone-operator.cloning.dev"
-
-
-@pytest.fixture
-def webhook(operator: OperatorProcess, admin: Kubectl) -> Iterator[OperatorProcess]:
-    """The operator serving its webhook; the configuration is removed afterwards."""
-    operator.ensure({**WEBHOOK_ENV, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
-    wait_for(
-        "the webhook configuration",
-        lambda: admin.get("validatingwebhookconfiguration", CONFIGURATION),
-    )
-    yield operator
-    operator.stop()
-    admin("delete", "validatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
-    admin("delete", "mutatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
 
 
 def test_webhook_configuration_reviews_creates_only(
     webhook: OperatorProcess, admin: Kubectl
 ) -> None:
-    config = admin.get("validatingwebhookconfiguration", CONFIGURATION)
+    config = admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
     [hook] = config["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
     assert hook["rules"][0]["operations"] == ["CREATE"]

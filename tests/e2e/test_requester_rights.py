@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import OperatorProcess
-from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
-from tests.e2e.test_admission import webhook  # noqa: F401  (fixture)
-from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
+from tests.e2e.clones import source_cluster, wait_phase
+from tests.e2e.harness import OperatorProcess
+from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, wait_for
+from tests.e2e.manifests import clone_object, operation, statefulset
 
 pytestmark = pytest.mark.e2e
 
@@ -65,15 +65,6 @@ def requester(admin: Kubectl, namespace: str, tmp_path: Path) -> Requester:
     who.allow(namespace, "get,create", "cloneobjects.cloning.dev")
     who.allow(namespace, "get,create", "cloningoperations.cloning.dev")
     return who
-
-
-def clone_object(object_name: str, kind: str, source: str, **options: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cloning.dev/v1alpha1",
-        "kind": "CloneObject",
-        "metadata": {"name": object_name},
-        "spec": {"source": {"kind": kind, "name": source}, "options": options},
-    }
 
 
 def refused(requester: Requester, manifest: dict[str, Any], missing: str, *also: str) -> str:
@@ -234,7 +225,7 @@ def test_a_cluster_clone_never_copies_a_secret_its_requester_cannot_read(
 
 
 def test_refusals_hold_with_the_operator_and_its_webhook_down(
-    webhook: OperatorProcess,  # noqa: F811
+    webhook: OperatorProcess,
     requester: Requester,
     kubectl: Kubectl,
     other_namespace: str,
@@ -270,7 +261,7 @@ def test_refusals_hold_with_the_operator_and_its_webhook_down(
 
 
 def test_the_requester_is_recorded_and_cannot_be_forged(
-    webhook: OperatorProcess,  # noqa: F811
+    webhook: OperatorProcess,
     requester: Requester,
     kubectl: Kubectl,
 ) -> None:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OperatorProcess
-from tests.e2e.chart.conftest import Release
-from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
+from tests.e2e.chart.helm import Release
+from tests.e2e.harness import OperatorProcess
+from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, wait_for
+from tests.e2e.manifests import statefulset
 
 pytestmark = pytest.mark.e2e
 
