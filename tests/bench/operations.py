@@ -30,7 +30,7 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from tests.cluster import localcluster
-from tests.e2e.kube import statefulset
+from tests.e2e.manifests import statefulset
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,7 +34,7 @@ from kubernetes import client, config
 
 from tests.bench.operations import cpu_seconds, operations, p95, peak_rss_mib, start_operator
 from tests.cluster import localcluster
-from tests.e2e.kube import statefulset
+from tests.e2e.manifests import statefulset
 
 ROOT = Path(__file__).resolve().parents[2]
 

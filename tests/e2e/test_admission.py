@@ -8,48 +8,29 @@ import json
 import ssl
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.cluster import localcluster
-from tests.conftest import DEFAULT_OPERATOR_ENV, WEBHOOK_CLIENT_CA, OperatorProcess
-from tests.e2e.gateway import free_port
-from tests.e2e.kube import Kubectl, make_unplaceable, statefulset, wait_for
-from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
+from tests.e2e.clones import source_cluster, wait_phase
+from tests.e2e.harness import (
+    DEFAULT_OPERATOR_ENV,
+    WEBHOOK_CLIENT_CA,
+    WEBHOOK_CONFIGURATION,
+    WEBHOOK_ENV,
+    OperatorProcess,
+)
+from tests.e2e.kube import Kubectl, make_unplaceable, wait_for
+from tests.e2e.manifests import operation, statefulset
 
 pytestmark = pytest.mark.e2e
-
-# A port of this session's own: kopf binds with SO_REUSEPORT, so two sessions on one
-# machine serving 9443 would share each other's connections.
-WEBHOOK_ENV = {
-    **DEFAULT_OPERATOR_ENV,
-    **WEBHOOK_CLIENT_CA,
-    "CLONE_OPERATOR_WEBHOOK_MODE": "local",
-    "CLONE_OPERATOR_WEBHOOK_PORT": str(free_port()),
-}
-CONFIGURATION = "clone-operator.cloning.dev"
-
-
-@pytest.fixture
-def webhook(operator: OperatorProcess, admin: Kubectl) -> Iterator[OperatorProcess]:
-    """The operator serving its webhook; the configuration is removed afterwards."""
-    operator.ensure({**WEBHOOK_ENV, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
-    wait_for(
-        "the webhook configuration",
-        lambda: admin.get("validatingwebhookconfiguration", CONFIGURATION),
-    )
-    yield operator
-    operator.stop()
-    admin("delete", "validatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
-    admin("delete", "mutatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
 
 
 def test_webhook_configuration_reviews_creates_only(
     webhook: OperatorProcess, admin: Kubectl
 ) -> None:
-    config = admin.get("validatingwebhookconfiguration", CONFIGURATION)
+    config = admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
     [hook] = config["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
     assert hook["rules"][0]["operations"] == ["CREATE"]
@@ -148,7 +129,7 @@ def send_review(
     hook = wait_for(
         "the webhook to be published",
         lambda: (
-            (c := admin.get("validatingwebhookconfiguration", CONFIGURATION))
+            (c := admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION))
             and c.get("webhooks")
             and c["webhooks"][0]
         ),
@@ -209,12 +190,14 @@ def test_without_a_client_ca_bad_operations_are_admitted_and_fail_in_status(
     operator.ensure({**env, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
     try:
         wait_for("the webhook configuration",
-                 lambda: admin.get("validatingwebhookconfiguration", CONFIGURATION))  # fmt: skip
+                 lambda: admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION))  # fmt: skip
         kubectl.apply(operation("unjudged", "missing", targetRegion="mars-1"))
         st = wait_phase(kubectl, "unjudged", {"Succeeded", "Failed", "Canceled"})
         assert st["phase"] == "Failed", st
         assert "missing" in st["message"], st
     finally:
         operator.stop()
-        admin("delete", "validatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
-        admin("delete", "mutatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
+        admin(
+            "delete", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found"
+        )
+        admin("delete", "mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found")

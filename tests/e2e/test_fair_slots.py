@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import Kubectl, make_unplaceable, ready_replicas, statefulset, wait_for
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.kube import Kubectl, make_unplaceable, ready_replicas, wait_for
+from tests.e2e.manifests import statefulset
 
 pytestmark = pytest.mark.e2e
 

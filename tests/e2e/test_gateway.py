@@ -22,7 +22,7 @@ import pytest
 
 from clone_operator import webhook_certs
 from tests.cluster import localcluster
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.clones import source_cluster
 from tests.e2e.gateway import (
     GatewayProcess,
     Response,
@@ -32,8 +32,9 @@ from tests.e2e.gateway import (
     shape,
     stream_body,
 )
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e.kube import Kubectl, make_unplaceable, sa_kubeconfig, wait_for
-from tests.e2e.test_cloning_operations import operation, source_cluster
+from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import OperatorProcess
+from tests.e2e.harness import OperatorProcess
 from tests.e2e.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,7 @@
 one process, as tests make them, never share a count). The engine calls its
 methods; builders and reconcile stay pure. Every metric is named
 `clone_operator_*`; the list, with what each label means, is in
-docs/observability.md.
+docs/monitoring.md.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
                     or timeoutSeconds > maxTimeoutSeconds)─▶ Failed
     (new, already canceled) ─Cancel─▶ Canceled
 
-Each loop re-reads the operation, asks `reconcile.operations.next_step` what
+Each loop takes the newest body of the operation known (engine.loop), asks `reconcile.operations.next_step` what
 to do, does it, and waits for a watch event (or a deadline). Status moves are
 merge patches carrying the resourceVersion that the decision was made on, so a
 cancel that lands first makes the move fail and the next loop cancels instead.

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.chart.conftest import CHART, ROOT, Helm, Release, can_i
+from tests.e2e.chart.helm import CHART, ROOT, Helm, Release, can_i
 from tests.e2e.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
