@@ -74,6 +74,10 @@ bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; p
 bench-scale: venv cluster ## 100 then 1,000 CloningOperations at once: peak RSS, requests per operation, pickup.
 	$(PY) -m tests.bench.scale
 
+.PHONY: bench-guard
+bench-guard: venv ## The identity rewrite and its guard on 1 MB of hostile text: medians and ratios.
+	$(PY) -m tests.bench.guard
+
 .PHONY: bench-api
 bench-api: venv cluster ## Benchmark the gateway: p50/p95 of create, get and list over 1,000 of each.
 	$(PY) -m tests.bench.api

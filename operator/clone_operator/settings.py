@@ -47,7 +47,18 @@ class Settings(BaseSettings):
     allowed_regions: list[str] = []
     """When not empty, the only target regions accepted (aliases or label values)."""
     max_in_progress: Annotated[int, Field(ge=1)] = 10
-    """Cluster-wide limit of InProgress operations; the rest wait in Pending."""
+    """Cluster-wide limit of clones InProgress (CloningOperations, and CloneObjects of a
+    StatefulSet); the rest wait in Pending."""
+    max_in_progress_per_namespace: Annotated[int, Field(ge=1)] | None = None
+    """At most this many of those slots per namespace (the oldest waiter of a namespace
+    below its share goes first). Unset: half of maxInProgress, rounded up, so a namespace
+    whose clones never get ready leaves at least the other half to the others; set it to
+    maxInProgress for a cluster with one tenant."""
+    max_timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = 21600
+    """The longest spec.timeoutSeconds accepted: an operation asking more fails at once
+    (TimeoutTooLong, nothing made), and one already InProgress is bounded by it too.
+    Bounds how long a clone whose pods never get ready holds its slot. (Below 1800, the
+    CRD's default timeoutSeconds, an operation must ask for a shorter one.)"""
     unschedulable_grace_seconds: Annotated[int, Field(ge=0)] = 60
     """How long a target pod may stay unschedulable before the operation fails."""
     cluster_domain: Annotated[
@@ -127,3 +138,9 @@ class Settings(BaseSettings):
     """First retry delay; it doubles after every failed attempt ..."""
     smtp_max_retry_seconds: Annotated[float, Field(gt=0)] = 300.0
     """... up to this delay."""
+
+    @property
+    def namespace_share(self) -> int:
+        """The slots one namespace may hold (`max_in_progress_per_namespace`)."""
+        share = self.max_in_progress_per_namespace or -(-self.max_in_progress // 2)
+        return min(share, self.max_in_progress)

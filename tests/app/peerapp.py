@@ -13,12 +13,19 @@ peers through configuration and talks to them.
 - It records every caller of its own `/identity`, in memory only: a clone
   starts from a copy of the volume, never from a copy of its source's
   callers.
+- It advertises an address of its own, as Kafka's advertised listeners and
+  Elasticsearch's publish host do: `--advertise=host:peer_port:api_port` (an
+  argument) and `PEERAPP_ADVERTISE` (the environment), typically
+  `$(POD_NAME).<service>.<namespace>.svc.cluster.local:…`, which the kubelet
+  expands. It calls what it advertises too, as a peer would: a clone that
+  advertised its source's zone would call the source, and be seen there.
 - Documents live on its volume (`PEERAPP_DATA`, default /data); the version is
   the image's (`/etc/peerapp/version`, baked in at build time), so a clone on
   a new image reports the new version.
 
 HTTP on `PEERAPP_PORT` (default 8108):
-  GET /identity            {"pod", "cluster", "namespace", "version"}
+  GET /identity            {"pod", "cluster", "namespace", "version",
+                            "advertised": {"arg", "env"}}
   GET /peers               {"configured": {"env": [...], "file": [...]},
                             "answers": {host: identity or {"error": ...}},
                             "ever_answered": {host: [pod, ...]}}
@@ -35,6 +42,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -58,8 +66,20 @@ def version() -> str:
         return "unknown"
 
 
-def identity() -> dict[str, str]:
-    return {"pod": POD, "cluster": CLUSTER, "namespace": NAMESPACE, "version": version()}
+def advertised() -> dict[str, str]:
+    """What this pod tells its peers to reach it at, by argument and by environment."""
+    arg = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--advertise=")), "")
+    return {"arg": arg, "env": os.environ.get("PEERAPP_ADVERTISE", "")}
+
+
+def identity() -> dict[str, Any]:
+    return {
+        "pod": POD,
+        "cluster": CLUSTER,
+        "namespace": NAMESPACE,
+        "version": version(),
+        "advertised": advertised(),
+    }
 
 
 def parse_nodes(text: str) -> list[str]:
@@ -94,7 +114,8 @@ STATE = State()
 def call_peers_forever() -> None:
     while True:
         peers = configured()
-        for peer in sorted(set(peers["env"]) | set(peers["file"])):
+        own = {host for address in advertised().values() for host in parse_nodes(address)}
+        for peer in sorted(set(peers["env"]) | set(peers["file"]) | own):
             request = urllib.request.Request(
                 f"http://{peer}/identity", headers={"X-Peerapp-Caller": f"{POD}/{CLUSTER}"}
             )

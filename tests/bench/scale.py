@@ -94,6 +94,7 @@ def run(
             **os.environ,
             "KUBECONFIG": str(paths.kubeconfig),
             "CLONE_OPERATOR_MAX_IN_PROGRESS": str(n),
+            "CLONE_OPERATOR_MAX_IN_PROGRESS_PER_NAMESPACE": str(n),  # one namespace
             "CLONE_OPERATOR_NAMESPACES": f'["{namespace}"]',
             "CLONE_OPERATOR_LEADER_ELECTION": "false",
             "CLONE_OPERATOR_METRICS_PORT": "0",

@@ -40,6 +40,8 @@ CHART_VALUES = {
     "CLONE_OPERATOR_REGION_ALIASES": ("operator.regionAliases", True),
     "CLONE_OPERATOR_ALLOWED_REGIONS": ("operator.allowedRegions", True),
     "CLONE_OPERATOR_MAX_IN_PROGRESS": ("operator.maxInProgress", True),
+    "CLONE_OPERATOR_MAX_IN_PROGRESS_PER_NAMESPACE": ("operator.maxInProgressPerNamespace", True),
+    "CLONE_OPERATOR_MAX_TIMEOUT_SECONDS": ("operator.maxTimeoutSeconds", True),
     "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": ("operator.unschedulableGraceSeconds", True),
     "CLONE_OPERATOR_LOG_FORMAT": ("operator.logFormat", False),
     "CLONE_OPERATOR_SMTP_HOST": ("notifications.smtp.host", False),

@@ -64,7 +64,9 @@ def test_webhook_configuration_reviews_creates_only(
 
 
 def test_bad_operations_are_refused_at_apply(webhook: OperatorProcess, kubectl: Kubectl) -> None:
-    refused = kubectl.apply(operation("nowhere", "missing", targetRegion="mars-1"), check=False)
+    refused = kubectl.apply(
+        operation("nowhere", "missing", targetRegion="mars-1", timeoutSeconds=86400), check=False
+    )
     assert refused.returncode != 0
     assert "denied the request" in refused.stderr
     assert (
@@ -72,6 +74,7 @@ def test_bad_operations_are_refused_at_apply(webhook: OperatorProcess, kubectl: 
         in refused.stderr
     )
     assert "spec.targetRegion: unknown target region 'mars-1'; valid regions:" in refused.stderr
+    assert "spec.timeoutSeconds: 86400 is more than this operator allows" in refused.stderr
     assert kubectl.get("cloningoperation", "nowhere") is None
 
     source_cluster(kubectl, "db", replicas=1)

@@ -204,7 +204,7 @@ def test_overrides_the_api_server_refuses_fail_with_its_words_and_nothing_is_mad
         ({"spec": {"selector": {"matchLabels": {"app": "x"}}}}, "cannot change spec.selector"),
         ({"spec": {"serviceName": "x"}}, "cannot change spec.selector, spec.serviceName"),
         ({"spec": {"volumeClaimTemplates": []}}, "spec.volumeClaimTemplates"),
-        ({"metadata": {"name": "x"}}, "cannot set metadata.name or metadata.namespace"),
+        ({"metadata": {"name": "x"}}, "cannot set metadata.name, metadata.namespace"),
     ],
 )
 def test_overrides_of_the_clones_identity_are_refused_at_apply(

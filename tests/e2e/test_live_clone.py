@@ -58,6 +58,10 @@ def nodes_list(namespace: str, *forms: str) -> str:
     return ",".join(hosts)
 
 
+def advertise(namespace: str, service: str, pod: str = "$(POD_NAME)") -> str:
+    return f"{pod}.{service}.{namespace}.svc.cluster.local:{PEER_PORT}:{API_PORT}"
+
+
 def source_manifests(namespace: str, image: str) -> list[dict[str, Any]]:
     labels = {"app": SOURCE}
     return [
@@ -106,7 +110,18 @@ def source_manifests(namespace: str, image: str) -> list[dict[str, Any]]:
                                 "name": "peerapp",
                                 "image": image,
                                 "imagePullPolicy": "Never",
+                                # Its own address, as Kafka advertises it: by argument and
+                                # by environment, built from the pod's own name.
+                                "args": [f"--advertise={advertise(namespace, SERVICE)}"],
                                 "env": [
+                                    {
+                                        "name": "POD_NAME",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                    },
+                                    {
+                                        "name": "PEERAPP_ADVERTISE",
+                                        "value": advertise(namespace, SERVICE),
+                                    },
                                     {
                                         "name": "PEERAPP_NODES",
                                         "value": nodes_list(namespace, ".{ns}.svc.cluster.local"),
@@ -228,7 +243,11 @@ def test_a_live_cluster_clone_has_its_data_its_version_and_only_its_own_peers(
     assert sorted(clone) == [f"{TARGET}-{i}" for i in range(REPLICAS)]
     for pod, ip in sorted(clone.items()):
         ordinal = pod.rsplit("-", 1)[1]
-        assert http(ip, "/identity")["version"] == "2.0"
+        identity = http(ip, "/identity")
+        assert identity["version"] == "2.0"
+        # It advertises its own name, in the clone's zone (the kubelet expanded $(POD_NAME)).
+        own = advertise(namespace, TARGET, pod)
+        assert identity["advertised"] == {"arg": own, "env": own}, identity
         assert http(ip, "/documents") == written[f"{SOURCE}-{ordinal}"]
         formed = wait_for(
             f"{pod}'s peers answering as {TARGET}",

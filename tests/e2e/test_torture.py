@@ -445,7 +445,12 @@ def torture_replicas(operator_process: Any, operator_kubeconfig: Path) -> Iterat
     smtp_settings = {k: v for k, v in SMTP_ENV.items() if "SMTP" in k}
     pair = [Replica(operator_kubeconfig, f"torture-{side}-{run}", free_port()) for side in "ab"]
     for replica in pair:
-        replica.env.update(smtp_settings, CLONE_OPERATOR_MAX_IN_PROGRESS=str(MAX_IN_PROGRESS))
+        replica.env.update(
+            smtp_settings,
+            CLONE_OPERATOR_MAX_IN_PROGRESS=str(MAX_IN_PROGRESS),
+            # Every operation is in one namespace: the whole limit is its share.
+            CLONE_OPERATOR_MAX_IN_PROGRESS_PER_NAMESPACE=str(MAX_IN_PROGRESS),
+        )
         replica.launch()
     yield pair
     stop_all(pair)

@@ -215,7 +215,7 @@ def test_the_guard_refuses_what_the_rewrite_left_and_names_the_path() -> None:
         "--seed=search-$(ORDINAL).search-headless:8107"
     )
     data = found()
-    data[("ConfigMap", "modes")] = config_map("modes", {"m": "_p._tcp.search-headless.shop.svc"})
+    data[("ConfigMap", "modes")] = config_map("modes", {"m": "master-0.search-headless.shop.svc"})
     with pytest.raises(clusters.SourceReferenced) as raised:
         clusters.build_cluster(factories.plan(source, source_configs=data))
     assert [(f.kind, f.name, f.path) for f in raised.value.findings] == [
@@ -247,7 +247,7 @@ def test_target_overrides_apply_after_the_build_and_keep_provenance() -> None:
     assert sts["metadata"]["labels"]["purpose"] == "staging"
     assert sts["spec"]["template"]["spec"]["containers"][0]["args"][1] == CLONE_NODES
 
-    sneaky = {"metadata": {"labels": {"cloning.dev/operation-uid": None}, "ownerReferences": None}}
+    sneaky = {"metadata": {"labels": {"cloning.dev/operation-uid": None}}}
     sts = build(statefulset_overrides=sneaky)[-1]
     assert sts["metadata"]["labels"]["cloning.dev/operation-uid"] == factories.OWNER.uid
     assert sts["metadata"]["ownerReferences"] == [factories.OWNER.reference()]
@@ -260,6 +260,10 @@ def test_target_overrides_apply_after_the_build_and_keep_provenance() -> None:
         ({"spec": {"serviceName": "search-headless"}}, "spec.serviceName"),
         ({"spec": {"volumeClaimTemplates": None}}, "spec.volumeClaimTemplates"),
         ({"metadata": {"name": "other", "namespace": "x"}}, "metadata.name, metadata.namespace"),
+        ({"kind": "Pod"}, "kind"),
+        ({"apiVersion": "v1", "kind": "Secret"}, "apiVersion, kind"),
+        ({"metadata": {"ownerReferences": None}}, "metadata.ownerReferences"),
+        ({"metadata": {"finalizers": ["x/y"]}}, "metadata.finalizers"),
         (
             {"spec": {"template": {"metadata": {"labels": {"app": "search"}}}}},
             "the source StatefulSet's selector would select the clone's pods",

@@ -15,6 +15,7 @@ from clone_operator.api.common import (
     ShortText,
     Timestamp,
     cel_rules,
+    overrides_schema,
 )
 
 KIND = "CloneObject"
@@ -105,9 +106,11 @@ class CloneOptions(CamelModel):
     """Annotations added to the destination."""
     overrides: Annotated[
         dict[str, Any] | None,
-        Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+        Field(json_schema_extra=overrides_schema("options.overrides", "copy")),
     ] = None
-    """A JSON merge patch (RFC 7386) applied to the copy, e.g. `{"data": {"key": "v"}}`."""
+    """A JSON merge patch (RFC 7386) applied to the copy, e.g. `{"data": {"key": "v"}}`.
+    It changes content, never what the copy is: `apiVersion`, `kind`, `metadata.name`,
+    `metadata.namespace`, owners and finalizers are refused (use `name` and `namespace`)."""
 
 
 class CloneObjectSpec(CamelModel):

@@ -18,6 +18,7 @@ from clone_operator.api.common import (
     Timestamp,
     cel_rules,
     keyed_list,
+    overrides_schema,
 )
 
 KIND = "CloningOperation"
@@ -87,30 +88,13 @@ def _any_object(description: str) -> dict[str, Any]:
     }
 
 
-# The schema of spec.targetOverrides: any merge patch, except on the clone's identity.
-# CEL cannot see fields a schema does not declare, so these are declared (typed, not
-# nullable: a `null` there is pruned by the API server and changes nothing).
+# The schema of spec.targetOverrides: any merge patch, except on the clone's identity
+# (common.overrides_schema), nor on the fields that make it a clone of its own.
+_OVERRIDES = overrides_schema("targetOverrides", "target StatefulSet")
 TARGET_OVERRIDES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "x-kubernetes-preserve-unknown-fields": True,
+    **_OVERRIDES,
     "properties": {
-        "metadata": {
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": True,
-            "description": "Merged into the target StatefulSet's metadata (labels, "
-            "annotations); not its name or namespace.",
-            "properties": {
-                "name": {"type": "string", "maxLength": 253, "description": "Refused."},
-                "namespace": {"type": "string", "maxLength": 63, "description": "Refused."},
-            },
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.name) && !has(self.namespace)",
-                    "message": "targetOverrides cannot set metadata.name or metadata.namespace: "
-                    "the clone's name is spec.targetName, and it lives in this namespace",
-                }
-            ],
-        },
+        **_OVERRIDES["properties"],
         "spec": {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,
@@ -187,8 +171,9 @@ class CloningOperationSpec(CamelModel):
     """A JSON merge patch (RFC 7386) applied to the target StatefulSet after it is built,
     e.g. `{"spec": {"template": {"metadata": {"annotations": {"a": "b"}}}}}`; a list (such
     as `containers`) is replaced whole. It cannot change the clone's identity
-    (`metadata.name`, `metadata.namespace`, `spec.selector`, `spec.serviceName`,
-    `spec.volumeClaimTemplates`), nor make the source's selectors pick the clone's pods.
+    (`apiVersion`, `kind`, `metadata.name`, `metadata.namespace`, its owners and
+    finalizers, `spec.selector`, `spec.serviceName`, `spec.volumeClaimTemplates`), nor make
+    the source's selectors pick the clone's pods.
     The API server's verdict on the result is quoted if it refuses it."""
 
 

@@ -114,3 +114,71 @@ class Condition(CamelModel):
 
 
 Conditions = Annotated[list[Condition], keyed_list("type", 16)]
+
+
+# ---- merge-patch overrides: content, never identity -----------------------------------
+
+_REFUSED_METADATA = ("name", "namespace", "generateName", "ownerReferences", "finalizers")
+
+
+def overrides_schema(field: str, what: str) -> dict[str, Any]:
+    """The schema of a merge patch a user writes over a copy (`field`, e.g.
+    `options.overrides`): any content, but never what the copy *is* — its apiVersion
+    and kind, its name and namespace, its owners and finalizers — which admission
+    checked. CEL cannot see fields a schema does not declare (under
+    `x-kubernetes-preserve-unknown-fields`), so these are declared here (typed, not
+    nullable: a `null` is pruned by the API server and changes nothing)."""
+
+    def refused(schema: dict[str, Any]) -> dict[str, Any]:
+        return {**schema, "description": "Refused: it is the copy's identity."}
+
+    return {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "properties": {
+            "apiVersion": refused({"type": "string", "maxLength": 253}),
+            "kind": refused({"type": "string", "maxLength": 63}),
+            "metadata": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "description": f"Merged into the {what}'s metadata (labels, annotations).",
+                "properties": {
+                    "name": refused({"type": "string", "maxLength": 253}),
+                    "namespace": refused({"type": "string", "maxLength": 63}),
+                    "generateName": refused({"type": "string", "maxLength": 253}),
+                    "ownerReferences": refused(
+                        {
+                            "type": "array",
+                            "maxItems": 64,
+                            "items": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        }
+                    ),
+                    "finalizers": refused(
+                        {
+                            "type": "array",
+                            "maxItems": 64,
+                            "items": {"type": "string", "maxLength": 253},
+                        }
+                    ),
+                },
+                "x-kubernetes-validations": [
+                    {
+                        "rule": " && ".join(f"!has(self.{k})" for k in _REFUSED_METADATA),
+                        "message": f"{field} cannot set metadata."
+                        + ", metadata.".join(_REFUSED_METADATA)
+                        + ": the copy's name and namespace are its own, and it has no owners "
+                        "or finalizers but the operator's",
+                    }
+                ],
+            },
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.apiVersion) && !has(self.kind)",
+                "message": f"{field} cannot set apiVersion or kind: a copy is of its source's kind",
+            }
+        ],
+    }

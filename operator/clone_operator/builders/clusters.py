@@ -19,7 +19,7 @@ from typing import Any
 from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.api.common import LABEL_PREFIX, STATEFULSET_NAME_MAX
 from clone_operator.builders import configs, identity, images, provenance, selectors
-from clone_operator.builders.objects import merge_patch
+from clone_operator.builders import objects as object_builders
 from clone_operator.builders.provenance import Owner
 from clone_operator.settings import REGION_LABEL
 
@@ -35,31 +35,26 @@ class SourceReferenced(BuildError):
         shown = "; ".join(str(f) for f in findings[:10])
         more = f" (and {len(findings) - 10} more)" if len(findings) > 10 else ""
         super().__init__(
-            f"the clone would still refer to its source: {shown}{more}. The identity rewrite "
-            "does not know this form; change the source to a form it knows (a pod's DNS name "
-            "`<pod>.<service>[.<namespace>[.svc[.<cluster domain>]]]`, or the Service's "
-            "`<service>.<namespace>…`) or replace the value with spec.targetOverrides"
+            f"the clone would still refer to its source: {shown}{more}. Change the source to "
+            "a form the identity rewrite knows (a pod's DNS name "
+            "`<pod>.<service>[.<namespace>[.svc[.<cluster domain>]]]`, `$(POD_NAME).<service>"
+            ".<namespace>…`, the Service's `<service>.<namespace>…`) or replace the value "
+            "with spec.targetOverrides"
         )
         self.findings = findings
 
 
-IDENTITY_FIELDS = (
-    ("metadata", "name"),
-    ("metadata", "namespace"),
-    ("spec", "selector"),
-    ("spec", "serviceName"),
-    ("spec", "volumeClaimTemplates"),
-)
-"""What an override must not touch: the clone's own identity and its volumes' names."""
+IDENTITY_SPEC = ("selector", "serviceName", "volumeClaimTemplates")
+"""What an override must not touch in a StatefulSet's spec: the clone's own selector,
+Service and volumes' names."""
 
 
 def identity_overrides(overrides: dict[str, Any] | None) -> list[str]:
-    """The identity fields (`spec.selector`, …) that `overrides` touches."""
-    patch = overrides or {}
-    return [
-        f"{top}.{key}"
-        for top, key in IDENTITY_FIELDS
-        if isinstance(patch.get(top), dict) and key in patch[top]
+    """The identity fields (`kind`, `metadata.name`, `spec.selector`, …) that `overrides`
+    touches."""
+    spec = (overrides or {}).get("spec")
+    return object_builders.identity_overrides(overrides) + [
+        f"spec.{key}" for key in IDENTITY_SPEC if isinstance(spec, dict) and key in spec
     ]
 
 
@@ -346,7 +341,7 @@ def with_overrides(
     identity (refused), nor its provenance (applied again), nor make the source's
     selectors pick the clone's pods (refused)."""
     check(dataclasses.replace(plan, server_version=None))
-    patched: dict[str, Any] = merge_patch(statefulset, overrides)
+    patched: dict[str, Any] = object_builders.merge_patch(statefulset, overrides)
     if not isinstance(patched.get("metadata"), dict) or not isinstance(patched.get("spec"), dict):
         raise BuildError("overrides must not remove metadata or spec")
     base = _metadata(plan, plan.target_name)
@@ -440,6 +435,27 @@ def build_configs(plan: ClusterPlan) -> list[dict[str, Any]]:
             configs.build_copy({"kind": kind, **source}, copy_name, metadata, plan.rename)
         )
     return copies
+
+
+def rewrites(plan: ClusterPlan, objects: list[dict[str, Any]]) -> list[identity.Rewrite]:
+    """What the identity rewrite changed in the built objects, for the user's audit: the
+    StatefulSet's pod template and the values of each copied ConfigMap and Secret."""
+    rename, changed = plan.rename, []
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if kind == "StatefulSet":
+            source_template = plan.source["spec"]["template"]
+            changed += identity.rewrites(
+                kind, name, source_template, obj["spec"]["template"], rename, "spec.template"
+            )
+        elif kind in ("ConfigMap", "Secret"):
+            source_name = obj["metadata"]["annotations"][provenance.SOURCE].rsplit("/", 1)[-1]
+            source = plan.source_configs.get((kind, source_name)) or {}
+            for key in ("data", "binaryData"):
+                changed += identity.rewrites(
+                    kind, name, source.get(key) or {}, obj.get(key) or {}, rename, key
+                )
+    return changed
 
 
 def build_cluster(plan: ClusterPlan) -> list[dict[str, Any]]:

@@ -47,6 +47,24 @@ class CopyError(ValueError):
     """The source cannot be copied as asked; the message is for the user."""
 
 
+IDENTITY_KEYS = ("apiVersion", "kind")
+"""Top-level keys an override must not set: what the copy is (admission checked it)."""
+IDENTITY_METADATA = ("name", "namespace", "generateName", "ownerReferences", "finalizers")
+"""Metadata an override must not set: where the copy is, and who owns it."""
+
+
+def identity_overrides(overrides: dict[str, Any] | None) -> list[str]:
+    """The identity fields (`kind`, `metadata.name`, …) that a merge patch touches. The
+    CRDs refuse them at `kubectl apply` already; this holds for any path in."""
+    patch = overrides or {}
+    metadata = patch.get("metadata")
+    return [key for key in IDENTITY_KEYS if key in patch] + [
+        f"metadata.{key}"
+        for key in IDENTITY_METADATA
+        if isinstance(metadata, dict) and key in metadata
+    ]
+
+
 @dataclass(frozen=True)
 class CopyPlan:
     """What a copy is built from (the options, already defaulted)."""
@@ -149,9 +167,16 @@ def build_copy(plan: CopyPlan, kind: SourceKind) -> dict[str, Any]:
     """The destination object: stripped source, overrides, options, provenance."""
     obj = stripped(plan.source, kind, plan.source_size)
     if plan.overrides:
+        touched = identity_overrides(plan.overrides)
+        if touched:
+            raise CopyError(
+                f"options.overrides must not set {', '.join(touched)}: a copy is of its "
+                "source's kind, named by options.name and options.namespace"
+            )
         obj = merge_patch(obj, plan.overrides)
         if not isinstance(obj.get("metadata"), dict):
             raise CopyError("overrides must not remove metadata")
+        obj["apiVersion"], obj["kind"] = kind.api_version, kind.value
     meta = obj["metadata"]
     meta["name"], meta["namespace"] = plan.name, plan.namespace
     source_meta = plan.source["metadata"]

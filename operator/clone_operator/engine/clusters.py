@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from clone_operator.builders import clusters as cluster_builders
-from clone_operator.builders import provenance
+from clone_operator.builders import identity, provenance
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import IDLE, guarded_patch
+from clone_operator.engine.writes import OutsideAdmitted, Writes
 from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
-from clone_operator.reconcile import regions
+from clone_operator.reconcile import regions, writes
 from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
 
@@ -64,6 +65,10 @@ class Target:
     def namespace(self) -> str:
         return self.owner.namespace
 
+    def writes(self, kube: Kube) -> Writes:
+        """The funnel for this target: its own objects, named from its name."""
+        return Writes(kube, writes.cluster(self.namespace, self.name))
+
 
 @dataclass(frozen=True)
 class Waiting:
@@ -95,6 +100,8 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     """One look at a clone in progress; what to do next is the caller's to write."""
     owner, name, namespace = target.owner, target.name, target.namespace
     sts = ctx.targets.get(owner.uid)
+    if sts is not None and not is_target(sts, target):
+        sts = None  # labelled as this owner's, but not its target: never taken for it
     if sts is None and owner.uid not in ctx.sources:
         sts = await ctx.kube.get("apps/v1", "StatefulSet", namespace, name)
     # (With its source kept (`Context.keep_source`), the owner went InProgress in the
@@ -110,7 +117,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     if sts is not None:
         readiness = cluster_rules.readiness(sts)
         if readiness.done:
-            await hand_over(ctx.kube, owner, namespace, ctx.parts.get(owner.uid))
+            await hand_over(target.writes(ctx.kube), owner, namespace, ctx.parts.get(owner.uid))
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
@@ -127,7 +134,9 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         try:
             async with ctx.building:  # the source and what is built from it: held in here
                 source = ctx.take_source(owner.uid)
-                made = await create(ctx.kube, target, ctx.settings.cluster_domain, source)
+                made, rewritten = await create(
+                    ctx.kube, target, ctx.settings.cluster_domain, source
+                )
         except SourceNotFound as e:
             return Failed(Reason.SOURCE_NOT_FOUND, str(e))
         except cluster_builders.SourceReferenced as e:
@@ -136,11 +145,15 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             return Failed(Reason.INVALID_SOURCE, str(e))
         except TargetExists as e:
             return Failed(Reason.TARGET_EXISTS, str(e))
+        except OutsideAdmitted as e:
+            return Failed(Reason.OUTSIDE_ADMITTED, str(e))
         except Invalid as e:
             return Failed(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
         ctx.parts[owner.uid] = [provenance.part(obj) for obj in made]
         ctx.target_changed(owner.uid, made[-1])  # unless its watch event brought a newer one
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
+        if rewritten:
+            ctx.emit(target.owner_body, Reason.IDENTITY_REWRITTEN, audit(rewritten), False)
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
         return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
@@ -222,19 +235,40 @@ async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
     return cluster_builders.build_cluster(plan)
 
 
+def is_target(sts: JSON, target: Target) -> bool:
+    """Whether a StatefulSet labelled as the owner's is its target: by its name and
+    namespace too, never by the label alone (anyone may write a label)."""
+    meta = sts.get("metadata") or {}
+    return (meta.get("name"), meta.get("namespace")) == (target.name, target.namespace)
+
+
+MAX_AUDITED = 20
+
+
+def audit(rewritten: list[identity.Rewrite]) -> str:
+    """The Event that lists what the identity rewrite changed (Secrets: where, not what)."""
+    shown = "; ".join(str(r) for r in rewritten[:MAX_AUDITED])
+    more = f" (and {len(rewritten) - MAX_AUDITED} more)" if len(rewritten) > MAX_AUDITED else ""
+    return f"rewrote {len(rewritten)} references to the source: {shown}{more}"
+
+
 async def create(
     kube: Kube, target: Target, cluster_domain: str, source: tuple[JSON, JSON | None] | None
-) -> list[JSON]:
+) -> tuple[list[JSON], list[identity.Rewrite]]:
     """Build the target from its source (`source`: the StatefulSet and Service as read
     this attempt; None: read them now), and create it (config and volumes first);
-    returns what was created or adopted, the StatefulSet last. The StatefulSet is first
-    sent as a dry run: if the API server refuses it (say, an override makes it invalid),
-    or its name is taken by something else, nothing at all is created."""
+    returns what was created or adopted, the StatefulSet last, and what the identity
+    rewrite changed. Every object is checked against what admission allowed before any
+    is sent; the StatefulSet is first sent as a dry run: if the API server refuses it
+    (say, an override makes it invalid), or its name is taken by something else,
+    nothing at all is created."""
     statefulset, service = source or await load_source(kube, target.namespace, target.source_name)
     plan = dataclasses.replace(target.plan(statefulset, service), cluster_domain=cluster_domain)
     objects = await build(kube, plan)
+    funnel = target.writes(kube)
+    funnel.check(*objects)
     try:
-        await kube.create(objects[-1], dry_run=True)
+        await funnel.create(objects[-1], dry_run=True)
     except Conflict:  # it exists: ours from before (adopted below), or someone else's
         meta = objects[-1]["metadata"]
         existing = await kube.get("apps/v1", "StatefulSet", meta["namespace"], meta["name"])
@@ -245,18 +279,19 @@ async def create(
                 f"StatefulSet {meta['namespace']}/{meta['name']} already exists and was not "
                 f"created by this {target.owner.kind}; it is left untouched (choose another name)"
             ) from None
-    return await ensure(kube, objects, target.owner)
+    return await ensure(funnel, objects, target.owner), cluster_builders.rewrites(plan, objects)
 
 
-async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:
+async def ensure(funnel: Writes, objects: list[JSON], owner: Owner) -> list[JSON]:
     """Create each object, or adopt it if we created it before; never touch others."""
+    funnel.check(*objects)
     out = []
     for obj in objects:
         try:
-            out.append(await kube.create(obj))
+            out.append(await funnel.create(obj))
         except Conflict:
             meta = obj["metadata"]
-            existing = await kube.get(
+            existing = await funnel.get(
                 obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
             )
             if existing is None:  # deleted in between: try once more next round
@@ -270,27 +305,33 @@ async def ensure(kube: Kube, objects: list[JSON], owner: Owner) -> list[JSON]:
     return out
 
 
-async def owned(kube: Kube, owner: Owner, namespace: str) -> list[JSON]:
-    """Every cluster object this owner created, found by its provenance label."""
+async def owned(funnel: Writes, owner: Owner, namespace: str) -> list[JSON]:
+    """Every object this owner created: its provenance label *and* a name and kind that
+    admission allowed it (a label alone is anyone's to write)."""
     selector = f"{owner.uid_label}={owner.uid}"
     found: list[JSON] = []
+    kinds = {(a.api_version, a.kind) for a in funnel.admitted if a.namespace == namespace}
     for api_version, kind in CLUSTER_KINDS:
-        for item in await kube.list(api_version, kind, namespace, label_selector=selector):
-            found.append({"apiVersion": api_version, "kind": kind, **item})
+        if (api_version, kind) not in kinds:
+            continue
+        for item in await funnel.kube.list(api_version, kind, namespace, label_selector=selector):
+            obj = {"apiVersion": api_version, "kind": kind, **item}
+            if writes.refusal(funnel.admitted, obj) is None:
+                found.append(obj)
     return found
 
 
-async def remove(kube: Kube, owner: Owner, namespace: str) -> int:
+async def remove(funnel: Writes, owner: Owner, namespace: str) -> int:
     """Delete what this owner created (uid preconditions: only those very objects)."""
     count = 0
-    for obj in await owned(kube, owner, namespace):
+    for obj in await owned(funnel, owner, namespace):
         if provenance.created_by(obj, owner):
-            count += await kube.delete(obj, uid=obj["metadata"]["uid"])
+            count += await funnel.delete(obj, uid=obj["metadata"]["uid"])
     return count
 
 
 async def hand_over(
-    kube: Kube, owner: Owner, namespace: str, parts: list[JSON] | None = None
+    funnel: Writes, owner: Owner, namespace: str, parts: list[JSON] | None = None
 ) -> None:
     """Drop the owner's references so the finished clone outlives its request.
 
@@ -304,20 +345,20 @@ async def hand_over(
         if patch is None:
             continue
         try:
-            await kube.json_patch(created, patch)
+            await funnel.json_patch(created, patch)
         except NotFound:
             continue
         except (Invalid, Conflict):  # its references changed: read it, drop ours alone
             api_version, kind, meta = created["apiVersion"], created["kind"], created["metadata"]
-            found = await kube.get(api_version, kind, namespace, meta["name"])
+            found = await funnel.get(api_version, kind, namespace, meta["name"])
             if found is not None:
-                await release(kube, {"apiVersion": api_version, "kind": kind, **found}, owner)
+                await release(funnel, {"apiVersion": api_version, "kind": kind, **found}, owner)
     if parts is None:
-        for obj in await owned(kube, owner, namespace):
-            await release(kube, obj, owner)
+        for obj in await owned(funnel, owner, namespace):
+            await release(funnel, obj, owner)
 
 
-async def release(kube: Kube, obj: JSON, owner: Owner) -> None:
+async def release(funnel: Writes, obj: JSON, owner: Owner) -> None:
     """Drop `owner`'s reference from one object (guarded; rebased on a conflict)."""
 
     def without_owner(current: JSON) -> JSON | None:
@@ -327,4 +368,4 @@ async def release(kube: Kube, obj: JSON, owner: Owner) -> None:
             return None
         return {"metadata": {"ownerReferences": kept or None}}
 
-    await guarded_patch(kube, obj, without_owner, lambda _fresh: True, attempts=5)
+    await guarded_patch(funnel, obj, without_owner, lambda _fresh: True, attempts=5)

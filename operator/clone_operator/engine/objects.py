@@ -5,9 +5,11 @@ PersistentVolumeClaim is a CSI clone (`dataSource` = the source) and is
 Created once Bound. A StatefulSet is a whole cluster, cloned by the same
 cluster engine as CloningOperation (`engine.clusters.follow_target`). PVC and
 cluster clones fail after the operator setting `objectTimeoutSeconds`, counted
-from when they went InProgress. The destination is never overwritten nor
-adopted: a name already taken by an object this CloneObject did not create
-ends Failed (DestinationExists), and the object stays byte-for-byte as it was.
+from when they went InProgress. A cluster clone holds an InProgress slot, as a
+CloningOperation does (engine.runtime.Slots): it waits Pending for one. The
+destination is never overwritten nor adopted: a name already taken by an object
+this CloneObject did not create ends Failed (DestinationExists), and the object
+stays byte-for-byte as it was.
 Object bodies are never logged (Secrets).
 """
 
@@ -31,10 +33,12 @@ from clone_operator.builders import objects as object_builders
 from clone_operator.builders import provenance
 from clone_operator.engine import clusters, loop
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, ObjectLog, Resource
-from clone_operator.k8s.api import JSON, ApiError, Invalid, NotFound
+from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
+from clone_operator.engine.writes import OutsideAdmitted, Writes
+from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
+from clone_operator.reconcile import writes
 from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.objects import Step
 
@@ -62,6 +66,19 @@ class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
     def destination_namespace(self) -> str:
         return self.spec.options.namespace or self.namespace
 
+    def writes(self, kube: Kube) -> Writes:
+        """The funnel for this clone: its declared destination (a whole cluster, for a
+        StatefulSet), of the declared kind, and nothing else."""
+        if self.kind is SourceKind.STATEFUL_SET:
+            return Writes(kube, writes.cluster(self.namespace, self.destination_name))
+        admitted = writes.copy(
+            self.kind.api_version,
+            self.kind.value,
+            self.destination_namespace,
+            self.destination_name,
+        )
+        return Writes(kube, admitted)
+
     @property
     def started_at(self) -> str | None:
         """When it went InProgress. (Written since startedAt exists; before, the last
@@ -74,7 +91,16 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         obj = CloneObject.parse(body)
         return await STEPS[object_rules.next_step(obj.status.state)](ctx, obj, log)
 
-    await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger)
+    async def give_up(body: JSON, reason: Reason, message: str, log: ObjectLog) -> bool:
+        obj = CloneObject.parse(body)
+        if obj.status.state is not None and obj.status.state.terminal:
+            return False
+        return await move(ctx, obj, State.FAILED, reason, message, log)
+
+    try:
+        await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger, give_up)
+    finally:
+        ctx.slots.release(uid)  # finalized, deleted, or the operator is stopping
 
 
 async def move(
@@ -95,6 +121,7 @@ async def move(
     log.info("%s → %s (%s): %s", obj.status.state or "new", state, reason, message)
     ctx.emit(obj.body, reason, message, state is State.FAILED)
     if state.terminal:
+        ctx.slots.release(obj.owner.uid)
         ctx.metrics.finished(KIND, state.value, obj.created)
     return True
 
@@ -143,6 +170,15 @@ async def admit(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
 
 
 async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
+    owner = obj.owner
+    if obj.kind is SourceKind.STATEFUL_SET and not ctx.slots.try_take(
+        owner.uid, obj.created or "", owner.namespace
+    ):
+        why = ctx.slots.why_waiting(owner.namespace)
+        waiting = object_rules.waiting(obj.status, why, now_rfc3339(), obj.generation)
+        if waiting is not None:
+            await loop.write_status(ctx, obj.body, waiting.wire())
+        return IDLE
     source = await ctx.kube.get(
         obj.kind.api_version, obj.kind.value, obj.namespace, obj.spec.source.name
     )
@@ -197,7 +233,7 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
                     log,
                 )
             return max(min(left, 5.0), 0.1)  # the PVC watch wakes us sooner
-        await clusters.release(ctx.kube, created, obj.owner)
+        await clusters.release(obj.writes(ctx.kube), created, obj.owner)
     await move(
         ctx,
         obj,
@@ -214,6 +250,7 @@ COPY_ERRORS = (
     object_builders.CopyError,
     clusters.SourceNotFound,
     clusters.TargetExists,
+    OutsideAdmitted,
     Invalid,
     NotFound,
 )
@@ -227,6 +264,8 @@ def failure_of(obj: CloneObject, error: Exception) -> tuple[Reason, str]:
         return Reason.SOURCE_NOT_FOUND, str(error)
     if isinstance(error, clusters.TargetExists):
         return Reason.DESTINATION_EXISTS, str(error)
+    if isinstance(error, OutsideAdmitted):
+        return Reason.OUTSIDE_ADMITTED, str(error)
     if isinstance(error, Invalid):
         return (
             Reason.INVALID_DESTINATION,
@@ -269,13 +308,14 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
         source_size=size,
     )
     copy = object_builders.build_copy(plan, obj.kind)
-    [created] = await clusters.ensure(ctx.kube, [copy], owner)
+    [created] = await clusters.ensure(obj.writes(ctx.kube), [copy], owner)
     return {"apiVersion": obj.kind.api_version, "kind": obj.kind.value, **created}
 
 
 async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     """A StatefulSet source: the cluster engine that CloningOperation uses."""
     owner, options = obj.owner, obj.spec.options
+    ctx.slots.occupy(owner.uid, owner.namespace)
     followed = await clusters.follow_target(
         ctx,
         clusters.Target(
@@ -329,7 +369,7 @@ async def finish(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None
     """Terminal: remove what a failed clone left (never anything it did not create)."""
     if obj.status.state is State.FAILED and obj.kind.namespace_local:
         try:
-            removed = await clusters.remove(ctx.kube, obj.owner, obj.namespace)
+            removed = await clusters.remove(obj.writes(ctx.kube), obj.owner, obj.namespace)
         except ApiError as e:
             log.warning("could not remove partial objects yet: %s", e.message)
             return 5.0

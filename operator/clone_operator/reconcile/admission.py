@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clone_operator.api.cloningoperations import PLURAL, CloningOperationSpec
+from clone_operator.reconcile import operations as operation_rules
 from clone_operator.reconcile.regions import RegionTable, UnknownRegion
 
 
@@ -69,6 +70,8 @@ class OperationFacts:
     """Why the target, built as the operator would build it, cannot be made (each
     naming its field): a reference to the source left (SourceReferenced), an invalid
     source, or the API server's refusal of the overridden StatefulSet."""
+    max_timeout_seconds: int | None = None
+    """The operator setting maxTimeoutSeconds (None: not checked)."""
 
 
 def operation_problems(spec: CloningOperationSpec, facts: OperationFacts) -> list[str]:
@@ -104,4 +107,8 @@ def operation_problems(spec: CloningOperationSpec, facts: OperationFacts) -> lis
             "choose another name"
         )
     problems.extend(facts.target_problems)
+    if facts.max_timeout_seconds is not None:
+        too_long = operation_rules.timeout_refused(spec, facts.max_timeout_seconds)
+        if too_long is not None:
+            problems.append(too_long.message)
     return problems

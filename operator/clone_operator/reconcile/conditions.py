@@ -35,8 +35,20 @@ class Reason(StrEnum):
     INVALID_DESTINATION = "InvalidDestination"
     SOURCE_REFERENCED = "SourceReferenced"
     """The built target would still refer to its source's pods or Service: nothing made."""
+    OUTSIDE_ADMITTED = "OutsideAdmitted"
+    """A write outside what admission checked for the requester (an override that would
+    change a copy's kind, name or namespace): refused, nothing written."""
+    IDENTITY_REWRITTEN = "IdentityRewritten"
+    """An Event: what the identity rewrite changed, for the user's audit."""
     TIMEOUT = "Timeout"
     PODS_CANNOT_START = "PodsCannotStart"
+    TIMEOUT_TOO_LONG = "TimeoutTooLong"
+    """spec.timeoutSeconds is above the operator setting maxTimeoutSeconds: nothing made."""
+    API_REFUSED = "ApiRefused"
+    """The API server refused a request for a reason a retry cannot fix (a 4xx other than
+    409/429: exceeded quota, a kind it does not serve, ...): engine.failures."""
+    INTERNAL_ERROR = "InternalError"
+    """The operator met an error of its own (a bug) on this resource and stopped: engine.failures."""
 
 
 def set_condition(

@@ -54,6 +54,8 @@ def test_helm_lint_passes(helm: Helm) -> None:
         ("--set", "operator.logFormt=json", "additional properties 'logFormt' not allowed"),
         ("--set", "operator.logFormat=yaml", "logFormat"),
         ("--set", "operator.maxInProgress=0", "maxInProgress"),
+        ("--set", "operator.maxInProgressPerNamespace=0", "maxInProgressPerNamespace"),
+        ("--set", "operator.maxTimeoutSeconds=86401", "maxTimeoutSeconds"),
         ("--set-json", 'watchNamespaces=["Not_A_Namespace"]', "watchNamespaces"),
     ],
 )
@@ -180,6 +182,7 @@ def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
         "CLONE_OPERATOR_REGION_ALIASES": "{}",
         "CLONE_OPERATOR_ALLOWED_REGIONS": "[]",
         "CLONE_OPERATOR_MAX_IN_PROGRESS": "10",
+        "CLONE_OPERATOR_MAX_TIMEOUT_SECONDS": "21600",
         "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "60",
         "CLONE_OPERATOR_CLUSTER_DOMAIN": "cluster.local",
         "CLONE_OPERATOR_NAMESPACES": "[]",
@@ -218,6 +221,10 @@ def test_operator_settings_parse_the_rendered_env(
             "--set",
             "operator.maxInProgress=3",
             "--set",
+            "operator.maxInProgressPerNamespace=2",
+            "--set",
+            "operator.maxTimeoutSeconds=3600",
+            "--set",
             "operator.logFormat=json",
             "--set",
             "operator.healthPort=9090",
@@ -231,6 +238,8 @@ def test_operator_settings_parse_the_rendered_env(
     assert settings.allowed_regions == ["oregon", "us-east-1"]
     assert settings.namespaces == ["team-a", "team-b"]
     assert settings.max_in_progress == 3
+    assert settings.namespace_share == 2
+    assert settings.max_timeout_seconds == 3600
     assert settings.log_format == "json"
     assert settings.health_port == 9090
 

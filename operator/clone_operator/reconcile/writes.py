@@ -1,0 +1,93 @@
+"""What the operator may write on a requester's behalf: what admission checked. Pure.
+
+The requester-rights policies (`api.policies`) let a CloneObject or a
+CloningOperation in only when its creator may create, in the destination
+namespace, the kinds its clone is made of. Nothing a user writes afterwards — a
+name, an override, the content of a source — may widen that: every create, patch
+and delete the engine makes for a resource passes through one funnel
+(`engine.writes.Writes`), which refuses an object outside `admitted(...)`, before
+anything is sent. The admitted set is a function of the stored spec (the kind,
+the destination's name and namespace, the target's name), so it is known durably
+before anything is created, and the same after any restart.
+
+It is plain data: a later feature that makes more kinds (snapshots, hook pods)
+adds a row to `CLUSTER_PARTS` and the right to the policies, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Names(StrEnum):
+    """How an admitted object is named from the name admission saw."""
+
+    EXACT = "exact"
+    """The name itself: a CloneObject's destination, a target's StatefulSet and Service."""
+    COPY = "copy"
+    """`<name>-…`: a target's own copies of its source's ConfigMaps and Secrets."""
+    CLAIM = "claim"
+    """`<claim>-<name>-<ordinal>`: a target's volumes, as its StatefulSet names them."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """One kind of object, in one namespace, that a resource may write."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    names: Names = Names.EXACT
+
+    def covers(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        if (api_version, kind, namespace) != (self.api_version, self.kind, self.namespace):
+            return False
+        if self.names is Names.EXACT:
+            return name == self.name
+        if self.names is Names.COPY:
+            return name.startswith(f"{self.name}-") and len(name) > len(self.name) + 1
+        claim, sep, ordinal = name.rpartition(f"-{self.name}-")
+        return bool(claim and sep and ordinal.isascii() and ordinal.isdigit())
+
+
+CLUSTER_PARTS: tuple[tuple[str, str, Names], ...] = (
+    ("apps/v1", "StatefulSet", Names.EXACT),
+    ("v1", "Service", Names.EXACT),
+    ("v1", "PersistentVolumeClaim", Names.CLAIM),
+    ("v1", "ConfigMap", Names.COPY),
+    ("v1", "Secret", Names.COPY),
+)
+"""What a target cluster is made of, and how each part is named from the target's name
+(the kinds the policies require `create` of for a cluster clone)."""
+
+
+def cluster(namespace: str, target: str) -> tuple[Admitted, ...]:
+    """What a clone of a whole cluster named `target` may write."""
+    return tuple(Admitted(v, k, namespace, target, names) for v, k, names in CLUSTER_PARTS)
+
+
+def copy(api_version: str, kind: str, namespace: str, name: str) -> tuple[Admitted, ...]:
+    """What a CloneObject of one object may write: its declared destination, only."""
+    return (Admitted(api_version, kind, namespace, name),)
+
+
+def refusal(admitted: Iterable[Admitted], obj: dict[str, Any]) -> str | None:
+    """Why `obj` may not be written on the requester's behalf (None: it may)."""
+    meta = obj.get("metadata") or {}
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    namespace, name = meta.get("namespace"), meta.get("name")
+    if not all(isinstance(v, str) for v in (api_version, kind, name)):
+        return "an object without apiVersion, kind or name"
+    allowed = list(admitted)
+    if any(a.covers(str(api_version), str(kind), namespace, str(name)) for a in allowed):
+        return None
+    kinds = ", ".join(sorted({f"{a.kind}" for a in allowed}))
+    return (
+        f"{kind} ({api_version}) {namespace}/{name} is not what admission checked for the "
+        f"requester (it may make: {kinds}, in {allowed[0].namespace if allowed else '-'}, "
+        "named from the destination); nothing was written"
+    )
