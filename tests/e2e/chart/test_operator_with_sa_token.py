@@ -84,7 +84,7 @@ def test_operator_with_chart_sa_token_reconciles(
         f"--clusterrole={scan}",
         f"--serviceaccount={namespace}:{release.fullname}",
     )
-    proc = OperatorProcess(config)
+    proc = OperatorProcess(config, name="sa-token")  # its own log, not the session's
     env = chart_env(release, namespace)
     try:
         proc.ensure(env)
@@ -124,7 +124,7 @@ def test_operator_with_namespaced_rbac_starts(
 ) -> None:
     release.install(**{"crds.enabled": "false", "watchNamespaces": json.dumps([namespace])})
     config = sa_kubeconfig(admin, namespace, release.fullname, tmp_path / "sa.kubeconfig")
-    proc = OperatorProcess(config)
+    proc = OperatorProcess(config, name="sa-token-namespaced")
     env = chart_env(release, namespace)
     try:
         proc.ensure(env)
