@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import statistics
 import time
 from typing import Any
 
@@ -337,31 +336,33 @@ def test_a_literal_pod_of_another_statefulset_behind_the_service_is_refused(valu
 @pytest.mark.parametrize(
     "hostile",
     [
-        "a" * 200_000,
-        "a:" * 100_000,
-        "a." * 100_000,
-        "$(" * 100_000,
-        "search-" * 30_000,
-        ".search-headless.shop" * 10_000,
-        "search-0.search-headless.shop " + "x" * 100_000 + "a." * 50_000,
+        "a" * 1_000_000,
+        "a:" * 500_000,
+        "a." * 500_000,
+        "$(" * 500_000,
+        "search-" * 150_000,
+        ".search-headless.shop" * 50_000,
+        "search-0.search-headless.shop " + "x" * 500_000 + "a." * 250_000,
     ],
     ids=["letters", "colons", "dots", "templates", "anchors", "zones", "mixed"],
 )
 def test_scanning_grows_linearly_with_the_input(hostile: str) -> None:
     """Ten times the text costs about ten times the time (a backtracking pattern cost a
-    hundred times: 2 kB 0.04 s, 16 kB 1.9 s). A ratio, not a time: machines differ."""
+    hundred times: 2 kB 0.04 s, 16 kB 1.9 s; a megabyte, hours). A ratio, not a time:
+    machines differ; the fastest of seven runs, and at least a millisecond for the tenth,
+    so that a busy machine's noise cannot fail it while quadratic work still would."""
 
     def cost(text: str) -> float:
         timings = []
-        for _ in range(3):
+        for _ in range(7):
             started = time.perf_counter()
             RENAME.text(text)
             list(RENAME.references(text))
             timings.append(time.perf_counter() - started)
-        return statistics.median(timings)
+        return min(timings)
 
     small, large = cost(hostile[: len(hostile) // 10]), cost(hostile)
-    assert large < max(small, 1e-4) * 40, (small, large)
+    assert large < max(small, 1e-3) * 40, (small, large)
 
 
 def test_a_finding_in_a_huge_value_shows_a_clipped_snippet() -> None:
