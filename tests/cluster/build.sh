@@ -153,7 +153,7 @@ build_snapshotter() {
   local dir
   dir=$(cd "$here/gomod/snapshotter" && go list -m -f '{{.Dir}}' "$s/client/v8")
   rm -rf "$out.tmp/crd" && mkdir -p "$out.tmp/crd"
-  cp "$dir"/config/crd/*.yaml "$out.tmp/crd/" && chmod u+w "$out.tmp/crd"/*.yaml
+  cp "$dir"/config/crd/*.storage.k8s.io_*.yaml "$out.tmp/crd/" && chmod u+w "$out.tmp/crd"/*.yaml
   mkdir -p "$out" && rm -rf "$out/crd" && mv "$out.tmp"/* "$out/"; rmdir "$out.tmp"
 }
 

@@ -282,7 +282,9 @@ class Controller:
             )  # fmt: skip
             fault = fault_of(params, "cloneFault") if source is not None else ""
             if fault == "fail":
-                raise Fail(grpc.StatusCode.INTERNAL, "injected fault (cloneFault: fail): copy failed")
+                raise Fail(
+                    grpc.StatusCode.INTERNAL, "injected fault (cloneFault: fail): copy failed"
+                )
             rid = f"vol-{uuid.uuid4().hex[:16]}"
             now = time.time()
             record = Record("volume", rid, req.name, self.driver.name, size=size,
@@ -310,7 +312,9 @@ class Controller:
                 raise Fail(grpc.StatusCode.INVALID_ARGUMENT, "clones are not supported")
             src = self.store.get("volume", self.driver.name, source.volume.volume_id)
             if src is None:
-                raise Fail(grpc.StatusCode.NOT_FOUND, f"source volume {source.volume.volume_id} not found")
+                raise Fail(
+                    grpc.StatusCode.NOT_FOUND, f"source volume {source.volume.volume_id} not found"
+                )
             if size < src.size:
                 raise Fail(grpc.StatusCode.OUT_OF_RANGE,
                            f"{size} bytes is smaller than the source volume's {src.size}")  # fmt: skip
@@ -327,7 +331,9 @@ class Controller:
             return self.store.data(src.id)
         snap = self.store.get("snapshot", self.driver.name, source.snapshot.snapshot_id)
         if snap is None:
-            raise Fail(grpc.StatusCode.NOT_FOUND, f"snapshot {source.snapshot.snapshot_id} not found")
+            raise Fail(
+                grpc.StatusCode.NOT_FOUND, f"snapshot {source.snapshot.snapshot_id} not found"
+            )
         if not snap.ready():
             raise Fail(grpc.StatusCode.UNAVAILABLE, f"snapshot {snap.id} is not ready to use")
         if size < snap.size:
@@ -348,7 +354,9 @@ class Controller:
 
     def existing_volume(self, r: Record, req: Any, size: int, source: Any) -> Any:
         if r.size != size or (source is not None) != bool(r.source_volume or r.source_snapshot):
-            raise Fail(grpc.StatusCode.ALREADY_EXISTS, f"volume {req.name} exists with another shape")
+            raise Fail(
+                grpc.StatusCode.ALREADY_EXISTS, f"volume {req.name} exists with another shape"
+            )
         return self.volume_response(r)
 
     def volume_response(self, r: Record) -> Any:
@@ -426,7 +434,9 @@ class Controller:
                 snap = self.api.get_namespaced_custom_object(
                     "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots", name
                 )
-                annotated = (snap["metadata"].get("annotations") or {}).get(SNAPSHOT_FAULT_ANNOTATION)
+                annotated = (snap["metadata"].get("annotations") or {}).get(
+                    SNAPSHOT_FAULT_ANNOTATION
+                )
                 if annotated:
                     fault = fault_of({"snapshotFault": annotated}, "snapshotFault")
             except Exception as e:  # the class's word stands
@@ -464,7 +474,10 @@ class Controller:
                 return csi.CreateSnapshotResponse(snapshot=self.snapshot_message(existing))
             fault = self.snapshot_fault(params)
             if fault == "fail":
-                raise Fail(grpc.StatusCode.INTERNAL, "injected fault (snapshotFault: fail): snapshot failed")
+                raise Fail(
+                    grpc.StatusCode.INTERNAL,
+                    "injected fault (snapshotFault: fail): snapshot failed",
+                )
             r = self.take(req.source_volume_id, req.name, params, fault)
         return csi.CreateSnapshotResponse(snapshot=self.snapshot_message(r))
 
@@ -513,7 +526,9 @@ class Controller:
         end = start + req.max_entries if req.max_entries else len(found)
         page = found[start:end]
         return csi.ListSnapshotsResponse(
-            entries=[csi.ListSnapshotsResponse.Entry(snapshot=self.snapshot_message(r)) for r in page],
+            entries=[
+                csi.ListSnapshotsResponse.Entry(snapshot=self.snapshot_message(r)) for r in page
+            ],
             next_token=str(end) if end < len(found) else "",
         )
 
@@ -542,13 +557,18 @@ class Controller:
                 if sources != sorted(req.source_volume_ids):
                     raise Fail(grpc.StatusCode.ALREADY_EXISTS,
                                f"group snapshot {req.name} exists for other volumes")  # fmt: skip
-                return csi.CreateVolumeGroupSnapshotResponse(group_snapshot=self.group_message(existing))
+                return csi.CreateVolumeGroupSnapshotResponse(
+                    group_snapshot=self.group_message(existing)
+                )
             for vid in req.source_volume_ids:
                 if self.store.get("volume", self.driver.name, vid) is None:
                     raise Fail(grpc.StatusCode.NOT_FOUND, f"source volume {vid} not found")
             fault = fault_of(params, "snapshotFault")
             if fault == "fail":
-                raise Fail(grpc.StatusCode.INTERNAL, "injected fault (snapshotFault: fail): group snapshot failed")
+                raise Fail(
+                    grpc.StatusCode.INTERNAL,
+                    "injected fault (snapshotFault: fail): group snapshot failed",
+                )
             gid = f"group-{uuid.uuid4().hex[:16]}"
             members = [self.take(vid, f"{req.name}-{vid}", params, fault, group=gid).id
                        for vid in req.source_volume_ids]  # fmt: skip
@@ -574,22 +594,24 @@ class Controller:
         require(req.group_snapshot_id, "group_snapshot_id")
         g = self.store.get("group", self.driver.name, req.group_snapshot_id)
         if g is None:
-            raise Fail(grpc.StatusCode.NOT_FOUND, f"group snapshot {req.group_snapshot_id} not found")
+            raise Fail(
+                grpc.StatusCode.NOT_FOUND, f"group snapshot {req.group_snapshot_id} not found"
+            )
         return csi.GetVolumeGroupSnapshotResponse(group_snapshot=self.group_message(g))
 
 
 def mounted(path: str) -> bool:
     target = os.path.realpath(path)
     with open("/proc/self/mounts") as f:
-        return any(
-            line.split()[1].encode().decode("unicode_escape") == target for line in f
-        )
+        return any(line.split()[1].encode().decode("unicode_escape") == target for line in f)
 
 
 class Node:
     """The node service: bind mounts on the kubelet's target paths."""
 
-    def __init__(self, driver: Driver, store: Store, node_id: str, topology: dict[str, str]) -> None:
+    def __init__(
+        self, driver: Driver, store: Store, node_id: str, topology: dict[str, str]
+    ) -> None:
         self.driver = driver
         self.store = store
         self.node_id = node_id
@@ -665,10 +687,10 @@ def servicers(driver: Driver, store: Store, node: Node | None, home: dict[str, s
     unimplemented = grpc.StatusCode.UNIMPLEMENTED
 
     class Identity(csi_grpc.IdentityServicer):  # type: ignore[misc,name-defined]
-        def GetPluginInfo(self, request: Any, context: Any) -> Any:
+        def GetPluginInfo(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             return csi.GetPluginInfoResponse(name=driver.name, vendor_version=VERSION)
 
-        def GetPluginCapabilities(self, request: Any, context: Any) -> Any:
+        def GetPluginCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             svc = csi.PluginCapability.Service
             kinds = [svc.CONTROLLER_SERVICE, svc.VOLUME_ACCESSIBILITY_CONSTRAINTS]
             if driver.group_snapshots:
@@ -677,7 +699,7 @@ def servicers(driver: Driver, store: Store, node: Node | None, home: dict[str, s
                 capabilities=[csi.PluginCapability(service=svc(type=k)) for k in kinds]
             )
 
-        def Probe(self, request: Any, context: Any) -> Any:
+        def Probe(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             return csi.ProbeResponse()
 
     class ControllerService(csi_grpc.ControllerServicer):  # type: ignore[misc,name-defined]
@@ -690,7 +712,7 @@ def servicers(driver: Driver, store: Store, node: Node | None, home: dict[str, s
         ListSnapshots = handler(lambda _, r: ctl.list_snapshots(r))
 
     class GroupService(csi_grpc.GroupControllerServicer):  # type: ignore[misc,name-defined]
-        def GroupControllerGetCapabilities(self, request: Any, context: Any) -> Any:
+        def GroupControllerGetCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             rpc = csi.GroupControllerServiceCapability.RPC
             kinds = [rpc.CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT] if driver.group_snapshots else []
             return csi.GroupControllerGetCapabilitiesResponse(
@@ -702,13 +724,13 @@ def servicers(driver: Driver, store: Store, node: Node | None, home: dict[str, s
                 context.abort(unimplemented, "group snapshots are not supported")
             return handler(lambda _, r: fn(r))(self, request, context)
 
-        def CreateVolumeGroupSnapshot(self, request: Any, context: Any) -> Any:
+        def CreateVolumeGroupSnapshot(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             return self._groups(ctl.create_group, request, context)
 
-        def DeleteVolumeGroupSnapshot(self, request: Any, context: Any) -> Any:
+        def DeleteVolumeGroupSnapshot(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             return self._groups(ctl.delete_group, request, context)
 
-        def GetVolumeGroupSnapshot(self, request: Any, context: Any) -> Any:
+        def GetVolumeGroupSnapshot(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             return self._groups(ctl.get_group, request, context)
 
     out: list[tuple[Any, Any]] = [
@@ -747,11 +769,11 @@ class Registration(reg_grpc.RegistrationServicer):  # type: ignore[misc,name-def
         self.name = name
         self.endpoint = endpoint
 
-    def GetInfo(self, request: Any, context: Any) -> Any:
+    def GetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
         return reg.PluginInfo(type="CSIPlugin", name=self.name, endpoint=str(self.endpoint),
                               supported_versions=["1.0.0"])  # fmt: skip
 
-    def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:
+    def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
         if request.plugin_registered:
             log.info("%s: registered with the kubelet", self.name)
         else:
@@ -768,11 +790,15 @@ def keep_registered(kubelet_dir: Path, endpoints: dict[str, Path]) -> None:
         if registry.is_dir():
             for name, endpoint in endpoints.items():
                 sock = registry / f"{name}-reg.sock"
-                if not sock.exists():
+                # Ours is gone (a recreated node), or was a predecessor's: offer it anew.
+                if name not in servers or not sock.exists():
                     if name in servers:
                         servers.pop(name).stop(0)
+                    sock.unlink(missing_ok=True)
                     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-                    reg_grpc.add_RegistrationServicer_to_server(Registration(name, endpoint), server)
+                    reg_grpc.add_RegistrationServicer_to_server(
+                        Registration(name, endpoint), server
+                    )
                     server.add_insecure_port(f"unix://{sock}")
                     server.start()
                     servers[name] = server
