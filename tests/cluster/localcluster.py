@@ -47,7 +47,6 @@ NODE_LEASE_SECONDS = 10
 # Pods per kwok node: enough for `make bench-scale` (1,000 sources, 1,000 clones and
 # room to spare on four nodes). Simulated pods cost the scheduler nothing more for it.
 POD_CAPACITY = "1500"
-STORAGE_CLASS = storage.DEFAULT_CLASS
 
 
 class ClusterError(RuntimeError):

@@ -211,18 +211,29 @@ def daemons(sp: StoragePaths) -> dict[str, list[str]]:
 
 
 def up(sp: StoragePaths, kubectl: Kubectl) -> None:
-    """Register the storage objects and start whatever storage process is not running."""
+    """Register the storage objects and start whatever storage process is not running.
+
+    A csi-snapshotter exits when it loses its driver (in a pod, it would be restarted
+    beside it): a driver started anew gets new sidecars too."""
     apply_objects(sp, kubectl)
     sp.volumes.mkdir(parents=True, exist_ok=True)
+    if not realnode._alive(sp.pidfile("csi-driver")):
+        stop(sp, [name for name in daemons(sp) if name.startswith("csi-snapshotter-")])
     for name, argv in daemons(sp).items():
         if realnode._alive(sp.pidfile(name)):
             continue
         pid = realnode.spawn(argv, sp.log(name))
         sp.pidfile(name).write_text(str(pid))
         if name == "csi-driver":
-            realnode._wait("the CSI driver's sockets",
-                  lambda: all((sp.sockets / f"{d}.sock").exists() for d in DRIVERS)
-                  and realnode._alive(sp.pidfile("csi-driver")) is not None, 30, sp.log(name))  # fmt: skip
+            realnode._wait(
+                "the CSI driver's sockets",
+                lambda: (
+                    all((sp.sockets / f"{d}.sock").exists() for d in DRIVERS)
+                    and realnode._alive(sp.pidfile("csi-driver")) is not None
+                ),
+                30,
+                sp.log(name),
+            )
 
 
 def running(sp: StoragePaths) -> bool:
@@ -236,9 +247,9 @@ def down(sp: StoragePaths) -> None:
     shutil.rmtree(sp.sockets, ignore_errors=True)
 
 
-def stop(sp: StoragePaths) -> None:
-    """Stop every storage process (volumes and records stay: a restart keeps them)."""
-    for name in reversed(list(daemons(sp))):
+def stop(sp: StoragePaths, names: list[str] | None = None) -> None:
+    """Stop every storage process, or those named (volumes and records stay)."""
+    for name in reversed(names if names is not None else list(daemons(sp))):
         pid = realnode._alive(sp.pidfile(name))
         if pid:
             os.kill(pid, signal.SIGTERM)

@@ -366,3 +366,29 @@ def test_a_group_snapshot_is_taken_of_every_selected_claim(kubectl: Kubectl) -> 
     members = [s for s in kubectl.items("volumesnapshots") if s["metadata"]["name"] != "both"]
     sources = sorted(s["spec"]["source"]["persistentVolumeClaimName"] for s in members)
     assert sources == ["a", "b"]
+
+
+def test_snapshot_faults_on_demand(kubectl: Kubectl) -> None:
+    """A VolumeSnapshot's annotation makes its snapshot fail, or never become ready."""
+    kubectl.apply(claim("data"))
+    wait_for("the claim to bind", lambda: bound(kubectl, "data"), timeout=60)
+    for fault in ("fail", "never-ready"):
+        kubectl.apply({
+            "apiVersion": storage.SNAPSHOT_API, "kind": "VolumeSnapshot",
+            "metadata": {"name": fault, "annotations": {"storage.cloning.dev/snapshot-fault": fault}},
+            "spec": {"source": {"persistentVolumeClaimName": "data"}},
+        })  # fmt: skip
+
+    def status(name: str) -> dict[str, Any]:
+        return dict((kubectl.get("volumesnapshot", name) or {}).get("status") or {})
+
+    failed = wait_for("the failing snapshot's error", lambda: status("fail").get("error"), 60)
+    assert "injected fault (snapshotFault: fail)" in failed["message"]
+    content = wait_for(
+        "the never-ready snapshot's content",
+        lambda: (c := status("never-ready").get("boundVolumeSnapshotContentName"))
+        and (kubectl.get("volumesnapshotcontent", c).get("status") or {}).get("snapshotHandle"),
+        60,
+    )  # fmt: skip
+    assert content.startswith("snap-")
+    assert status("never-ready").get("readyToUse") is False
