@@ -157,6 +157,27 @@ def call_or_none(fn: Any) -> Any:
         return None
 
 
+def test_a_regional_snapshot_restores_in_its_region_a_global_one_anywhere(disk: Any) -> None:
+    csi = csistubs.load("csi_pb2")
+    src = create(disk, "src", EAST_A, {"topology": "zonal"})
+    restored = {}
+    for scope in ("regional", "global"):
+        snap = disk.CreateSnapshot(csi.CreateSnapshotRequest(
+            source_volume_id=src.volume_id, name=scope, parameters={"snapshotScope": scope}),
+            timeout=10).snapshot  # fmt: skip
+        assert snap.ready_to_use
+        source = csi.VolumeContentSource(
+            snapshot=csi.VolumeContentSource.SnapshotSource(snapshot_id=snap.snapshot_id)
+        )
+        east = create(disk, f"{scope}-east", EAST_B, {"topology": "zonal"}, source)
+        assert [dict(t.segments) for t in east.accessible_topology] == [EAST_B]
+        restored[scope] = call_or_none(
+            lambda s=source, n=scope: create(disk, f"{n}-west", WEST_A, {"topology": "zonal"}, s)
+        )
+    assert restored["regional"] is None
+    assert [dict(t.segments) for t in restored["global"].accessible_topology] == [WEST_A]
+
+
 def test_faults_delay_or_fail_a_clone(disk: Any) -> None:
     src = create(disk, "src", EAST_A, {"topology": "zonal"})
     params = {"topology": "zonal", "cloneFault": "fail"}
