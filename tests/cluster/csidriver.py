@@ -413,7 +413,7 @@ class Controller:
             )
         )
 
-    def capabilities(self) -> Any:
+    def capabilities(self, req: Any = None) -> Any:
         rpc = csi.ControllerServiceCapability.RPC
         kinds = [rpc.CREATE_DELETE_VOLUME, rpc.CREATE_DELETE_SNAPSHOT, rpc.LIST_SNAPSHOTS]
         if self.driver.clone:
@@ -649,7 +649,7 @@ class Node:
             target.rmdir()
         return csi.NodeUnpublishVolumeResponse()
 
-    def info(self) -> Any:
+    def info(self, req: Any = None) -> Any:
         return csi.NodeGetInfoResponse(
             node_id=self.node_id,
             max_volumes_per_node=0,
@@ -664,12 +664,12 @@ def run(*argv: str) -> None:
 
 
 def handler(fn: Any) -> Any:
-    """A gRPC method from a function of the request: Fail becomes its status, and every
-    call is logged (this is a test fixture: what it was asked matters)."""
+    """A gRPC method from a function of the request: Fail becomes its status (logged, with
+    the function's name: what a test fixture refused matters)."""
 
     def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return fn(self, request)
+            return fn(request)
         except Fail as e:
             log.info("%s: %s: %s", fn.__name__, e.code.name, e)
             context.abort(e.code, str(e))
@@ -703,13 +703,13 @@ def servicers(driver: Driver, store: Store, node: Node | None, home: dict[str, s
             return csi.ProbeResponse()
 
     class ControllerService(csi_grpc.ControllerServicer):  # type: ignore[misc,name-defined]
-        CreateVolume = handler(lambda _, r: ctl.create_volume(r))
-        DeleteVolume = handler(lambda _, r: ctl.delete_volume(r))
-        ValidateVolumeCapabilities = handler(lambda _, r: ctl.validate(r))
-        ControllerGetCapabilities = handler(lambda _, r: ctl.capabilities())
-        CreateSnapshot = handler(lambda _, r: ctl.create_snapshot(r))
-        DeleteSnapshot = handler(lambda _, r: ctl.delete_snapshot(r))
-        ListSnapshots = handler(lambda _, r: ctl.list_snapshots(r))
+        CreateVolume = handler(ctl.create_volume)
+        DeleteVolume = handler(ctl.delete_volume)
+        ValidateVolumeCapabilities = handler(ctl.validate)
+        ControllerGetCapabilities = handler(ctl.capabilities)
+        CreateSnapshot = handler(ctl.create_snapshot)
+        DeleteSnapshot = handler(ctl.delete_snapshot)
+        ListSnapshots = handler(ctl.list_snapshots)
 
     class GroupService(csi_grpc.GroupControllerServicer):  # type: ignore[misc,name-defined]
         def GroupControllerGetCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
@@ -722,7 +722,7 @@ def servicers(driver: Driver, store: Store, node: Node | None, home: dict[str, s
         def _groups(self, fn: Any, request: Any, context: Any) -> Any:
             if not driver.group_snapshots:
                 context.abort(unimplemented, "group snapshots are not supported")
-            return handler(lambda _, r: fn(r))(self, request, context)
+            return handler(fn)(self, request, context)
 
         def CreateVolumeGroupSnapshot(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
             return self._groups(ctl.create_group, request, context)
@@ -742,10 +742,10 @@ def servicers(driver: Driver, store: Store, node: Node | None, home: dict[str, s
         n = node
 
         class NodeService(csi_grpc.NodeServicer):  # type: ignore[misc,name-defined]
-            NodePublishVolume = handler(lambda _, r: n.publish(r))
-            NodeUnpublishVolume = handler(lambda _, r: n.unpublish(r))
-            NodeGetInfo = handler(lambda _, r: n.info())
-            NodeGetCapabilities = handler(lambda _, r: csi.NodeGetCapabilitiesResponse())
+            NodePublishVolume = handler(n.publish)
+            NodeUnpublishVolume = handler(n.unpublish)
+            NodeGetInfo = handler(n.info)
+            NodeGetCapabilities = handler(lambda r: csi.NodeGetCapabilitiesResponse())
 
         out.append((NodeService(), csi_grpc.add_NodeServicer_to_server))
     return out
