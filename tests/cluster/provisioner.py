@@ -69,6 +69,7 @@ SELECTED_NODE = "volume.kubernetes.io/selected-node"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 TOPOLOGY_KEYS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone")
 WORKERS = 16  # claims provisioned at once
+RECLAIM_WORKERS = 4  # released volumes deleted at once
 CALL_TIMEOUT_S = 30
 
 log = logging.getLogger("provisioner")
@@ -144,6 +145,9 @@ class Provisioner:
         self.drivers = drivers
         self.reported: set[tuple[str, str]] = set()
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="provision")
+        # Deletions in their own pool: a namespace of a thousand released volumes must not
+        # hold up the next test's claims.
+        self.reclaim_pool = ThreadPoolExecutor(RECLAIM_WORKERS, thread_name_prefix="reclaim")
         self.lock = threading.Lock()
         self.in_flight: set[str] = set()  # claim uids and pv/<name>: one worker each at most
         self.classes: dict[str, Any] = {}
@@ -433,7 +437,7 @@ class Provisioner:
         log.info("deleted released volume %s", pv.metadata.name)
 
     def submit_reclaim(self, pv: Any) -> None:
-        """Reclaim in the pool too: a thousand released volumes must not hold up new claims."""
+        """Reclaim in its own pool: a thousand released volumes must not hold up new claims."""
         if not self.ours_released(pv):
             return
         key = f"pv/{pv.metadata.name}"
@@ -441,7 +445,7 @@ class Provisioner:
             if key in self.in_flight:
                 return
             self.in_flight.add(key)
-        self.pool.submit(self._reclaim, pv, key)
+        self.reclaim_pool.submit(self._reclaim, pv, key)
 
     def _reclaim(self, pv: Any, key: str) -> None:
         try:
@@ -500,7 +504,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config.load_kube_config(args.kubeconfig)
     configuration = client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = WORKERS + 2  # the workers and the watch
+    configuration.connection_pool_maxsize = WORKERS + RECLAIM_WORKERS + 2  # and the watch
     client.Configuration.set_default(configuration)
     Provisioner(
         client.CoreV1Api(),

@@ -413,3 +413,17 @@ def test_snapshot_faults_on_demand(kubectl: Kubectl) -> None:
     )  # fmt: skip
     assert content.startswith("snap-")
     assert status("never-ready").get("readyToUse") is False
+
+
+def test_a_clone_fault_on_demand_by_annotation(kubectl: Kubectl) -> None:
+    kubectl.apply(claim("src"))
+    wait_for("the source claim to bind", lambda: bound(kubectl, "src"), timeout=60)
+    for fault in ("fail", "never-ready"):
+        faulty = claim(fault, source={"kind": "PersistentVolumeClaim", "name": "src"})
+        faulty["metadata"]["annotations"] = {"storage.cloning.dev/clone-fault": fault}
+        kubectl.apply(faulty)
+    assert "injected fault (cloneFault: fail)" in provisioning_failed(kubectl, "fail")[0]["message"]
+    stuck = provisioning_failed(kubectl, "never-ready")[0]["message"]
+    assert "rpc error: code = Aborted desc = volume pvc-" in stuck
+    assert stuck.endswith("is being copied (cloneFault: never-ready)")
+    assert kubectl.get("pvc", "never-ready")["status"]["phase"] == "Pending"
