@@ -193,7 +193,7 @@ def daemons(sp: StoragePaths) -> dict[str, list[str]]:
             "--node-id", realnode.NODE_NAME, "--region", realnode.REGION,
             "--zone", realnode.ZONE, "--kubelet-dir", str(sp.kubelet_dir),
         ],
-        "provisioner": [
+        "csi-provisioner": [
             py, str(HERE / "provisioner.py"), "--kubeconfig", kc, "--socket-dir", str(sp.sockets),
         ],
         "snapshot-controller": [
@@ -215,6 +215,7 @@ def up(sp: StoragePaths, kubectl: Kubectl) -> None:
 
     A csi-snapshotter exits when it loses its driver (in a pod, it would be restarted
     beside it): a driver started anew gets new sidecars too."""
+    stop_legacy(sp)
     apply_objects(sp, kubectl)
     sp.volumes.mkdir(parents=True, exist_ok=True)
     if not realnode._alive(sp.pidfile("csi-driver")):
@@ -234,6 +235,16 @@ def up(sp: StoragePaths, kubectl: Kubectl) -> None:
                 30,
                 sp.log(name),
             )
+
+
+def stop_legacy(sp: StoragePaths) -> None:
+    """The hostPath provisioner of clusters made before the CSI drivers (provisioner.pid)
+    would race the new one for `clone-test` claims: it goes."""
+    legacy = sp.workdir / "provisioner.pid"
+    pid = realnode._alive(legacy)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+    legacy.unlink(missing_ok=True)
 
 
 def running(sp: StoragePaths) -> bool:
