@@ -11,10 +11,10 @@ from clone_operator.api.cloningoperations import (
     CloningOperationStatus,
     Phase,
 )
-from clone_operator.engine.runtime import Slots, admitted
 from clone_operator.reconcile import objects as object_rules
 from clone_operator.reconcile import operations as operation_rules
 from clone_operator.reconcile.conditions import Reason
+from clone_operator.services.runtime import Slots, admitted
 from clone_operator.settings import Settings
 
 T0, T1, T2, T3 = (f"2024-01-01T00:00:0{i}Z" for i in range(4))

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from clone_operator.engine.events import Poster
-from clone_operator.engine.leadership import Elector
-from clone_operator.engine.metrics import Metrics
-from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, newer
 from clone_operator.k8s.api import Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile.regions import RegionTable
+from clone_operator.services.election import Elector
+from clone_operator.services.events import Poster
+from clone_operator.services.metrics import Metrics
+from clone_operator.services.runtime import Fresh, Runners, Slots, Wakeups, newer
 from clone_operator.settings import Settings
 
 # (object body, reason, message, warning?) → posts a Kubernetes Event.
@@ -72,7 +72,7 @@ class Context:
     """Owner uid → when (monotonic) a watch event first showed its target ready: the
     start of the ready → done delay (`clone_operator_ready_to_done_seconds`)."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    """Operation uid → its running notification delivery worker (engine.notifications)."""
+    """Operation uid → its running notification delivery worker (services.delivery)."""
     monitoring: web.AppRunner | None = None
     """The `/metrics` and `/readyz` endpoint, when it is served."""
     ready: bool = False
@@ -81,12 +81,12 @@ class Context:
     """Whether this replica acts: always without leader election; with it, only while
     it holds the Lease (engine.lifecycle). A replica that does not lead ignores events."""
     events: Poster | None = None
-    """Posts what `emit` queues (engine.events)."""
+    """Posts what `emit` queues (services.events)."""
     elector: Elector | None = None
     """The leader election this replica takes part in (None: it acts alone)."""
     election: asyncio.Task[None] | None = None
     trimming: asyncio.Task[None] | None = None
-    """Hands freed heap pages back to the OS now and then (engine.memory)."""
+    """Hands freed heap pages back to the OS now and then (services.memory)."""
     takeover: asyncio.Task[None] | None = None
     """A new leader's rescan of every unfinished resource (engine.lifecycle)."""
 
@@ -132,7 +132,7 @@ class Context:
         """A watch event of a resource: make sure its engine runs, and wake it.
 
         A task being started reads the object from the event instead of a GET; a running
-        one, after its wake-up, the latest event's (engine.runtime.Fresh).
+        one, after its wake-up, the latest event's (services.runtime.Fresh).
         """
         if not self.leading:
             return  # the leader acts on it; a new leader rescans every unfinished one

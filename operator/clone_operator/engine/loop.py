@@ -2,7 +2,7 @@
 
 Shared by both front doors. A step returns how long to wait for a watch event
 (0: go on at once; None: done). After a write of our own, the body it returned
-is the next read; after a wait, the newest body known (engine.runtime.Fresh: the
+is the next read; after a wait, the newest body known (services.runtime.Fresh: the
 watch's, or our last write's), else a GET; after a deadline of the safety net
 (every `SAFETY_NET` seconds at most), a GET.
 """
@@ -30,6 +30,7 @@ from clone_operator.k8s.api import (
     NotLeading,
 )
 from clone_operator.reconcile.conditions import Reason
+from clone_operator.services.retries import Backoff
 
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
@@ -117,7 +118,7 @@ async def drive(
     ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
     waited = False
     trusted_since = time.monotonic()
-    backoff = failures.Backoff()
+    backoff = Backoff()
     try:
         while True:
             body: JSON | None = None
@@ -188,7 +189,7 @@ async def recover(
     uid: str,
     body: JSON | None,
     error: Exception,
-    backoff: failures.Backoff,
+    backoff: Backoff,
     log: ObjectLog,
     give_up: GiveUp | None,
 ) -> float:

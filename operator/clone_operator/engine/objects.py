@@ -6,7 +6,7 @@ Created once Bound. A StatefulSet is a whole cluster, cloned by the same
 cluster engine as CloningOperation (`engine.clusters.follow_target`). PVC and
 cluster clones fail after the operator setting `objectTimeoutSeconds`, counted
 from when they went InProgress. A cluster clone holds an InProgress slot, as a
-CloningOperation does (engine.runtime.Slots): it waits Pending for one. The
+CloningOperation does (services.runtime.Slots): it waits Pending for one. The
 destination is never overwritten nor adopted: a name already taken by an object
 this CloneObject did not create ends Failed (DestinationExists), and the object
 stays byte-for-byte as it was.

@@ -15,7 +15,7 @@ Terminal phases are finished afterwards (lock released, partial target
 removed or handed over, notifications settled) and marked `status.finalized`,
 so a restart at any line redoes only what is missing.
 
-An InProgress operation holds a slot (engine.runtime.Slots: `maxInProgress`, and a
+An InProgress operation holds a slot (services.runtime.Slots: `maxInProgress`, and a
 namespace's share of it), as a CloneObject of a StatefulSet does (engine.objects).
 An error a step does not handle is retried or fails the operation (engine.failures).
 """
@@ -35,7 +35,7 @@ from clone_operator.api.cloningoperations import (
 from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks
-from clone_operator.engine import clusters, loop, notifications
+from clone_operator.engine import clusters, loop
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
 from clone_operator.engine.writes import Writes
@@ -46,6 +46,7 @@ from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.operations import Resolution, Step, Transition
 from clone_operator.reconcile.regions import UnknownRegion
+from clone_operator.services import delivery
 
 LEASE = ("coordination.k8s.io/v1", "Lease")
 
@@ -241,12 +242,12 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     Finalizing waits until every notification is settled: until then the operation's
     engine task stays (it runs while `status.finalized` is not true), also across
     restarts, which start the delivery worker again. The worker runs beside this
-    loop (engine.notifications), writes only `status.notifications`, and pokes the
+    loop (services.delivery), writes only `status.notifications`, and pokes the
     loop when it ends. Every terminal phase is told, Canceled included: whoever waits
     for the clone learns that it will not come.
     """
     owner = op.owner
-    if notifications.running(ctx, owner.uid):
+    if delivery.running(ctx, owner.uid):
         return IDLE  # cleaned up when the worker started; it wakes us when it is done
     ctx.slots.release(owner.uid)
     # A Succeeded target was handed over before the phase was written.
@@ -257,8 +258,8 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         if removed:
             log.info("removed %d objects of the partial target", removed)
     await release_lock(ctx, op)
-    if not notifications.settled(op.spec, op.status):
-        notifications.start(ctx, op.body, log)
+    if not delivery.settled(op.spec, op.status):
+        delivery.start(ctx, op.body, log)
         return IDLE
     finalized = op.status.model_copy(update={"finalized": True})
     if not await loop.write_status(ctx, op.body, finalized.wire()):

@@ -158,7 +158,7 @@ def timeout_refused(spec: CloningOperationSpec, max_timeout_seconds: int) -> Tra
 
 
 def waiting(status: CloningOperationStatus, why: str, now: str) -> CloningOperationStatus | None:
-    """A Pending operation's status while it waits for a slot (`why`: engine.runtime.Slots),
+    """A Pending operation's status while it waits for a slot (`why`: services.runtime.Slots),
     or None when it says so already."""
     if status.reason == Reason.WAITING_FOR_SLOT and status.message == why:
         return None
