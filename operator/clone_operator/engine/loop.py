@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine import failures
-from clone_operator.engine.context import Context
+from clone_operator.engine.context import Context, InFlight
 from clone_operator.k8s.api import (
     JSON,
     Conflict,
@@ -116,6 +116,7 @@ async def drive(
     """
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
     ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
+    record = ctx.in_flight[uid] = InFlight()
     waited = False
     trusted_since = time.monotonic()
     backoff = Backoff()
@@ -158,17 +159,15 @@ async def drive(
                     # A deadline, not an event: the safety net reads everything anew,
                     # the target too (a watch that restarted from a fresh list never
                     # reports what was deleted meanwhile).
-                    ctx.targets.pop(uid, None)
+                    record.target = None
                     ctx.fresh.distrust(uid)
                     trusted_since = time.monotonic()
     finally:
         ctx.metrics.forget(kind, uid)
         ctx.wakeups.forget(uid)
         ctx.fresh.forget(uid)
-        ctx.targets.pop(uid, None)
-        ctx.pods.pop(uid, None)
-        ctx.parts.pop(uid, None)
-        ctx.ready_seen.pop(uid, None)
+        if ctx.in_flight.get(uid) is record:
+            del ctx.in_flight[uid]
 
 
 class Patcher(Protocol):

@@ -349,7 +349,7 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
             log,
             destination=destination(obj, followed.uid),
         ):
-            ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
+            ctx.metrics.done_after_ready(KIND, ctx.record(owner.uid).take_ready_seen())
         return AGAIN
     if followed.readiness is not None:
         updated = object_rules.progress(

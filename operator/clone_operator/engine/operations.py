@@ -77,9 +77,6 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
     except asyncio.CancelledError:
         ctx.slots.release(uid)  # deleted, or the operator is stopping
         raise
-    finally:
-        ctx.sources.pop(uid, None)
-        ctx.locks.pop(uid, None)
     ctx.slots.release(uid)  # finalized or deleted: the garbage collector does the rest
 
 
@@ -125,7 +122,7 @@ async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         return AGAIN
     try:
         lease = await ctx.kube.create(locks.build_lock(owner, source))
-        ctx.locks[owner.uid] = lease["metadata"]["uid"]
+        ctx.record(owner.uid).lock = lease["metadata"]["uid"]
     except Conflict:
         existing = await ctx.kube.get(*LEASE, owner.namespace, locks.lock_name(source))
         if existing is None:
@@ -186,7 +183,8 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         source, service = await clusters.load_source(ctx.kube, owner.namespace, spec.source_cluster)
         region = await clusters.source_region(ctx.kube, source, ctx.node_regions)
         resolution = operation_rules.resolve(spec, owner, source, service, region, ctx.regions())
-        ctx.keep_source(owner.uid, source, service)  # the target is built from this very read
+        # The target is built from this very read:
+        ctx.record(owner.uid).keep_source(source, service)
         del source, service
     except clusters.SourceNotFound as e:
         return await fail(ctx, op, log, Reason.SOURCE_NOT_FOUND, str(e))
@@ -195,7 +193,7 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     except cluster_builders.BuildError as e:
         return await fail(ctx, op, log, Reason.INVALID_SOURCE, str(e))
     if not await move(ctx, op, operation_rules.started(spec, resolution), log, resolution):
-        ctx.sources.pop(owner.uid, None)  # decided on a stale read: the next step reads again
+        ctx.record(owner.uid).source = None  # decided on a stale read: the next step reads again
     return AGAIN
 
 
@@ -226,7 +224,7 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         message = f"target cluster {resolution.target_cluster} is ready ({ready})"
         transition = Transition(Phase.SUCCEEDED, Reason.TARGET_READY, message)
         if await move(ctx, op, transition, log, readiness=ready):
-            ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
+            ctx.metrics.done_after_ready(KIND, ctx.record(owner.uid).take_ready_seen())
         return AGAIN
     if followed.readiness is not None:
         updated = operation_rules.progress(status, followed.readiness, now_rfc3339(), followed.note)
@@ -270,7 +268,7 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
 async def release_lock(ctx: Context, op: Operation) -> None:
     """Delete the lock Lease if this operation holds it (never another's)."""
     owner, name = op.owner, locks.lock_name(op.spec.source_cluster)
-    created = ctx.locks.pop(owner.uid, None)
+    created = ctx.record(owner.uid).take_lock()
     if created is not None:  # created here: that very Lease, by its uid, without a read
         lease: JSON = {"apiVersion": LEASE[0], "kind": LEASE[1]}
         lease["metadata"] = {"namespace": owner.namespace, "name": name}
