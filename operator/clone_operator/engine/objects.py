@@ -127,7 +127,7 @@ async def move(
 
 
 async def fail(
-    ctx: Context, obj: CloneObject, reason: Reason, message: str, log: ObjectLog
+    ctx: Context, obj: CloneObject, log: ObjectLog, reason: Reason, message: str
 ) -> float:
     await move(ctx, obj, State.FAILED, reason, message, log)
     return AGAIN
@@ -186,9 +186,9 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         return await fail(
             ctx,
             obj,
+            log,
             Reason.SOURCE_NOT_FOUND,
             f"source {obj.kind.value} {obj.namespace}/{obj.spec.source.name} does not exist",
-            log,
         )
     if obj.destination_namespace != obj.namespace and (
         await ctx.kube.get("v1", "Namespace", None, obj.destination_namespace) is None
@@ -196,9 +196,9 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         return await fail(
             ctx,
             obj,
+            log,
             Reason.NAMESPACE_NOT_FOUND,
             f"destination namespace {obj.destination_namespace} does not exist",
-            log,
         )
     await move(
         ctx,
@@ -218,7 +218,7 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     try:
         created = await ensure_copy(ctx, obj)
     except COPY_ERRORS as e:
-        return await fail(ctx, obj, *failure_of(obj, e), log)
+        return await fail(ctx, obj, log, *failure_of(obj, e))
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
         if not object_rules.pvc_bound(created):
             timeout = ctx.settings.object_timeout_seconds
@@ -227,10 +227,10 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
                 return await fail(
                     ctx,
                     obj,
+                    log,
                     Reason.TIMEOUT,
                     f"PersistentVolumeClaim {obj.namespace}/{obj.destination_name} was not "
                     f"bound within {timeout} s",
-                    log,
                 )
             return max(min(left, 5.0), 0.1)  # the PVC watch wakes us sooner
         await clusters.release(obj.writes(ctx.kube), created, obj.owner)
@@ -338,7 +338,7 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
     )
     if isinstance(followed, clusters.Failed):
         reason = object_rules.destination_reason(followed.reason)
-        return await fail(ctx, obj, reason, followed.message, log)
+        return await fail(ctx, obj, log, reason, followed.message)
     if isinstance(followed, clusters.Ready):
         if await move(
             ctx,
