@@ -56,11 +56,10 @@ class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
 
     @property
     def destination_name(self) -> str:
-        if self.spec.options.name:
-            return self.spec.options.name
+        name, source, uid = self.spec.options.name, self.spec.source.name, self.owner.uid
         if self.kind is SourceKind.STATEFUL_SET:
-            return cluster_builders.default_target_name(self.spec.source.name, self.owner.uid)
-        return object_builders.default_name(self.spec.source.name, self.owner.uid)
+            return cluster_builders.target_name(name, source, uid)
+        return name or object_builders.default_name(source, uid)
 
     @property
     def destination_namespace(self) -> str:

@@ -97,8 +97,9 @@ def resolve(
     """Defaults filled in from the source; raises UnknownRegion, or BuildError for a
     source that cannot be cloned as asked (checked, not built)."""
     resolution = Resolution(
-        target_cluster=spec.target_name
-        or cluster_builders.default_target_name(spec.source_cluster, owner.uid),
+        target_cluster=cluster_builders.target_name(
+            spec.target_name, spec.source_cluster, owner.uid
+        ),
         server_version=spec.server_version
         or cluster_builders.source_server_version(source, spec.server_container),
         source_region=source_region,
