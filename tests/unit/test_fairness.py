@@ -85,7 +85,7 @@ def test_an_operation_asking_more_than_the_maximum_timeout_is_refused() -> None:
     spec = CloningOperationSpec.model_validate({"sourceCluster": "db", "timeoutSeconds": 86400})
     refused = operation_rules.timeout_refused(spec, 21600)
     assert refused is not None
-    assert (refused.phase, refused.reason) == (Phase.FAILED, Reason.TIMEOUT_TOO_LONG)
+    assert (refused.to, refused.reason) == (Phase.FAILED, Reason.TIMEOUT_TOO_LONG)
     assert "spec.timeoutSeconds: 86400 is more" in refused.message
     assert "at most 21600" in refused.message
     assert operation_rules.timeout_refused(spec, 86400) is None

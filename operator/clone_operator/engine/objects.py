@@ -39,7 +39,7 @@ from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
 from clone_operator.reconcile import writes
-from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.conditions import Reason, Transition
 from clone_operator.reconcile.objects import Step
 
 
@@ -94,7 +94,7 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         obj = CloneObject.parse(body)
         if obj.status.state is not None and obj.status.state.terminal:
             return False
-        return await move(ctx, obj, State.FAILED, reason, message, log)
+        return await move(ctx, obj, Transition(State.FAILED, reason, message), log)
 
     try:
         await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger, give_up)
@@ -105,20 +105,19 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
 async def move(
     ctx: Context,
     obj: CloneObject,
-    state: State,
-    reason: Reason,
-    message: str,
+    transition: Transition[State],
     log: ObjectLog,
     parameters: dict[str, Any] | None = None,
     destination: Destination | None = None,
 ) -> bool:
     status = object_rules.apply(
-        obj.status, state, reason, message, now_rfc3339(), obj.generation, parameters, destination
+        obj.status, transition, now_rfc3339(), obj.generation, parameters, destination
     )
+    state, reason, message = transition.to, transition.reason, transition.message
     if not await loop.write_status(ctx, obj.body, status.wire()):
         return False
     log.info("%s → %s (%s): %s", obj.status.state or "new", state, reason, message)
-    ctx.emit(obj.body, reason, message, state is State.FAILED)
+    ctx.emit(obj.body, reason, message, transition.warning)
     if state.terminal:
         ctx.slots.release(obj.owner.uid)
         ctx.metrics.finished(KIND, state.value, obj.created)
@@ -128,7 +127,7 @@ async def move(
 async def fail(
     ctx: Context, obj: CloneObject, log: ObjectLog, reason: Reason, message: str
 ) -> float:
-    await move(ctx, obj, State.FAILED, reason, message, log)
+    await move(ctx, obj, Transition(State.FAILED, reason, message), log)
     return AGAIN
 
 
@@ -159,9 +158,7 @@ async def admit(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     await move(
         ctx,
         obj,
-        State.PENDING,
-        Reason.ACCEPTED,
-        "waiting to start",
+        Transition(State.PENDING, Reason.ACCEPTED, "waiting to start"),
         log,
         parameters=parameters(obj),
     )
@@ -202,9 +199,11 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     await move(
         ctx,
         obj,
-        State.IN_PROGRESS,
-        Reason.STARTED,
-        f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}",
+        Transition(
+            State.IN_PROGRESS,
+            Reason.STARTED,
+            f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}",
+        ),
         log,
         destination=destination(obj),
     )
@@ -236,9 +235,11 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     await move(
         ctx,
         obj,
-        State.CREATED,
-        Reason.CREATED,
-        f"created {obj.kind.value} {obj.destination_namespace}/{obj.destination_name}",
+        Transition(
+            State.CREATED,
+            Reason.CREATED,
+            f"created {obj.kind.value} {obj.destination_namespace}/{obj.destination_name}",
+        ),
         log,
         destination=destination(obj, created["metadata"]["uid"]),
     )
@@ -342,9 +343,11 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
         if await move(
             ctx,
             obj,
-            State.CREATED,
-            Reason.CREATED,
-            f"created cluster {obj.destination_name} ({followed.readiness} replicas ready)",
+            Transition(
+                State.CREATED,
+                Reason.CREATED,
+                f"created cluster {obj.destination_name} ({followed.readiness} replicas ready)",
+            ),
             log,
             destination=destination(obj, followed.uid),
         ):

@@ -96,14 +96,14 @@ async def move(
     log.info(
         "%s → %s (%s): %s",
         op.status.phase or "new",
-        transition.phase,
+        transition.to,
         transition.reason,
         transition.message,
     )
     ctx.emit(op.body, transition.reason, transition.message, transition.warning)
-    if transition.phase.terminal:
+    if transition.to.terminal:
         ctx.slots.release(op.owner.uid)
-        ctx.metrics.finished(KIND, transition.phase.value, op.created)
+        ctx.metrics.finished(KIND, transition.to.value, op.created)
     return True
 
 

@@ -21,9 +21,13 @@ from clone_operator.api.cloningoperations import (
 )
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders.provenance import Owner
+from clone_operator.reconcile import conditions
 from clone_operator.reconcile.clusters import Readiness, progress_message
 from clone_operator.reconcile.conditions import Reason, moved, set_condition
 from clone_operator.reconcile.regions import RegionTable
+
+Transition = conditions.Transition[Phase]
+"""An operation's move: to a Phase (the type both front doors share)."""
 
 
 class Step(StrEnum):
@@ -44,19 +48,6 @@ def next_step(phase: Phase | None, cancel: bool) -> Step:
     if phase is Phase.PENDING:
         return Step.CANCEL if cancel else Step.START
     return Step.PROVISION
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A move to `phase`, with the reason and message users see."""
-
-    phase: Phase
-    reason: Reason
-    message: str
-
-    @property
-    def warning(self) -> bool:
-        return self.phase is Phase.FAILED
 
 
 @dataclass(frozen=True)
@@ -192,7 +183,7 @@ def apply(
 ) -> CloningOperationStatus:
     """The status after a transition: phase, timestamps, reason, conditions, and the
     resolved values (on the move to InProgress) or the final readiness."""
-    phase = transition.phase
+    phase = transition.to
     conditions = status.conditions
     progressing = phase in (Phase.PENDING, Phase.IN_PROGRESS)
     for type_, value in (("Progressing", progressing), ("Ready", phase is Phase.SUCCEEDED)):
