@@ -8,7 +8,8 @@ The same code the in-cluster e2e harness installs with (tests/e2e/incluster.py:
 `build_and_import`, `chart_values`, `helm_install`): the image is tagged with its ID
 and imported into the real node's containerd (never pulled), the pods tolerate the
 node's taint, the chart's two replicas elect a leader. Unlike the harness it turns
-the webhook on (the chart's default) and names the local cluster's regions. The
+the webhook on (the chart's default) and names the local cluster's regions, and
+it uninstalls any other release of the chart (two operators would both act). The
 CRDs come from crds/ (`make crds-apply` runs first). DEPLOY_RELEASE and
 DEPLOY_NAMESPACE choose the release.
 """
@@ -50,10 +51,12 @@ def up(extra: list[str]) -> int:
         print(f"deploy: the local cluster has no real node to run the image on: {reason}")
         return 1
     helm = [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
+    admin = Kubectl(cluster.kube_bin / "kubectl", cluster.kubeconfig)
+    uninstall_others(helm, admin)
     image = build_and_import(cluster.cache, cluster.cluster_dir)
     print(f"deploy: helm upgrade --install {RELEASE} in {NAMESPACE} with {image}")
     helm_install(helm, RELEASE, NAMESPACE, [*chart_values(image, SETTINGS), *extra])
-    kubectl = Kubectl(cluster.kube_bin / "kubectl", cluster.kubeconfig).in_namespace(NAMESPACE)
+    kubectl = admin.in_namespace(NAMESPACE)
     leader = wait_for(
         "the operator's pods Ready and one leading",
         lambda: all_ready_and_leading(kubectl, RELEASE),
@@ -68,10 +71,26 @@ def up(extra: list[str]) -> int:
     return 0
 
 
+def uninstall_others(helm: list[str], admin: Kubectl) -> None:
+    """Every other release of the chart goes (the in-cluster e2e session leaves one
+    running): two operators watching every namespace would both act."""
+    selector = "app.kubernetes.io/name=clone-operator"
+    for deployment in admin.items("deployments", "--all-namespaces", "-l", selector):
+        meta = deployment["metadata"]
+        release = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+        if release and (meta["namespace"], release) != (NAMESPACE, RELEASE):
+            print(f"deploy: uninstalling {meta['namespace']}/{release}, another operator")
+            subprocess.run(
+                [*helm, "uninstall", release, "--namespace", meta["namespace"], "--wait"],
+                check=False,
+                capture_output=True,
+            )
+
+
 def down() -> int:
     cluster = localcluster.paths()
     helm = [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
-    args = [*helm, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait"]
+    args = [*helm, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--ignore-not-found"]
     return subprocess.run(args, check=False).returncode
 
 

@@ -219,13 +219,15 @@ def test_cancel_pending_then_refused_once_in_progress(
 def test_cancel_racing_pickup_never_lets_a_canceled_operation_go_on(
     kubectl: Kubectl, cluster: localcluster.Paths, operator: OperatorProcess
 ) -> None:
-    """Cancel lands a few milliseconds after creation, on both sides of the pickup."""
+    """Cancel lands a few milliseconds after creation, on both sides of the pickup. The
+    operations are named like the source's pods (`racy-3`), as people number clones: the
+    isolation guard never takes the operator's own provenance for the source's."""
     source_cluster(kubectl, "racy", replicas=1)
     api = client.CustomObjectsApi(k8s_config.new_client_from_config(str(cluster.kubeconfig)))
     args = ("cloning.dev", "v1alpha1", kubectl.namespace, "cloningoperations")
     outcomes = []
     for i, delay in enumerate([0.0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08] * 3):
-        name = f"r{i}"
+        name = f"racy-{i}"
         api.create_namespaced_custom_object(*args, operation(name, "racy"))
         time.sleep(delay)
         try:

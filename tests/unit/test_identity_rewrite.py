@@ -362,3 +362,31 @@ def test_scanning_grows_linearly_with_the_input(hostile: str) -> None:
 
     small, large = cost(hostile[: len(hostile) // 10]), cost(hostile)
     assert large < max(small, 1e-4) * 40, (small, large)
+
+
+def test_a_finding_in_a_huge_value_shows_a_clipped_snippet() -> None:
+    hostile = "x" * 100_000 + ".search-headless.shop"
+    built = _statefulset({"containers": [{"name": "s", "args": [hostile]}]})
+    [finding] = identity.findings([built], RENAME)
+    assert finding.text is not None
+    assert len(finding.text) <= identity.MAX_SHOWN + 1
+    assert finding.text.endswith(".search-headless.shop")
+
+
+def test_the_audit_fits_events_and_says_how_many_it_left_out() -> None:
+    rewritten = [
+        identity.Rewrite("StatefulSet", "s", f"spec.template.spec.containers[0].args[{i}]",
+                         f"search-{i}.search-headless", f"search-copy-{i}.search-copy")
+        for i in range(200)
+    ]  # fmt: skip
+    messages = identity.audit(rewritten, 1024, 5)
+    assert len(messages) == 5
+    assert all(len(m) <= 1024 for m in messages)
+    assert messages[0].startswith("rewrote 200 references to the source: StatefulSet s spec")
+    assert messages[-1].endswith("more)")
+    assert identity.audit(rewritten[:1], 1024, 5) == [
+        "rewrote 1 references to the source: StatefulSet s "
+        "spec.template.spec.containers[0].args[0]: 'search-0.search-headless' → "
+        "'search-copy-0.search-copy'"
+    ]
+    assert identity.audit([], 1024, 5) == []

@@ -83,7 +83,7 @@ class Identity:
 
 
 class Form(StrEnum):
-    """What a reference to the source is; the first five are rewritten."""
+    """What a reference to the source is; the first four are rewritten."""
 
     POD = "a pod of the source"
     SERVICE = "the source's Service"
@@ -95,7 +95,6 @@ class Form(StrEnum):
         "pod of another StatefulSet behind the same Service): renaming it could silently "
         "break the clone"
     )
-
     TOO_MANY = (
         "more names like the source's than any configuration holds: refused rather than "
         "scanned without bound"
@@ -441,6 +440,14 @@ def scanned(obj: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield from ((p, _decoded(v)) for p, v in _strings(obj.get("data") or {}, "data"))
 
 
+MAX_SHOWN = 120
+
+
+def _clipped(text: str) -> str:
+    """What a message shows of a finding: a name is short; a huge token is cut."""
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN // 2]}…{text[-MAX_SHOWN // 2 :]}"
+
+
 def findings(objects: list[dict[str, Any]], rename: Rename) -> list[Finding]:
     """Every reference to the source left in the built StatefulSet's pod template and in
     the copied ConfigMaps and Secrets."""
@@ -450,7 +457,7 @@ def findings(objects: list[dict[str, Any]], rename: Rename) -> list[Finding]:
         for path, value in scanned(obj):
             ref = next(rename.references(value), None)
             if ref is not None:
-                shown = None if kind == "Secret" else value[ref.start : ref.end]
+                shown = None if kind == "Secret" else _clipped(value[ref.start : ref.end])
                 found.append(Finding(kind, name, path, shown, ref.form))
     return found
 
@@ -469,7 +476,8 @@ class Rewrite:
     def __str__(self) -> str:
         if self.before is None:
             return f"{self.kind} {self.name} {self.path} (content not shown)"
-        return f"{self.kind} {self.name} {self.path}: {self.before!r} → {self.after!r}"
+        before, after = _clipped(self.before), _clipped(self.after or "")
+        return f"{self.kind} {self.name} {self.path}: {before!r} → {after!r}"
 
 
 def rewrites(
@@ -485,3 +493,22 @@ def rewrites(
         shown = kind != "Secret"
         out.append(Rewrite(kind, name, at, old if shown else None, after if shown else None))
     return out
+
+
+def audit(rewritten: list[Rewrite], length: int, most: int) -> list[str]:
+    """Messages (each at most `length` characters, at most `most` of them) that list what
+    the rewrite changed, for the Events a user audits it by."""
+    messages: list[str] = []
+    current = f"rewrote {len(rewritten)} references to the source: "
+    for told, rewrite in enumerate(rewritten):
+        line = f"{rewrite}; "
+        if len(current) + len(line) > length and not current.endswith(": "):
+            if len(messages) == most - 1:
+                messages.append(f"{current}(and {len(rewritten) - told} more)"[:length])
+                return messages
+            messages.append(current.rstrip("; "))
+            current = "(rewrote, continued): "
+        current += line[: length - len(current)]
+    if rewritten:
+        messages.append(current.rstrip("; "))
+    return messages

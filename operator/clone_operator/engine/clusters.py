@@ -154,8 +154,8 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         record.parts = [provenance.part(obj) for obj in made]
         ctx.target_changed(owner.uid, made[-1])  # unless its watch event brought a newer one
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
-        if rewritten:
-            ctx.emit(target.owner_body, Reason.IDENTITY_REWRITTEN, audit(rewritten), False)
+        for message in identity.audit(rewritten, AUDIT_EVENT_LENGTH, MAX_AUDIT_EVENTS):
+            ctx.emit(target.owner_body, Reason.IDENTITY_REWRITTEN, message, False)
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
         return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
@@ -238,21 +238,15 @@ async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
     return cluster_builders.build_cluster(plan)
 
 
+MAX_AUDIT_EVENTS = 5
+AUDIT_EVENT_LENGTH = 1024  # what engine.events posts of a message
+
+
 def is_target(sts: JSON, target: Target) -> bool:
     """Whether a StatefulSet labelled as the owner's is its target: by its name and
     namespace too, never by the label alone (anyone may write a label)."""
     meta = sts.get("metadata") or {}
     return (meta.get("name"), meta.get("namespace")) == (target.name, target.namespace)
-
-
-MAX_AUDITED = 20
-
-
-def audit(rewritten: list[identity.Rewrite]) -> str:
-    """The Event that lists what the identity rewrite changed (Secrets: where, not what)."""
-    shown = "; ".join(str(r) for r in rewritten[:MAX_AUDITED])
-    more = f" (and {len(rewritten) - MAX_AUDITED} more)" if len(rewritten) > MAX_AUDITED else ""
-    return f"rewrote {len(rewritten)} references to the source: {shown}{more}"
 
 
 async def create(

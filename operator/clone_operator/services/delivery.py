@@ -55,7 +55,7 @@ from clone_operator.api.cloningoperations import (
 )
 from clone_operator.api.common import API_VERSION, rfc3339
 from clone_operator.builders.notifications import Outcome, build_message
-from clone_operator.k8s.api import JSON, ApiError, Conflict, Kube, NotFound
+from clone_operator.k8s.api import JSON, ApiError, Conflict, Kube, NotFound, NotLeading
 from clone_operator.reconcile import notifications as delivery_rules
 from clone_operator.reconcile.notifications import Policy
 from clone_operator.services.metrics import Metrics
@@ -134,6 +134,8 @@ async def _guarded(
         await deliver(ctx, namespace, name, uid, log)
     except asyncio.CancelledError:
         raise
+    except NotLeading:  # the new leader's engine starts delivery again: no crash
+        log.info("notification delivery stops: this replica no longer leads")
     except Exception:
         log.exception("notification delivery crashed; trying again in %.0f s", CRASH_PAUSE)
         await asyncio.sleep(CRASH_PAUSE)
