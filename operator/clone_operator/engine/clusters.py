@@ -239,7 +239,7 @@ async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
 
 
 MAX_AUDIT_EVENTS = 5
-AUDIT_EVENT_LENGTH = 1024  # what engine.events posts of a message
+AUDIT_EVENT_LENGTH = 1024  # what services.events posts of a message
 
 
 def is_target(sts: JSON, target: Target) -> bool:
