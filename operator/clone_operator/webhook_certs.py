@@ -9,7 +9,7 @@ the one webhook configuration, so replicas must serve the same certificate:
 with two certificates each replica would overwrite the other's caBundle and
 the API server would fail to reach half the endpoints. A self-signed pair is
 therefore shared through a Secret (`to_secret`/`from_secret`, stored by
-engine/certificates.py); this module only makes, checks and writes pairs.
+services/certificates.py); this module only makes, checks and writes pairs.
 """
 
 from __future__ import annotations

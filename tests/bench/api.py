@@ -32,7 +32,8 @@ import httpx
 from kubernetes import client, config
 
 from clone_operator.gateway import views
-from clone_operator.gateway.kube import TABLE, Endpoint
+from clone_operator.kube.client import TABLE
+from clone_operator.kube.endpoint import Endpoint
 from tests.cluster import localcluster
 from tests.e2e.gateway import GatewayProcess, install_gateway_rbac
 from tests.e2e.kube import Kubectl, sa_kubeconfig

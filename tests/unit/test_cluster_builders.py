@@ -23,6 +23,7 @@ from clone_operator.builders.clusters import (
     server_container,
     source_pvc_names,
     source_server_version,
+    target_name,
     with_region,
 )
 from clone_operator.settings import REGION_LABEL
@@ -509,6 +510,13 @@ def test_default_target_name_is_a_short_valid_dns_label(source: str) -> None:
 
 def test_default_target_name_keeps_short_names_whole() -> None:
     assert default_target_name("search", UID) == "search-clone-8f14e"
+
+
+def test_target_name_is_the_requested_one_else_the_default() -> None:
+    assert target_name("copy", "search", UID) == "copy"
+    assert (
+        target_name(None, "search", UID) == target_name("", "search", UID) == "search-clone-8f14e"
+    )
 
 
 def test_default_target_name_differs_per_operation() -> None:

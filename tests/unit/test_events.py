@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from clone_operator.engine import events
+from clone_operator.services import events
 
 BODY = {
     "apiVersion": "cloning.dev/v1alpha1",

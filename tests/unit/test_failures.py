@@ -9,16 +9,8 @@ import aiohttp
 import pytest
 
 from clone_operator.engine.context import Context
-from clone_operator.engine.failures import (
-    RETRY_REASONS,
-    Backoff,
-    Permanent,
-    Transient,
-    classify,
-    describe,
-)
+from clone_operator.engine.failures import Permanent, Transient, classify, describe
 from clone_operator.engine.loop import ObjectLog, recover
-from clone_operator.engine.metrics import Metrics
 from clone_operator.k8s.api import (
     JSON,
     ApiError,
@@ -31,6 +23,8 @@ from clone_operator.k8s.api import (
     what_is_asked,
 )
 from clone_operator.reconcile.conditions import Reason
+from clone_operator.services.metrics import Metrics
+from clone_operator.services.retries import RETRY_REASONS, Backoff
 from clone_operator.settings import Settings
 
 

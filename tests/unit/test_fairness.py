@@ -11,10 +11,10 @@ from clone_operator.api.cloningoperations import (
     CloningOperationStatus,
     Phase,
 )
-from clone_operator.engine.runtime import Slots, admitted
 from clone_operator.reconcile import objects as object_rules
 from clone_operator.reconcile import operations as operation_rules
 from clone_operator.reconcile.conditions import Reason
+from clone_operator.services.runtime import Slots, admitted
 from clone_operator.settings import Settings
 
 T0, T1, T2, T3 = (f"2024-01-01T00:00:0{i}Z" for i in range(4))
@@ -85,7 +85,7 @@ def test_an_operation_asking_more_than_the_maximum_timeout_is_refused() -> None:
     spec = CloningOperationSpec.model_validate({"sourceCluster": "db", "timeoutSeconds": 86400})
     refused = operation_rules.timeout_refused(spec, 21600)
     assert refused is not None
-    assert (refused.phase, refused.reason) == (Phase.FAILED, Reason.TIMEOUT_TOO_LONG)
+    assert (refused.to, refused.reason) == (Phase.FAILED, Reason.TIMEOUT_TOO_LONG)
     assert "spec.timeoutSeconds: 86400 is more" in refused.message
     assert "at most 21600" in refused.message
     assert operation_rules.timeout_refused(spec, 86400) is None

@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from clone_operator.engine import memory
+from clone_operator.services import memory
 
 
 @pytest.mark.skipif(

@@ -10,7 +10,7 @@ from clone_operator.api.cloneobjects import CloneObjectStatus, SourceKind, State
 from clone_operator.builders import objects
 from clone_operator.builders.provenance import Owner, created_by
 from clone_operator.reconcile import objects as decide
-from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.conditions import Reason, Transition
 
 OWNER = Owner(kind="CloneObject", name="copy-it", namespace="shop", uid="1234abcd-0000")
 
@@ -168,13 +168,17 @@ def test_default_names_are_deterministic_and_valid() -> None:
 
 
 def test_clone_object_transitions_record_errors_and_timestamps() -> None:
-    pending = decide.apply(CloneObjectStatus(), State.PENDING, Reason.ACCEPTED, "waiting", "T1", 1)
+    pending = decide.apply(
+        CloneObjectStatus(), Transition(State.PENDING, Reason.ACCEPTED, "waiting"), "T1", 1
+    )
     assert (pending.state, pending.created_at, pending.error_messages) == (State.PENDING, "T1", [])
-    failed = decide.apply(pending, State.FAILED, Reason.SOURCE_NOT_FOUND, "gone", "T2", 1)
+    failed = decide.apply(
+        pending, Transition(State.FAILED, Reason.SOURCE_NOT_FOUND, "gone"), "T2", 1
+    )
     assert failed.created_at == "T1"
     assert failed.updated_at == "T2"
     assert failed.error_messages == ["gone"]
-    again = decide.apply(failed, State.FAILED, Reason.SOURCE_NOT_FOUND, "gone", "T3", 1)
+    again = decide.apply(failed, Transition(State.FAILED, Reason.SOURCE_NOT_FOUND, "gone"), "T3", 1)
     assert again.error_messages == ["gone"]
     conditions = {c.type: c.status for c in failed.conditions}
     assert conditions == {"Ready": "False", "Failed": "True"}
@@ -193,7 +197,9 @@ def test_clone_object_transitions_record_errors_and_timestamps() -> None:
 def test_cluster_progress_says_what_it_waits_for_in_the_ready_condition() -> None:
     from clone_operator.reconcile.clusters import Readiness
 
-    status = decide.apply(CloneObjectStatus(), State.IN_PROGRESS, Reason.STARTED, "go", "T1", 1)
+    status = decide.apply(
+        CloneObjectStatus(), Transition(State.IN_PROGRESS, Reason.STARTED, "go"), "T1", 1
+    )
     first = decide.progress(status, "tgt", Readiness(0, 1, False), "T2", 1)
     assert first is not None
     noted = decide.progress(first, "tgt", Readiness(0, 1, False), "T3", 1, "waiting for volumes")

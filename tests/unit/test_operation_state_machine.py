@@ -106,7 +106,7 @@ def test_started_at_is_not_moved_by_a_repeated_in_progress() -> None:
 def test_terminal_after_in_progress_sets_completed_at(terminal: Transition) -> None:
     status = walk((PENDING, T0), (STARTED, T1), (terminal, T2))
     assert (status.created_at, status.started_at, status.completed_at) == (T0, T1, T2)
-    assert status.phase is terminal.phase
+    assert status.phase is terminal.to
 
 
 def test_canceled_never_started() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from clone_operator.engine.metrics import Metrics
-from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, newer
+from clone_operator.services.metrics import Metrics
+from clone_operator.services.runtime import Fresh, Runners, Slots, Wakeups, newer
 
 LOG = logging.getLogger("test")
 

@@ -138,6 +138,12 @@ def default_target_name(source: str, uid: str) -> str:
     return provenance.clone_name(source, uid, STATEFULSET_NAME_MAX)
 
 
+def target_name(requested: str | None, source: str, owner_uid: str) -> str:
+    """A clone's target cluster name: the one its spec asks for, else the default. The
+    one place both kinds, the webhook and the engine, work it out."""
+    return requested or default_target_name(source, owner_uid)
+
+
 def server_container(source: dict[str, Any], requested: str | None) -> dict[str, Any]:
     """The container whose image tag is the server version."""
     containers = source["spec"]["template"]["spec"]["containers"]

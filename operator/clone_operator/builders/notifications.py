@@ -3,7 +3,7 @@
 One message per recipient (each its own SMTP transaction, so that one rejected
 address does not hold back the others). The Message-ID is derived from the
 operation's uid, its outcome and the recipient: a message that would ever be
-transferred twice (see `clone_operator.engine.notifications`) carries the same
+transferred twice (see `clone_operator.services.delivery`) carries the same
 Message-ID, which mail systems use to recognise duplicates.
 """
 

@@ -31,8 +31,9 @@ async def target_problems(
         await ctx.kube.get("v1", "Service", owner.namespace, service_name) if service_name else None
     )
     resolution = operation_rules.Resolution(
-        target_cluster=spec.target_name
-        or cluster_builders.default_target_name(spec.source_cluster, owner.uid),
+        target_cluster=cluster_builders.target_name(
+            spec.target_name, spec.source_cluster, owner.uid
+        ),
         server_version=spec.server_version or "",
         source_region=None,
         target_region=None,

@@ -99,12 +99,13 @@ class Failed:
 async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Failed:
     """One look at a clone in progress; what to do next is the caller's to write."""
     owner, name, namespace = target.owner, target.name, target.namespace
-    sts = ctx.targets.get(owner.uid)
+    record = ctx.record(owner.uid)
+    sts = record.target
     if sts is not None and not is_target(sts, target):
         sts = None  # labelled as this owner's, but not its target: never taken for it
-    if sts is None and owner.uid not in ctx.sources:
+    if sts is None and record.source is None:
         sts = await ctx.kube.get("apps/v1", "StatefulSet", namespace, name)
-    # (With its source kept (`Context.keep_source`), the owner went InProgress in the
+    # (With its source kept (`InFlight.keep_source`), the owner went InProgress in the
     # step before: nothing of its target exists yet, and a foreign object with its name
     # is found by the dry run.)
     if sts is not None and not provenance.created_by(sts, owner):
@@ -117,7 +118,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     if sts is not None:
         readiness = cluster_rules.readiness(sts)
         if readiness.done:
-            await hand_over(target.writes(ctx.kube), owner, namespace, ctx.parts.get(owner.uid))
+            await hand_over(target.writes(ctx.kube), owner, namespace, record.parts)
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
@@ -130,10 +131,11 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     waited = target.timeout_seconds - left
     grace = ctx.settings.unschedulable_grace_seconds
     if sts is None:
-        ctx.pods.setdefault(owner.uid, {})  # its pods' events are kept from now on
+        if record.pods is None:
+            record.pods = {}  # its pods' events are kept from now on
         try:
             async with ctx.building:  # the source and what is built from it: held in here
-                source = ctx.take_source(owner.uid)
+                source = record.take_source()
                 made, rewritten = await create(
                     ctx.kube, target, ctx.settings.cluster_domain, source
                 )
@@ -149,7 +151,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             return Failed(Reason.OUTSIDE_ADMITTED, str(e))
         except Invalid as e:
             return Failed(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
-        ctx.parts[owner.uid] = [provenance.part(obj) for obj in made]
+        record.parts = [provenance.part(obj) for obj in made]
         ctx.target_changed(owner.uid, made[-1])  # unless its watch event brought a newer one
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
         for message in identity.audit(rewritten, AUDIT_EVENT_LENGTH, MAX_AUDIT_EVENTS):
@@ -178,11 +180,12 @@ async def scheduling_of(
 ) -> list[JSON]:
     """The target's pods as far as scheduling goes: what the pod watch kept since the
     target was created here, else (after a restart, or `read`) one LIST."""
-    pods = ctx.pods.get(owner.uid)
+    record = ctx.record(owner.uid)
+    pods = record.pods
     if pods is None or read:
         listed = await pods_of(ctx.kube, owner, namespace)
         pods = {p["metadata"]["name"]: cluster_rules.scheduling(p) for p in listed}
-        ctx.pods[owner.uid] = pods
+        record.pods = pods
     return list(pods.values())
 
 
@@ -236,7 +239,7 @@ async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
 
 
 MAX_AUDIT_EVENTS = 5
-AUDIT_EVENT_LENGTH = 1024  # what engine.events posts of a message
+AUDIT_EVENT_LENGTH = 1024  # what services.events posts of a message
 
 
 def is_target(sts: JSON, target: Target) -> bool:

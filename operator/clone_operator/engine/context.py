@@ -1,5 +1,11 @@
 """What every engine step needs: one operator instance's clients and run-time
-state, kept in kopf's memo (never in globals; tests can make two)."""
+state, kept in kopf's memo (never in globals; tests can make two).
+
+It owns the `Context` and the one in-flight record per object (`InFlight`), which
+only `engine.loop.drive` makes and drops; watch events (`target_changed`,
+`pod_changed`) update a record only while it exists. It must not decide anything
+(reconcile/) nor talk to the API server itself.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
-from clone_operator.engine.events import Poster
-from clone_operator.engine.leadership import Elector
-from clone_operator.engine.metrics import Metrics
-from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, newer
 from clone_operator.k8s.api import Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile.regions import RegionTable
+from clone_operator.services.election import Elector
+from clone_operator.services.events import Poster
+from clone_operator.services.metrics import Metrics
+from clone_operator.services.runtime import Fresh, Runners, Slots, Wakeups, newer
 from clone_operator.settings import Settings
 
 # (object body, reason, message, warning?) → posts a Kubernetes Event.
@@ -31,6 +37,51 @@ its parsed source and what is built from it (about 15 KB a StatefulSet) over sev
 requests, so a burst of 1,000 builds them 16 at a time while the rest wait holding
 only their compact source. 16 keeps the engine's connections busy (engine.clusters.
 create sends its requests one after the other)."""
+
+
+@dataclass(slots=True)
+class InFlight:
+    """What one object's engine keeps while it runs, to spare reads and writes: one
+    record per object, made when its engine task starts and dropped when it ends
+    (engine.loop.drive). Nothing in it outlives the task; a new task reads anew."""
+
+    target: dict[str, Any] | None = None
+    """The newest version of its target StatefulSet, as far as following it goes
+    (`reconcile.clusters.followed`), from its watch events and the engine's create."""
+    pods: dict[str, dict[str, Any]] | None = None
+    """Its target's pods as far as scheduling goes (pod name →
+    `reconcile.clusters.scheduling`), kept by a pod watch from when its engine creates
+    the target (None: a LIST fills it when it is needed)."""
+    parts: list[dict[str, Any]] | None = None
+    """What its engine created here (`builders.provenance.part`): handed over without
+    listing them (engine.clusters.hand_over)."""
+    source: bytes | None = None
+    """The source StatefulSet and Service its move to InProgress was decided on, until
+    its target is built from them (one read of the source per attempt); kept as compact
+    JSON, a sixth of the parsed size (`keep_source`, `take_source`)."""
+    lock: str | None = None
+    """The uid of the lock Lease it created here: released without a GET."""
+    ready_seen: float | None = None
+    """When (monotonic) a watch event first showed its target ready: the start of the
+    ready → done delay (`clone_operator_ready_to_done_seconds`)."""
+
+    def keep_source(self, source: dict[str, Any], service: dict[str, Any] | None) -> None:
+        self.source = json.dumps([source, service], separators=(",", ":")).encode()
+
+    def take_source(self) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        kept, self.source = self.source, None
+        if kept is None:
+            return None
+        source, service = json.loads(kept)
+        return source, service
+
+    def take_lock(self) -> str | None:
+        lock, self.lock = self.lock, None
+        return lock
+
+    def take_ready_seen(self) -> float | None:
+        seen, self.ready_seen = self.ready_seen, None
+        return seen
 
 
 @dataclass
@@ -49,30 +100,13 @@ class Context:
     """Bodies that spare the next GET of a resource."""
     node_regions: dict[str, str] = field(default_factory=dict)
     """Node name → `topology.kubernetes.io/region`, kept current by a node watch."""
-    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Owner uid → the newest version of its target StatefulSet, as far as following it
-    goes (`reconcile.clusters.followed`), from its watch events and the engine's create
-    (kept only while the owner's engine runs; it reads the API server otherwise)."""
-    pods: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    """Owner uid → its target's pods as far as scheduling goes (pod name →
-    `reconcile.clusters.scheduling`), kept by a pod watch from when its engine creates
-    the target until the engine ends (absent: a LIST fills it when it is needed)."""
-    parts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """Owner uid → what its engine created here (`builders.provenance.part`): handed over
-    without listing them (engine.clusters.hand_over)."""
-    sources: dict[str, bytes] = field(default_factory=dict)
-    """Owner uid → the source StatefulSet and Service its move to InProgress was decided on,
-    until its target is built from them (one read of the source per attempt); kept as
-    compact JSON, a sixth of the parsed size (`keep_source`, `take_source`)."""
+    in_flight: dict[str, InFlight] = field(default_factory=dict)
+    """Object uid → what its engine keeps while it runs (`InFlight`): made when its
+    engine task starts and dropped when it ends (engine.loop.drive), nowhere else."""
     building: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(BUILDS_AT_ONCE))
     """Held while a clone builds and creates its target (BUILDS_AT_ONCE)."""
-    locks: dict[str, str] = field(default_factory=dict)
-    """Operation uid → the uid of the lock Lease it created here: released without a GET."""
-    ready_seen: dict[str, float] = field(default_factory=dict)
-    """Owner uid → when (monotonic) a watch event first showed its target ready: the
-    start of the ready → done delay (`clone_operator_ready_to_done_seconds`)."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    """Operation uid → its running notification delivery worker (engine.notifications)."""
+    """Operation uid → its running notification delivery worker (services.delivery)."""
     monitoring: web.AppRunner | None = None
     """The `/metrics` and `/readyz` endpoint, when it is served."""
     ready: bool = False
@@ -81,12 +115,12 @@ class Context:
     """Whether this replica acts: always without leader election; with it, only while
     it holds the Lease (engine.lifecycle). A replica that does not lead ignores events."""
     events: Poster | None = None
-    """Posts what `emit` queues (engine.events)."""
+    """Posts what `emit` queues (services.events)."""
     elector: Elector | None = None
     """The leader election this replica takes part in (None: it acts alone)."""
     election: asyncio.Task[None] | None = None
     trimming: asyncio.Task[None] | None = None
-    """Hands freed heap pages back to the OS now and then (engine.memory)."""
+    """Hands freed heap pages back to the OS now and then (services.memory)."""
     takeover: asyncio.Task[None] | None = None
     """A new leader's rescan of every unfinished resource (engine.lifecycle)."""
 
@@ -101,17 +135,10 @@ class Context:
             on_free=self.wakeups.poke,
         )
 
-    def keep_source(
-        self, owner_uid: str, source: dict[str, Any], service: dict[str, Any] | None
-    ) -> None:
-        self.sources[owner_uid] = json.dumps([source, service], separators=(",", ":")).encode()
-
-    def take_source(self, owner_uid: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
-        kept = self.sources.pop(owner_uid, None)
-        if kept is None:
-            return None
-        source, service = json.loads(kept)
-        return source, service
+    def record(self, uid: str) -> InFlight:
+        """What the object's running engine keeps; outside its engine task (never, in
+        the engine's own steps) a blank record that nothing keeps."""
+        return self.in_flight.get(uid) or InFlight()
 
     def regions(self) -> RegionTable:
         """The regions a target may be placed in: the nodes' and the settings' names."""
@@ -132,7 +159,7 @@ class Context:
         """A watch event of a resource: make sure its engine runs, and wake it.
 
         A task being started reads the object from the event instead of a GET; a running
-        one, after its wake-up, the latest event's (engine.runtime.Fresh).
+        one, after its wake-up, the latest event's (services.runtime.Fresh).
         """
         if not self.leading:
             return  # the leader acts on it; a new leader rescans every unfinished one
@@ -151,24 +178,26 @@ class Context:
         """A watch event of a clone's StatefulSet, or the engine's create of it (None:
         deleted): keep the newest for the owner's running engine, and wake it. (Handed-over targets keep their labels: their
         events are dropped, so nothing is kept per finished clone.)"""
-        if not self.wakeups.registered(owner_uid):
+        record = self.in_flight.get(owner_uid)
+        if record is None:
             return
-        known = self.targets.get(owner_uid)
+        known = record.target
         if body is None:
-            self.targets.pop(owner_uid, None)
+            record.target = None
         elif known is None or newer(body, known) is not False:
             # (An event that arrives after a newer version, e.g. after the create's own
             # response, is older and dropped; versions that cannot be compared: the newest
             # to arrive.)
-            self.targets[owner_uid] = cluster_rules.followed(body)
-            if cluster_rules.readiness(body).done:
-                self.ready_seen.setdefault(owner_uid, time.monotonic())
+            record.target = cluster_rules.followed(body)
+            if cluster_rules.readiness(body).done and record.ready_seen is None:
+                record.ready_seen = time.monotonic()
         self.wakeups.poke(owner_uid)
 
     def pod_changed(self, owner_uid: str, name: str, body: dict[str, Any] | None) -> None:
         """A watch event of a clone's pod (None: deleted): keep what scheduling says of it
         for the owner's running engine, and wake the engine when that changed."""
-        pods = self.pods.get(owner_uid)
+        record = self.in_flight.get(owner_uid)
+        pods = None if record is None else record.pods
         if pods is None:
             return
         slim = None if body is None else cluster_rules.scheduling(body)

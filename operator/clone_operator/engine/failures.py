@@ -5,7 +5,7 @@ An error a step did not handle itself is either
 * **transient**, a retry may succeed: the API server or the network is busy or
   down (5xx, 429, 408, connection errors, timeouts), a conflict with a concurrent
   write (409), or our credentials were refused (401: a token being rotated is no
-  fault of the resource). Retried with exponential backoff and jitter (`Backoff`),
+  fault of the resource). Retried with exponential backoff and jitter (`services.retries`),
   counted in `clone_operator_retries_total{kind,reason}`;
 * **permanent**, the same input gives the same error: the API server refused a
   request (any other 4xx, e.g. 403 exceeded quota, 404, a 400/422 a step did not
@@ -18,8 +18,6 @@ Never a crash loop: a resource's engine retries at most every `Backoff.cap` seco
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -28,24 +26,13 @@ import aiohttp
 from clone_operator.k8s.api import ApiError, UnknownKind
 from clone_operator.reconcile.conditions import Reason
 
-RETRY_REASONS = (
-    "server_error",
-    "throttled",
-    "conflict",
-    "unauthorized",
-    "connection",
-    "timeout",
-    "permanent",
-)
-"""The `reason` label of `clone_operator_retries_total`, bounded: one per transient class,
-and `permanent` for an error that cannot fail its resource (a finished one's cleanup)."""
 MESSAGE_MAX = 1024
 """An API server's message quoted in a status at most this long."""
 
 
 @dataclass(frozen=True)
 class Transient:
-    """Retry after a backoff; `reason` is one of RETRY_REASONS."""
+    """Retry after a backoff; `reason` is one of services.retries.RETRY_REASONS."""
 
     reason: str
 
@@ -115,23 +102,3 @@ def describe(error: Exception) -> str:
         return f"{error.request or 'a request'}: {error.status} {error.reason}: {said}"
     text = str(error)
     return f"{type(error).__name__}: {text if len(text) <= 300 else text[:297] + '...'}"
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter: `first`, then twice as long each time up to `cap`;
-    each delay is drawn in [half, whole] of its step (retries of many resources spread
-    out instead of arriving together). `reset` after a success."""
-
-    first: float = 1.0
-    cap: float = 300.0
-    attempts: int = 0
-    draw: Callable[[float, float], float] = random.uniform
-
-    def next(self) -> float:
-        step = min(self.cap, self.first * 2 ** min(self.attempts, 32))
-        self.attempts += 1
-        return self.draw(step / 2, step)
-
-    def reset(self) -> None:
-        self.attempts = 0

@@ -5,7 +5,7 @@ its probes and the webhook, and ignores watch events until it leads. On
 becoming leader it counts the InProgress operations (the cluster-wide limit is
 derived from the resources, never carried over in memory) and starts an engine
 task for every unfinished resource; on losing the lead it stops them all before
-anyone else may take over (engine/leadership.py).
+anyone else may take over (services/election.py).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from typing import Any
 
 from clone_operator.api import cloneobjects, cloningoperations
 from clone_operator.api.common import API_VERSION
-from clone_operator.engine import events, memory, metrics, notifications, objects, operations
+from clone_operator.engine import objects, operations
 from clone_operator.engine.context import Context
-from clone_operator.engine.leadership import LEASE_API, Elector
-from clone_operator.engine.runtime import Fresh
 from clone_operator.k8s.api import JSON, ApiError, Kube
 from clone_operator.reconcile.leadership import Timing
+from clone_operator.services import delivery, events, memory, metrics
+from clone_operator.services.election import LEASE_API, Elector
+from clone_operator.services.runtime import Fresh
 from clone_operator.settings import Settings
 
 log = logging.getLogger("clone_operator")
@@ -207,7 +208,7 @@ async def step_down(ctx: Context, lease: JSON) -> None:
         ctx.takeover.cancel()
         await asyncio.gather(ctx.takeover, return_exceptions=True)
     await ctx.runners.stop_all()
-    await notifications.stop_all(ctx)
+    await delivery.stop_all(ctx)
     ctx.fresh = Fresh()
     ctx.metrics.leading(False)
     me = ctx.elector.me if ctx.elector else "?"
@@ -260,7 +261,7 @@ async def stop(ctx: Context) -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     await ctx.runners.stop_all()
-    await notifications.stop_all(ctx)
+    await delivery.stop_all(ctx)
     if ctx.events is not None:
         await ctx.events.stop()
     if ctx.elector is not None:

@@ -2,7 +2,7 @@
 
 Shared by both front doors. A step returns how long to wait for a watch event
 (0: go on at once; None: done). After a write of our own, the body it returned
-is the next read; after a wait, the newest body known (engine.runtime.Fresh: the
+is the next read; after a wait, the newest body known (services.runtime.Fresh: the
 watch's, or our last write's), else a GET; after a deadline of the safety net
 (every `SAFETY_NET` seconds at most), a GET.
 """
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine import failures
-from clone_operator.engine.context import Context
+from clone_operator.engine.context import Context, InFlight
 from clone_operator.k8s.api import (
     JSON,
     Conflict,
@@ -30,6 +30,7 @@ from clone_operator.k8s.api import (
     NotLeading,
 )
 from clone_operator.reconcile.conditions import Reason
+from clone_operator.services.retries import Backoff
 
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
@@ -115,9 +116,10 @@ async def drive(
     """
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
     ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
+    record = ctx.in_flight[uid] = InFlight()
     waited = False
     trusted_since = time.monotonic()
-    backoff = failures.Backoff()
+    backoff = Backoff()
     try:
         while True:
             body: JSON | None = None
@@ -157,17 +159,15 @@ async def drive(
                     # A deadline, not an event: the safety net reads everything anew,
                     # the target too (a watch that restarted from a fresh list never
                     # reports what was deleted meanwhile).
-                    ctx.targets.pop(uid, None)
+                    record.target = None
                     ctx.fresh.distrust(uid)
                     trusted_since = time.monotonic()
     finally:
         ctx.metrics.forget(kind, uid)
         ctx.wakeups.forget(uid)
         ctx.fresh.forget(uid)
-        ctx.targets.pop(uid, None)
-        ctx.pods.pop(uid, None)
-        ctx.parts.pop(uid, None)
-        ctx.ready_seen.pop(uid, None)
+        if ctx.in_flight.get(uid) is record:
+            del ctx.in_flight[uid]
 
 
 class Patcher(Protocol):
@@ -188,7 +188,7 @@ async def recover(
     uid: str,
     body: JSON | None,
     error: Exception,
-    backoff: failures.Backoff,
+    backoff: Backoff,
     log: ObjectLog,
     give_up: GiveUp | None,
 ) -> float:

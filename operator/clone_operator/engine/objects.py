@@ -6,7 +6,7 @@ Created once Bound. A StatefulSet is a whole cluster, cloned by the same
 cluster engine as CloningOperation (`engine.clusters.follow_target`). PVC and
 cluster clones fail after the operator setting `objectTimeoutSeconds`, counted
 from when they went InProgress. A cluster clone holds an InProgress slot, as a
-CloningOperation does (engine.runtime.Slots): it waits Pending for one. The
+CloningOperation does (services.runtime.Slots): it waits Pending for one. The
 destination is never overwritten nor adopted: a name already taken by an object
 this CloneObject did not create ends Failed (DestinationExists), and the object
 stays byte-for-byte as it was.
@@ -39,7 +39,7 @@ from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
 from clone_operator.reconcile import writes
-from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.conditions import Reason, Transition
 from clone_operator.reconcile.objects import Step
 
 
@@ -56,11 +56,10 @@ class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
 
     @property
     def destination_name(self) -> str:
-        if self.spec.options.name:
-            return self.spec.options.name
+        name, source, uid = self.spec.options.name, self.spec.source.name, self.owner.uid
         if self.kind is SourceKind.STATEFUL_SET:
-            return cluster_builders.default_target_name(self.spec.source.name, self.owner.uid)
-        return object_builders.default_name(self.spec.source.name, self.owner.uid)
+            return cluster_builders.target_name(name, source, uid)
+        return name or object_builders.default_name(source, uid)
 
     @property
     def destination_namespace(self) -> str:
@@ -95,7 +94,7 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         obj = CloneObject.parse(body)
         if obj.status.state is not None and obj.status.state.terminal:
             return False
-        return await move(ctx, obj, State.FAILED, reason, message, log)
+        return await move(ctx, obj, Transition(State.FAILED, reason, message), log)
 
     try:
         await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger, give_up)
@@ -106,20 +105,19 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
 async def move(
     ctx: Context,
     obj: CloneObject,
-    state: State,
-    reason: Reason,
-    message: str,
+    transition: Transition[State],
     log: ObjectLog,
     parameters: dict[str, Any] | None = None,
     destination: Destination | None = None,
 ) -> bool:
     status = object_rules.apply(
-        obj.status, state, reason, message, now_rfc3339(), obj.generation, parameters, destination
+        obj.status, transition, now_rfc3339(), obj.generation, parameters, destination
     )
+    state, reason, message = transition.to, transition.reason, transition.message
     if not await loop.write_status(ctx, obj.body, status.wire()):
         return False
     log.info("%s → %s (%s): %s", obj.status.state or "new", state, reason, message)
-    ctx.emit(obj.body, reason, message, state is State.FAILED)
+    ctx.emit(obj.body, reason, message, transition.warning)
     if state.terminal:
         ctx.slots.release(obj.owner.uid)
         ctx.metrics.finished(KIND, state.value, obj.created)
@@ -127,9 +125,9 @@ async def move(
 
 
 async def fail(
-    ctx: Context, obj: CloneObject, reason: Reason, message: str, log: ObjectLog
+    ctx: Context, obj: CloneObject, log: ObjectLog, reason: Reason, message: str
 ) -> float:
-    await move(ctx, obj, State.FAILED, reason, message, log)
+    await move(ctx, obj, Transition(State.FAILED, reason, message), log)
     return AGAIN
 
 
@@ -160,9 +158,7 @@ async def admit(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     await move(
         ctx,
         obj,
-        State.PENDING,
-        Reason.ACCEPTED,
-        "waiting to start",
+        Transition(State.PENDING, Reason.ACCEPTED, "waiting to start"),
         log,
         parameters=parameters(obj),
     )
@@ -186,9 +182,9 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         return await fail(
             ctx,
             obj,
+            log,
             Reason.SOURCE_NOT_FOUND,
             f"source {obj.kind.value} {obj.namespace}/{obj.spec.source.name} does not exist",
-            log,
         )
     if obj.destination_namespace != obj.namespace and (
         await ctx.kube.get("v1", "Namespace", None, obj.destination_namespace) is None
@@ -196,16 +192,18 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         return await fail(
             ctx,
             obj,
+            log,
             Reason.NAMESPACE_NOT_FOUND,
             f"destination namespace {obj.destination_namespace} does not exist",
-            log,
         )
     await move(
         ctx,
         obj,
-        State.IN_PROGRESS,
-        Reason.STARTED,
-        f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}",
+        Transition(
+            State.IN_PROGRESS,
+            Reason.STARTED,
+            f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}",
+        ),
         log,
         destination=destination(obj),
     )
@@ -218,7 +216,7 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     try:
         created = await ensure_copy(ctx, obj)
     except COPY_ERRORS as e:
-        return await fail(ctx, obj, *failure_of(obj, e), log)
+        return await fail(ctx, obj, log, *failure_of(obj, e))
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
         if not object_rules.pvc_bound(created):
             timeout = ctx.settings.object_timeout_seconds
@@ -227,19 +225,21 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
                 return await fail(
                     ctx,
                     obj,
+                    log,
                     Reason.TIMEOUT,
                     f"PersistentVolumeClaim {obj.namespace}/{obj.destination_name} was not "
                     f"bound within {timeout} s",
-                    log,
                 )
             return max(min(left, 5.0), 0.1)  # the PVC watch wakes us sooner
         await clusters.release(obj.writes(ctx.kube), created, obj.owner)
     await move(
         ctx,
         obj,
-        State.CREATED,
-        Reason.CREATED,
-        f"created {obj.kind.value} {obj.destination_namespace}/{obj.destination_name}",
+        Transition(
+            State.CREATED,
+            Reason.CREATED,
+            f"created {obj.kind.value} {obj.destination_namespace}/{obj.destination_name}",
+        ),
         log,
         destination=destination(obj, created["metadata"]["uid"]),
     )
@@ -338,18 +338,20 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
     )
     if isinstance(followed, clusters.Failed):
         reason = object_rules.destination_reason(followed.reason)
-        return await fail(ctx, obj, reason, followed.message, log)
+        return await fail(ctx, obj, log, reason, followed.message)
     if isinstance(followed, clusters.Ready):
         if await move(
             ctx,
             obj,
-            State.CREATED,
-            Reason.CREATED,
-            f"created cluster {obj.destination_name} ({followed.readiness} replicas ready)",
+            Transition(
+                State.CREATED,
+                Reason.CREATED,
+                f"created cluster {obj.destination_name} ({followed.readiness} replicas ready)",
+            ),
             log,
             destination=destination(obj, followed.uid),
         ):
-            ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
+            ctx.metrics.done_after_ready(KIND, ctx.record(owner.uid).take_ready_seen())
         return AGAIN
     if followed.readiness is not None:
         updated = object_rules.progress(

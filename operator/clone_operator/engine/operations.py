@@ -15,7 +15,7 @@ Terminal phases are finished afterwards (lock released, partial target
 removed or handed over, notifications settled) and marked `status.finalized`,
 so a restart at any line redoes only what is missing.
 
-An InProgress operation holds a slot (engine.runtime.Slots: `maxInProgress`, and a
+An InProgress operation holds a slot (services.runtime.Slots: `maxInProgress`, and a
 namespace's share of it), as a CloneObject of a StatefulSet does (engine.objects).
 An error a step does not handle is retried or fails the operation (engine.failures).
 """
@@ -35,7 +35,7 @@ from clone_operator.api.cloningoperations import (
 from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks
-from clone_operator.engine import clusters, loop, notifications
+from clone_operator.engine import clusters, loop
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
 from clone_operator.engine.writes import Writes
@@ -46,6 +46,7 @@ from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.operations import Resolution, Step, Transition
 from clone_operator.reconcile.regions import UnknownRegion
+from clone_operator.services import delivery
 
 LEASE = ("coordination.k8s.io/v1", "Lease")
 
@@ -76,9 +77,6 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
     except asyncio.CancelledError:
         ctx.slots.release(uid)  # deleted, or the operator is stopping
         raise
-    finally:
-        ctx.sources.pop(uid, None)
-        ctx.locks.pop(uid, None)
     ctx.slots.release(uid)  # finalized or deleted: the garbage collector does the rest
 
 
@@ -98,14 +96,14 @@ async def move(
     log.info(
         "%s → %s (%s): %s",
         op.status.phase or "new",
-        transition.phase,
+        transition.to,
         transition.reason,
         transition.message,
     )
     ctx.emit(op.body, transition.reason, transition.message, transition.warning)
-    if transition.phase.terminal:
+    if transition.to.terminal:
         ctx.slots.release(op.owner.uid)
-        ctx.metrics.finished(KIND, transition.phase.value, op.created)
+        ctx.metrics.finished(KIND, transition.to.value, op.created)
     return True
 
 
@@ -124,7 +122,7 @@ async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         return AGAIN
     try:
         lease = await ctx.kube.create(locks.build_lock(owner, source))
-        ctx.locks[owner.uid] = lease["metadata"]["uid"]
+        ctx.record(owner.uid).lock = lease["metadata"]["uid"]
     except Conflict:
         existing = await ctx.kube.get(*LEASE, owner.namespace, locks.lock_name(source))
         if existing is None:
@@ -185,7 +183,8 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         source, service = await clusters.load_source(ctx.kube, owner.namespace, spec.source_cluster)
         region = await clusters.source_region(ctx.kube, source, ctx.node_regions)
         resolution = operation_rules.resolve(spec, owner, source, service, region, ctx.regions())
-        ctx.keep_source(owner.uid, source, service)  # the target is built from this very read
+        # The target is built from this very read:
+        ctx.record(owner.uid).keep_source(source, service)
         del source, service
     except clusters.SourceNotFound as e:
         return await fail(ctx, op, log, Reason.SOURCE_NOT_FOUND, str(e))
@@ -194,7 +193,7 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     except cluster_builders.BuildError as e:
         return await fail(ctx, op, log, Reason.INVALID_SOURCE, str(e))
     if not await move(ctx, op, operation_rules.started(spec, resolution), log, resolution):
-        ctx.sources.pop(owner.uid, None)  # decided on a stale read: the next step reads again
+        ctx.record(owner.uid).source = None  # decided on a stale read: the next step reads again
     return AGAIN
 
 
@@ -225,7 +224,7 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         message = f"target cluster {resolution.target_cluster} is ready ({ready})"
         transition = Transition(Phase.SUCCEEDED, Reason.TARGET_READY, message)
         if await move(ctx, op, transition, log, readiness=ready):
-            ctx.metrics.done_after_ready(KIND, ctx.ready_seen.pop(owner.uid, None))
+            ctx.metrics.done_after_ready(KIND, ctx.record(owner.uid).take_ready_seen())
         return AGAIN
     if followed.readiness is not None:
         updated = operation_rules.progress(status, followed.readiness, now_rfc3339(), followed.note)
@@ -241,12 +240,12 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     Finalizing waits until every notification is settled: until then the operation's
     engine task stays (it runs while `status.finalized` is not true), also across
     restarts, which start the delivery worker again. The worker runs beside this
-    loop (engine.notifications), writes only `status.notifications`, and pokes the
+    loop (services.delivery), writes only `status.notifications`, and pokes the
     loop when it ends. Every terminal phase is told, Canceled included: whoever waits
     for the clone learns that it will not come.
     """
     owner = op.owner
-    if notifications.running(ctx, owner.uid):
+    if delivery.running(ctx, owner.uid):
         return IDLE  # cleaned up when the worker started; it wakes us when it is done
     ctx.slots.release(owner.uid)
     # A Succeeded target was handed over before the phase was written.
@@ -257,8 +256,8 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         if removed:
             log.info("removed %d objects of the partial target", removed)
     await release_lock(ctx, op)
-    if not notifications.settled(op.spec, op.status):
-        notifications.start(ctx, op.body, log)
+    if not delivery.settled(op.spec, op.status):
+        delivery.start(ctx, op.body, log)
         return IDLE
     finalized = op.status.model_copy(update={"finalized": True})
     if not await loop.write_status(ctx, op.body, finalized.wire()):
@@ -269,7 +268,7 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
 async def release_lock(ctx: Context, op: Operation) -> None:
     """Delete the lock Lease if this operation holds it (never another's)."""
     owner, name = op.owner, locks.lock_name(op.spec.source_cluster)
-    created = ctx.locks.pop(owner.uid, None)
+    created = ctx.record(owner.uid).take_lock()
     if created is not None:  # created here: that very Lease, by its uid, without a read
         lease: JSON = {"apiVersion": LEASE[0], "kind": LEASE[1]}
         lease["metadata"] = {"namespace": owner.namespace, "name": name}

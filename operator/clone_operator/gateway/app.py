@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -17,10 +16,12 @@ from clone_operator import __version__
 from clone_operator.gateway import auth, objects, operations
 from clone_operator.gateway.context import Gateway, GatewayError, from_api
 from clone_operator.gateway.ids import Allocator
-from clone_operator.gateway.kube import ApiError, Endpoint, Pools
 from clone_operator.gateway.limits import BodyLimit
 from clone_operator.gateway.metrics import Metrics
 from clone_operator.gateway.settings import ApiSettings
+from clone_operator.kube.client import Pools, Unreachable
+from clone_operator.kube.endpoint import Endpoint
+from clone_operator.kube.errors import ApiError
 
 log = logging.getLogger("clone_operator.gateway")
 BRIDGE_PREFIX = "/api/admin/"
@@ -44,7 +45,7 @@ def create_app(settings: ApiSettings, endpoint: Endpoint | None = None) -> FastA
         app.state.gateway = Gateway(
             settings=settings,
             pools=pools,
-            allocator=Allocator(pools.gateway, settings.counter_namespace()),
+            allocator=Allocator(pools.own, settings.counter_namespace()),
             metrics=metrics,
         )
         log.info("clone-operator api started on port %s", settings.port)
@@ -86,8 +87,8 @@ def create_app(settings: ApiSettings, endpoint: Endpoint | None = None) -> FastA
         ]
         return JSONResponse(error_body(request.url.path, 400, "; ".join(problems)), 400)
 
-    @app.exception_handler(aiohttp.ClientError)
-    async def unreachable(request: Request, exc: aiohttp.ClientError) -> JSONResponse:
+    @app.exception_handler(Unreachable)
+    async def unreachable(request: Request, exc: Unreachable) -> JSONResponse:
         message = f"the Kubernetes API server is unreachable: {type(exc).__name__}"
         return JSONResponse(error_body(request.url.path, 503, message), 503)
 

@@ -10,9 +10,10 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from clone_operator.gateway import auth
 from clone_operator.gateway.ids import Allocator
-from clone_operator.gateway.kube import ApiError, Client, Pools
 from clone_operator.gateway.metrics import Metrics
 from clone_operator.gateway.settings import ApiSettings
+from clone_operator.kube.client import Client, Pools
+from clone_operator.kube.errors import ApiError
 
 
 class GatewayError(Exception):

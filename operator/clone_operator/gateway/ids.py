@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from clone_operator.gateway.kube import ApiError, Client
+from clone_operator.kube.client import Client
+from clone_operator.kube.errors import ApiError
 
 COUNTER_PREFIX = "clone-object-ids."
 MAX_ATTEMPTS = 50

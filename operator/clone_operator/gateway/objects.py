@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from clone_operator.api.cloneobjects import SUPPORTED_KINDS, SourceKind
 from clone_operator.gateway import views
 from clone_operator.gateway.context import Caller, GatewayError, caller, gateway_of
-from clone_operator.gateway.kube import JSON, ApiError
+from clone_operator.kube.errors import JSON, ApiError
 
 router = APIRouter(prefix="/api/admin/clone_objects", tags=["clone objects (Bridge)"])
 KIND = "CloneObject"

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from clone_operator.api.cloningoperations import TERMINAL_PHASES, Phase
 from clone_operator.gateway import views
 from clone_operator.gateway.context import Caller, GatewayError, caller, from_api
-from clone_operator.gateway.kube import JSON, ApiError
+from clone_operator.kube.errors import JSON, ApiError
 
 router = APIRouter(
     prefix="/api/v1/clusters/{cluster}/cloning-operations", tags=["cluster cloning (Typesense)"]

@@ -30,9 +30,10 @@ import kopf
 from clone_operator import webhook_certs
 from clone_operator.api import cloneobjects, cloningoperations, policies
 from clone_operator.api.common import GROUP, VERSION
-from clone_operator.engine import admission, certificates
+from clone_operator.engine import admission
 from clone_operator.k8s.api import Kube
 from clone_operator.reconcile import admission as rules
+from clone_operator.services import certificates
 from clone_operator.settings import Settings, WebhookMode
 
 CONFIGURATION_NAME = "clone-operator.cloning.dev"

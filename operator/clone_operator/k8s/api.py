@@ -1,24 +1,39 @@
-"""A small JSON client over kubernetes_asyncio's authenticated connection pool."""
+"""The operator's client: a small JSON client over kubernetes_asyncio's authenticated
+connection pool, fenced by leader election and counted.
+
+Paths and errors are the shared core's (`clone_operator.kube`), re-exported here so
+the engine imports one module; this module owns the operator's identity (`connect`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from clone_operator import __version__
+from clone_operator.kube.errors import JSON as JSON
+from clone_operator.kube.errors import ApiError as ApiError
+from clone_operator.kube.errors import Conflict as Conflict
+from clone_operator.kube.errors import Invalid as Invalid
+from clone_operator.kube.errors import NamespaceTerminating as NamespaceTerminating
+from clone_operator.kube.errors import NotFound as NotFound
+from clone_operator.kube.errors import NotLeading as NotLeading
+from clone_operator.kube.errors import UnknownKind as UnknownKind
+from clone_operator.kube.errors import answer
+from clone_operator.kube.paths import PLURALS as PLURALS
+from clone_operator.kube.paths import path as path
+from clone_operator.kube.paths import ref_path as ref_path
+from clone_operator.kube.paths import what_is_asked as what_is_asked
 
-JSON = dict[str, Any]
 USER_AGENT = f"clone-operator/{__version__}"
 _FENCED_WRITE: ContextVar[bool] = ContextVar("fenced_write", default=False)
 """Set while a fenced write is being sent (see Kube.fence_at_the_wire)."""
@@ -26,104 +41,6 @@ ENGINE_POOL = 38  # parallel requests of the engine (see Kube.in_flight)
 ELECTION_POOL = 2  # connections kept free for leader election's renewals
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
-
-# (apiVersion, kind) → plural, for every kind the operator touches.
-PLURALS: dict[tuple[str, str], str] = {
-    ("apps/v1", "StatefulSet"): "statefulsets",
-    ("v1", "Service"): "services",
-    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Secret"): "secrets",
-    ("v1", "Pod"): "pods",
-    ("v1", "Node"): "nodes",
-    ("v1", "Namespace"): "namespaces",
-    ("v1", "Event"): "events",
-    ("coordination.k8s.io/v1", "Lease"): "leases",
-    ("cloning.dev/v1alpha1", "CloningOperation"): "cloningoperations",
-    ("cloning.dev/v1alpha1", "CloneObject"): "cloneobjects",
-}
-
-
-class ApiError(Exception):
-    """An API request failed; `status` and `reason` are the API server's, `request` what
-    was asked (`what_is_asked`: method and resource, no names), when known."""
-
-    def __init__(self, status: int, reason: str, message: str, request: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.request = request
-
-
-class NotFound(ApiError):
-    pass
-
-
-class Conflict(ApiError):
-    """AlreadyExists, or a resourceVersion/uid precondition that no longer holds."""
-
-
-class NamespaceTerminating(ApiError):
-    """403: the namespace is being deleted, and the object with it."""
-
-
-class Invalid(ApiError):
-    """The API server refused the object (422 / 400): the message says why."""
-
-
-class NotLeading(ApiError):
-    """Not sent: this replica is not (or no longer surely) the leader (engine/leadership.py)."""
-
-
-class UnknownKind(LookupError):
-    """Not sent: the operator has no path for this (apiVersion, kind): it writes only the
-    kinds in PLURALS, whatever a body asks for."""
-
-
-def path(
-    api_version: str,
-    kind: str,
-    namespace: str | None = None,
-    name: str | None = None,
-    subresource: str | None = None,
-) -> str:
-    plural = PLURALS.get((api_version, kind))
-    if plural is None:
-        raise UnknownKind(
-            f"the operator does not read or write objects of kind {kind} ({api_version})"
-        )
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    parts = [prefix]
-    if namespace is not None:
-        parts.append(f"namespaces/{quote(namespace)}")
-    parts.append(plural)
-    if name is not None:
-        parts.append(quote(name))
-    if subresource is not None:
-        parts.append(subresource)
-    return "/".join(parts)
-
-
-def ref_path(obj: JSON, subresource: str | None = None) -> str:
-    meta = obj["metadata"]
-    return path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"], subresource)
-
-
-def what_is_asked(method: str, url: str) -> str:
-    """`GET statefulsets`, `LIST pods`, `PATCH cloningoperations/status`: a request's
-    method and resource, without names (for the request counts)."""
-    parts = url.split("?", 1)[0].strip("/").split("/")
-    if "namespaces" in parts[:-1]:
-        parts = parts[parts.index("namespaces") + 2 :]
-    else:
-        parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
-    if not parts:
-        return method
-    resource = parts[0] + ("/" + parts[2] if len(parts) > 2 else "")
-    if method == "GET" and len(parts) == 1:
-        method = "LIST"
-    return f"{method} {resource}"
 
 
 @dataclass
@@ -243,27 +160,7 @@ class Kube:
         async with response:
             text = await response.text()
             status = response.status
-        if 200 <= status < 300:
-            data: JSON = json.loads(text) if text else {}
-            return data
-        try:  # a proxy in between may answer an error in HTML
-            error = json.loads(text) if text else {}
-        except ValueError:
-            error = {}
-        if not isinstance(error, dict):
-            error = {}
-        reason = str(error.get("reason", ""))
-        message = str(error.get("message", text[:1024]))
-        asked = what_is_asked(method, url)
-        if status == 404:
-            raise NotFound(status, reason, message, asked)
-        if status == 409:
-            raise Conflict(status, reason, message, asked)
-        if status == 403 and "being terminated" in message:
-            raise NamespaceTerminating(status, reason, message, asked)
-        if status in (400, 422):
-            raise Invalid(status, reason, message, asked)
-        raise ApiError(status, reason, message, asked)
+        return answer(status, text, what_is_asked(method, url))
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str

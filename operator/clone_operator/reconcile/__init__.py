@@ -1,4 +1,5 @@
 """Pure decisions: state machines, transitions, status and conditions.
 
-No I/O here: functions take what was observed and return what to write.
+No I/O here: functions take what was observed and return what to write. Must not
+import the engine, its services or a client (pyproject's layers contract).
 """

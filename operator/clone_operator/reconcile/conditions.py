@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from clone_operator.api.cloneobjects import CloneObjectStatus
-from clone_operator.api.cloningoperations import CloningOperationStatus
+from clone_operator.api.cloneobjects import CloneObjectStatus, State
+from clone_operator.api.cloningoperations import CloningOperationStatus, Phase
 from clone_operator.api.common import Condition
 
 Status = TypeVar("Status", CloningOperationStatus, CloneObjectStatus)
+To = TypeVar("To", Phase, State)
 
 
 class Reason(StrEnum):
@@ -92,3 +94,18 @@ def moved(
     if started and updated.started_at is None:
         updated.started_at = now
     return updated
+
+
+@dataclass(frozen=True)
+class Transition(Generic[To]):
+    """A move to `to` (an operation's phase, a clone object's state), with the reason
+    and message users see: both front doors move by one."""
+
+    to: To
+    reason: Reason
+    message: str
+
+    @property
+    def warning(self) -> bool:
+        """A failure: its Event is a Warning."""
+        return self.to.value == "Failed"

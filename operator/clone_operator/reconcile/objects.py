@@ -7,7 +7,7 @@ from typing import Any
 
 from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, State
 from clone_operator.reconcile.clusters import Readiness, progress_message
-from clone_operator.reconcile.conditions import Reason, moved, set_condition
+from clone_operator.reconcile.conditions import Reason, Transition, moved, set_condition
 
 
 class Step(StrEnum):
@@ -39,15 +39,14 @@ def destination_reason(reason: Reason) -> Reason:
 
 def apply(
     status: CloneObjectStatus,
-    state: State,
-    reason: Reason,
-    message: str,
+    transition: Transition[State],
     now: str,
     generation: int | None,
     parameters: dict[str, Any] | None = None,
     destination: Destination | None = None,
 ) -> CloneObjectStatus:
-    """The status after moving to `state`; a failure's message joins errorMessages."""
+    """The status after a transition; a failure's message joins errorMessages."""
+    state, reason, message = transition.to, transition.reason, transition.message
     conditions = set_condition(
         status.conditions, "Ready", state is State.CREATED, reason, message, now, generation
     )

@@ -21,9 +21,13 @@ from clone_operator.api.cloningoperations import (
 )
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders.provenance import Owner
+from clone_operator.reconcile import conditions
 from clone_operator.reconcile.clusters import Readiness, progress_message
 from clone_operator.reconcile.conditions import Reason, moved, set_condition
 from clone_operator.reconcile.regions import RegionTable
+
+Transition = conditions.Transition[Phase]
+"""An operation's move: to a Phase (the type both front doors share)."""
 
 
 class Step(StrEnum):
@@ -44,19 +48,6 @@ def next_step(phase: Phase | None, cancel: bool) -> Step:
     if phase is Phase.PENDING:
         return Step.CANCEL if cancel else Step.START
     return Step.PROVISION
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A move to `phase`, with the reason and message users see."""
-
-    phase: Phase
-    reason: Reason
-    message: str
-
-    @property
-    def warning(self) -> bool:
-        return self.phase is Phase.FAILED
 
 
 @dataclass(frozen=True)
@@ -97,8 +88,9 @@ def resolve(
     """Defaults filled in from the source; raises UnknownRegion, or BuildError for a
     source that cannot be cloned as asked (checked, not built)."""
     resolution = Resolution(
-        target_cluster=spec.target_name
-        or cluster_builders.default_target_name(spec.source_cluster, owner.uid),
+        target_cluster=cluster_builders.target_name(
+            spec.target_name, spec.source_cluster, owner.uid
+        ),
         server_version=spec.server_version
         or cluster_builders.source_server_version(source, spec.server_container),
         source_region=source_region,
@@ -158,7 +150,7 @@ def timeout_refused(spec: CloningOperationSpec, max_timeout_seconds: int) -> Tra
 
 
 def waiting(status: CloningOperationStatus, why: str, now: str) -> CloningOperationStatus | None:
-    """A Pending operation's status while it waits for a slot (`why`: engine.runtime.Slots),
+    """A Pending operation's status while it waits for a slot (`why`: services.runtime.Slots),
     or None when it says so already."""
     if status.reason == Reason.WAITING_FOR_SLOT and status.message == why:
         return None
@@ -191,7 +183,7 @@ def apply(
 ) -> CloningOperationStatus:
     """The status after a transition: phase, timestamps, reason, conditions, and the
     resolved values (on the move to InProgress) or the final readiness."""
-    phase = transition.phase
+    phase = transition.to
     conditions = status.conditions
     progressing = phase in (Phase.PENDING, Phase.IN_PROGRESS)
     for type_, value in (("Progressing", progressing), ("Ready", phase is Phase.SUCCEEDED)):

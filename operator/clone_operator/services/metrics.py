@@ -36,7 +36,7 @@ from clone_operator.api.cloneobjects import State
 from clone_operator.api.cloningoperations import KIND as OPERATION_KIND
 from clone_operator.api.cloningoperations import TERMINAL_PHASES, NotificationState, Phase
 from clone_operator.api.common import parse_rfc3339
-from clone_operator.engine.failures import RETRY_REASONS
+from clone_operator.services.retries import RETRY_REASONS
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parseaddr
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import aiosmtplib
 
@@ -55,14 +55,29 @@ from clone_operator.api.cloningoperations import (
 )
 from clone_operator.api.common import API_VERSION, rfc3339
 from clone_operator.builders.notifications import Outcome, build_message
-from clone_operator.engine.context import Context
-from clone_operator.k8s.api import JSON, ApiError, Conflict, NotFound, NotLeading
+from clone_operator.k8s.api import JSON, ApiError, Conflict, Kube, NotFound, NotLeading
 from clone_operator.reconcile import notifications as delivery_rules
 from clone_operator.reconcile.notifications import Policy
+from clone_operator.services.metrics import Metrics
+from clone_operator.services.runtime import Fresh, Wakeups
 from clone_operator.settings import Settings, SmtpSecurity
 
 CRASH_PAUSE = 30.0  # a worker that hit a bug waits this long before `finish` starts another
 Change = Callable[[Notification], Notification | None]
+
+
+class Host(Protocol):
+    """What delivery needs of the engine's Context (engine.context), and no more: the
+    engine imports this service, never the other way round."""
+
+    kube: Kube
+    settings: Settings
+    metrics: Metrics
+    wakeups: Wakeups
+    fresh: Fresh
+    deliveries: dict[str, asyncio.Task[None]]
+
+    def emit(self, body: JSON, reason: str, message: str, warning: bool) -> None: ...
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -78,12 +93,12 @@ def settled(spec: CloningOperationSpec, status: CloningOperationStatus) -> bool:
     return delivery_rules.settled(spec.notification_email_addresses, status.notifications)
 
 
-def running(ctx: Context, uid: str) -> bool:
+def running(ctx: Host, uid: str) -> bool:
     task = ctx.deliveries.get(uid)
     return task is not None and not task.done()
 
 
-def start(ctx: Context, body: JSON, log: logging.LoggerAdapter[logging.Logger]) -> None:
+def start(ctx: Host, body: JSON, log: logging.LoggerAdapter[logging.Logger]) -> None:
     """Start the operation's delivery worker unless it runs already; it pokes the
     operation's engine when it ends."""
     meta = body["metadata"]
@@ -104,7 +119,7 @@ def start(ctx: Context, body: JSON, log: logging.LoggerAdapter[logging.Logger]) 
     task.add_done_callback(done)
 
 
-async def stop_all(ctx: Context) -> None:
+async def stop_all(ctx: Host) -> None:
     """Operator shutdown: a worker stopped mid-transfer leaves `Sending` (→ Unconfirmed)."""
     tasks = list(ctx.deliveries.values())
     for task in tasks:
@@ -113,7 +128,7 @@ async def stop_all(ctx: Context) -> None:
 
 
 async def _guarded(
-    ctx: Context, namespace: str, name: str, uid: str, log: logging.LoggerAdapter[logging.Logger]
+    ctx: Host, namespace: str, name: str, uid: str, log: logging.LoggerAdapter[logging.Logger]
 ) -> None:
     try:
         await deliver(ctx, namespace, name, uid, log)
@@ -134,7 +149,7 @@ def _parse(body: JSON) -> tuple[CloningOperationSpec, CloningOperationStatus]:
 
 
 async def deliver(
-    ctx: Context, namespace: str, name: str, uid: str, log: logging.LoggerAdapter[logging.Logger]
+    ctx: Host, namespace: str, name: str, uid: str, log: logging.LoggerAdapter[logging.Logger]
 ) -> None:
     """Settle every recipient of one terminal operation, then return."""
     policy = policy_of(ctx.settings)
@@ -169,7 +184,7 @@ async def deliver(
 
 
 async def _round(
-    ctx: Context,
+    ctx: Host,
     body: JSON,
     outcome: Outcome,
     due: list[str],
@@ -219,7 +234,7 @@ class _ConnectionLost(Exception):
 
 
 async def _send_one(
-    ctx: Context,
+    ctx: Host,
     smtp: aiosmtplib.SMTP,
     body: JSON,
     outcome: Outcome,
@@ -280,7 +295,7 @@ async def _send_one(
 
 
 async def _connection_lost(
-    ctx: Context,
+    ctx: Host,
     body: JSON,
     address: str,
     error: BaseException,
@@ -293,7 +308,7 @@ async def _connection_lost(
 
 
 async def _failed(
-    ctx: Context,
+    ctx: Host,
     body: JSON,
     address: str,
     error: str,
@@ -337,7 +352,7 @@ async def _failed(
 
 
 def _settled_now(
-    ctx: Context,
+    ctx: Host,
     body: JSON,
     before: list[Notification],
     after: list[Notification],
@@ -381,7 +396,7 @@ def _ref(body: JSON) -> tuple[str, str, str]:
     return str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
 
 
-async def _read(ctx: Context, namespace: str, name: str, uid: str) -> JSON | None:
+async def _read(ctx: Host, namespace: str, name: str, uid: str) -> JSON | None:
     delay = 1.0
     while True:
         try:
@@ -396,7 +411,7 @@ async def _read(ctx: Context, namespace: str, name: str, uid: str) -> JSON | Non
         return body
 
 
-async def _write(ctx: Context, body: JSON, entries: list[Notification]) -> JSON | None:
+async def _write(ctx: Host, body: JSON, entries: list[Notification]) -> JSON | None:
     """Guarded write of status.notifications alone; None on a conflict or when gone."""
     patch = {
         "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
@@ -411,7 +426,7 @@ async def _write(ctx: Context, body: JSON, entries: list[Notification]) -> JSON 
 
 
 async def _advance(
-    ctx: Context,
+    ctx: Host,
     body: JSON,
     address: str,
     state: NotificationState,
@@ -423,7 +438,7 @@ async def _advance(
     )
 
 
-async def _update(ctx: Context, body: JSON, address: str, change: Change) -> JSON | None:
+async def _update(ctx: Host, body: JSON, address: str, change: Change) -> JSON | None:
     """Compare-and-set one entry on the latest object: `change` sees the stored entry and
     returns the new one (None: leave it). Returns the new body, None if nothing was written."""
     delay = 0.5

@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clone_operator.engine.failures import Backoff
 from clone_operator.k8s.api import NotLeading
+from clone_operator.services.retries import Backoff
 
 
 @dataclass
