@@ -16,15 +16,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from clone_operator.api.cloningoperations import CopyMethod, VolumeStatus
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import identity, provenance
 from clone_operator.builders.provenance import Owner
+from clone_operator.engine import snapshots
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import IDLE, guarded_patch
 from clone_operator.engine.writes import OutsideAdmitted, Writes
 from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import regions, writes
+from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
 
@@ -35,6 +38,8 @@ CLUSTER_KINDS = [
     ("v1", "PersistentVolumeClaim"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
+    writes.VOLUME_GROUP_SNAPSHOT,
+    writes.VOLUME_SNAPSHOT,
 ]
 
 
@@ -60,14 +65,19 @@ class Target:
     timeout_seconds: float
     plan: Callable[[JSON, JSON | None], cluster_builders.ClusterPlan]
     """What to build, from the source StatefulSet and its Service (None when it has none)."""
+    method: CopyMethod = CopyMethod.VOLUME_CLONE
+    """The copy method, resolved (never Auto)."""
+    snapshot_class: str | None = None
+    keep_snapshots: bool = False
 
     @property
     def namespace(self) -> str:
         return self.owner.namespace
 
     def writes(self, kube: Kube) -> Writes:
-        """The funnel for this target: its own objects, named from its name."""
-        return Writes(kube, writes.cluster(self.namespace, self.name))
+        """The funnel for this target: its own objects, named from its name (and the
+        snapshots of its copy method)."""
+        return Writes(kube, writes.cluster(self.namespace, self.name, self.method.value))
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,9 @@ class Waiting:
     note: str | None = None
     """What the target waits for, when the pods tell (its volumes being provisioned);
     "": the pods were looked at and nothing holds them; None: they were not looked at."""
+    volumes: list[VolumeStatus] | None = None
+    """Per volume progress of a snapshot copy's cut (None: not looked at)."""
+    point_in_time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,14 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     if sts is not None:
         readiness = cluster_rules.readiness(sts)
         if readiness.done:
-            await hand_over(target.writes(ctx.kube), owner, namespace, ctx.parts.get(owner.uid))
+            funnel = target.writes(ctx.kube)
+            if target.method.snapshots and not target.keep_snapshots:
+                await snapshots.remove(funnel, owner, namespace)  # the restores are independent
+            elif target.method.snapshots:
+                for kind in (writes.VOLUME_GROUP_SNAPSHOT, writes.VOLUME_SNAPSHOT):
+                    for kept in await snapshots.owned(funnel, owner, namespace, kind):
+                        await release(funnel, kept, owner)  # they outlive the request
+            await hand_over(funnel, owner, namespace, ctx.parts.get(owner.uid))
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
@@ -130,12 +150,20 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     waited = target.timeout_seconds - left
     grace = ctx.settings.unschedulable_grace_seconds
     if sts is None:
+        restored: dict[str, str] = {}
+        if target.method.snapshots:
+            cut = await cut_of(ctx, target)
+            if isinstance(cut, snapshots.Refused):
+                return Failed(Reason.STORAGE_REFUSED, cut.message)
+            if isinstance(cut, snapshots.Cutting):
+                return Waiting(min(left, cut.wait), None, None, cut.volumes, cut.point_in_time)
+            restored = cut.snapshots
         ctx.pods.setdefault(owner.uid, {})  # its pods' events are kept from now on
         try:
             async with ctx.building:  # the source and what is built from it: held in here
                 source = ctx.take_source(owner.uid)
                 made, rewritten = await create(
-                    ctx.kube, target, ctx.settings.cluster_domain, source
+                    ctx.kube, target, ctx.settings.cluster_domain, source, restored
                 )
         except SourceNotFound as e:
             return Failed(Reason.SOURCE_NOT_FOUND, str(e))
@@ -157,6 +185,11 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
         return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
+    if target.method.copies_data and owner.uid not in ctx.volumes_bound:
+        refused = await storage_refusal(ctx, target)
+        if refused is not None:
+            return Failed(Reason.STORAGE_REFUSED, refused)
+        next_look = min(next_look or VOLUME_CHECK_SECONDS, VOLUME_CHECK_SECONDS)
     if next_look is None:
         now = datetime.now(UTC)
         pods = await scheduling_of(ctx, owner, namespace)
@@ -171,6 +204,55 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         # for a refused pod's grace, and for the safety net.
         next_look = cluster_rules.stuck_check_in(pods, now, grace) or IDLE
     return Waiting(max(min(left, next_look), 0.1), readiness, note)
+
+
+VOLUME_CHECK_SECONDS = 10.0
+"""How often a target whose volumes are not all bound looks for the storage's refusal."""
+
+
+async def storage_refusal(ctx: Context, target: Target) -> str | None:
+    """The storage's own words if it refused one of the target's volumes (a
+    ProvisioningFailed Event that retrying cannot fix); remembers when all are bound."""
+    owner = target.owner
+    pvcs = await ctx.kube.list(
+        "v1",
+        "PersistentVolumeClaim",
+        target.namespace,
+        label_selector=f"{owner.uid_label}={owner.uid}",
+    )
+    pending = [
+        p["metadata"]["name"] for p in pvcs if (p.get("status") or {}).get("phase") != "Bound"
+    ]
+    if pvcs and not pending:
+        ctx.volumes_bound.add(owner.uid)
+        return None
+    if not pending:
+        return None
+    events = await ctx.kube.list(
+        "v1",
+        "Event",
+        target.namespace,
+        field_selector=f"involvedObject.kind=PersistentVolumeClaim,reason={storage_rules.PROVISIONING_FAILED}",
+    )
+    for name in pending:
+        refused = storage_rules.storage_refusal(events, name)
+        if refused is not None:
+            return refused
+    return None
+
+
+async def cut_of(
+    ctx: Context, target: Target
+) -> snapshots.Cut | snapshots.Cutting | snapshots.Refused:
+    """One look at a snapshot copy's cut (the source as kept at pickup, else read)."""
+    source = ctx.take_source(target.owner.uid) or await load_source(
+        ctx.kube, target.namespace, target.source_name
+    )
+    ctx.keep_source(target.owner.uid, *source)  # the target is built from it after the cut
+    plan = target.plan(*source)
+    return await snapshots.take(
+        target.writes(ctx.kube), plan, target.snapshot_class, target.keep_snapshots
+    )
 
 
 async def scheduling_of(
@@ -253,7 +335,11 @@ def audit(rewritten: list[identity.Rewrite]) -> str:
 
 
 async def create(
-    kube: Kube, target: Target, cluster_domain: str, source: tuple[JSON, JSON | None] | None
+    kube: Kube,
+    target: Target,
+    cluster_domain: str,
+    source: tuple[JSON, JSON | None] | None,
+    restored: dict[str, str] | None = None,
 ) -> tuple[list[JSON], list[identity.Rewrite]]:
     """Build the target from its source (`source`: the StatefulSet and Service as read
     this attempt; None: read them now), and create it (config and volumes first);
@@ -263,7 +349,9 @@ async def create(
     (say, an override makes it invalid), or its name is taken by something else,
     nothing at all is created."""
     statefulset, service = source or await load_source(kube, target.namespace, target.source_name)
-    plan = dataclasses.replace(target.plan(statefulset, service), cluster_domain=cluster_domain)
+    plan = dataclasses.replace(
+        target.plan(statefulset, service), cluster_domain=cluster_domain, snapshots=restored or {}
+    )
     objects = await build(kube, plan)
     funnel = target.writes(kube)
     funnel.check(*objects)
@@ -314,7 +402,11 @@ async def owned(funnel: Writes, owner: Owner, namespace: str) -> list[JSON]:
     for api_version, kind in CLUSTER_KINDS:
         if (api_version, kind) not in kinds:
             continue
-        for item in await funnel.kube.list(api_version, kind, namespace, label_selector=selector):
+        try:
+            items = await funnel.kube.list(api_version, kind, namespace, label_selector=selector)
+        except NotFound:  # a snapshot API that is not served: nothing of it to find
+            continue
+        for item in items:
             obj = {"apiVersion": api_version, "kind": kind, **item}
             if writes.refusal(funnel.admitted, obj) is None:
                 found.append(obj)

@@ -68,6 +68,8 @@ class Context:
     locks: dict[str, str] = field(default_factory=dict)
     """Operation uid → the uid of the lock Lease it created here: released without a GET."""
     ready_seen: dict[str, float] = field(default_factory=dict)
+    volumes_bound: set[str] = field(default_factory=set)
+    """Owners whose target volumes were all seen Bound: no more looks for a refusal."""
     """Owner uid → when (monotonic) a watch event first showed its target ready: the
     start of the ready → done delay (`clone_operator_ready_to_done_seconds`)."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)

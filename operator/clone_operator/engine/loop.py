@@ -144,6 +144,7 @@ async def drive(
         ctx.pods.pop(uid, None)
         ctx.parts.pop(uid, None)
         ctx.ready_seen.pop(uid, None)
+        ctx.volumes_bound.discard(uid)
 
 
 class Patcher(Protocol):

@@ -40,6 +40,15 @@ class Reason(StrEnum):
     change a copy's kind, name or namespace): refused, nothing written."""
     IDENTITY_REWRITTEN = "IdentityRewritten"
     """An Event: what the identity rewrite changed, for the user's audit."""
+    COPY_METHOD_UNSUITABLE = "CopyMethodUnsuitable"
+    """The copy method cannot deliver volumes where the target must run (or the storage
+    lacks what it needs): refused at pickup, nothing created."""
+    STORAGE_REFUSED = "StorageRefused"
+    """The storage refused a snapshot or a target volume mid-copy (its own words)."""
+    SNAPSHOTS_TAKEN = "SnapshotsTaken"
+    """An Event and a condition: every snapshot of the source is cut (creationTime)."""
+    VOLUMES_READY = "VolumesReady"
+    """A condition: every target volume is Bound."""
     TIMEOUT = "Timeout"
     PODS_CANNOT_START = "PodsCannotStart"
 
