@@ -241,9 +241,15 @@ class Kube:
         async with response:
             text = await response.text()
             status = response.status
-        data: JSON = json.loads(text) if text else {}
         if 200 <= status < 300:
+            data: JSON = json.loads(text) if text else {}
             return data
+        try:  # an API group that is not served answers `404 page not found`, not a Status
+            data = json.loads(text) if text else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
         reason = str(data.get("reason", ""))
         message = str(data.get("message", text))
         if status == 404:
