@@ -25,17 +25,19 @@ from clone_operator.api.cloneobjects import (
     SourceKind,
     State,
 )
+from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import objects as object_builders
 from clone_operator.builders import provenance
-from clone_operator.engine import clusters, loop
+from clone_operator.engine import clusters, loop, storage
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, ObjectLog, Resource
 from clone_operator.engine.writes import OutsideAdmitted, Writes
 from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
+from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.objects import Step
@@ -68,7 +70,11 @@ class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
         """The funnel for this clone: its declared destination (a whole cluster, for a
         StatefulSet), of the declared kind, and nothing else."""
         if self.kind is SourceKind.STATEFUL_SET:
-            return Writes(kube, writes.cluster(self.namespace, self.destination_name))
+            method = self.status.copy_method
+            return Writes(
+                kube,
+                writes.cluster(self.namespace, self.destination_name, method and method.value),
+            )
         admitted = writes.copy(
             self.kind.api_version,
             self.kind.value,
@@ -101,9 +107,18 @@ async def move(
     log: ObjectLog,
     parameters: dict[str, Any] | None = None,
     destination: Destination | None = None,
+    copy_method: CopyMethod | None = None,
 ) -> bool:
     status = object_rules.apply(
-        obj.status, state, reason, message, now_rfc3339(), obj.generation, parameters, destination
+        obj.status,
+        state,
+        reason,
+        message,
+        now_rfc3339(),
+        obj.generation,
+        parameters,
+        destination,
+        copy_method,
     )
     if not await loop.write_status(ctx, obj.body, status.wire()):
         return False
@@ -179,16 +194,58 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
             f"destination namespace {obj.destination_namespace} does not exist",
             log,
         )
+    method = None
+    if obj.kind.namespace_local:  # volumes: what the storage can do, before anything is made
+        try:
+            method = await copy_method_of(ctx, obj, source)
+        except storage_rules.Refused as e:
+            return await fail(ctx, obj, Reason.COPY_METHOD_UNSUITABLE, str(e), log)
     await move(
         ctx,
         obj,
         State.IN_PROGRESS,
         Reason.STARTED,
-        f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}",
+        f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}"
+        + (f", copy method {method.value}" if method else ""),
         log,
         destination=destination(obj),
+        copy_method=method,
     )
     return AGAIN
+
+
+async def copy_method_of(ctx: Context, obj: CloneObject, source: JSON) -> CopyMethod:
+    """The copy method of a volume clone (raises Refused). A PVC's copy is a CSI clone
+    still: `Snapshot` of a single PVC is refused as not built yet, and `Auto` clones."""
+    requested = obj.spec.options.copy_method or CopyMethod.AUTO
+    if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
+        if requested.snapshots:
+            raise storage_rules.Refused(
+                f"copyMethod {requested.value} of a single PersistentVolumeClaim is not "
+                "supported yet; use VolumeClone (or Auto), or a CloningOperation of its cluster"
+            )
+        pvcs = [obj.spec.source.name]
+        requested = CopyMethod.VOLUME_CLONE if requested is CopyMethod.AUTO else requested
+    else:
+        plan = cluster_builders.ClusterPlan(
+            owner=obj.owner,
+            source=source,
+            source_service=None,
+            target_name=obj.destination_name,
+            copy_method=CopyMethod.VOLUME_CLONE if requested is CopyMethod.AUTO else requested,
+        )
+        pvcs = cluster_builders.source_pvc_names(plan)
+    choice = await storage.decide(
+        ctx.kube,
+        obj.body,
+        obj.namespace,
+        pvcs,
+        requested,
+        None,
+        None,
+        obj.spec.options.volume_snapshot_class_name,
+    )
+    return choice.method
 
 
 async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
@@ -294,6 +351,9 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
 async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     """A StatefulSet source: the cluster engine that CloningOperation uses."""
     owner, options = obj.owner, obj.spec.options
+    method = obj.status.copy_method or CopyMethod.VOLUME_CLONE
+    if method is CopyMethod.AUTO:
+        method = CopyMethod.VOLUME_CLONE
     followed = await clusters.follow_target(
         ctx,
         clusters.Target(
@@ -308,10 +368,14 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
                 source=source,
                 source_service=service,
                 target_name=obj.destination_name,
+                copy_method=method,
                 extra_labels=options.labels,
                 extra_annotations=options.annotations,
                 statefulset_overrides=options.overrides,
             ),
+            method=method,
+            snapshot_class=obj.spec.options.volume_snapshot_class_name,
+            keep_snapshots=bool(options.keep_snapshots),
         ),
     )
     if isinstance(followed, clusters.Failed):

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, State
+from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.reconcile.clusters import Readiness, progress_message
 from clone_operator.reconcile.conditions import Reason, moved, set_condition
 
@@ -46,6 +47,7 @@ def apply(
     generation: int | None,
     parameters: dict[str, Any] | None = None,
     destination: Destination | None = None,
+    copy_method: CopyMethod | None = None,
 ) -> CloneObjectStatus:
     """The status after moving to `state`; a failure's message joins errorMessages."""
     conditions = set_condition(
@@ -67,6 +69,8 @@ def apply(
         updated.parameters = parameters
     if destination is not None:
         updated.destination = destination
+    if copy_method is not None:
+        updated.copy_method = copy_method
     return updated
 
 
