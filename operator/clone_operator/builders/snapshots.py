@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 from clone_operator.builders import provenance
 from clone_operator.builders.clusters import ClusterPlan, metadata
-from clone_operator.reconcile.writes import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 
 
 def volume_snapshot(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from clone_operator.api.cloningoperations import CopyMethod, VolumeStatus
+from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import identity, provenance
 from clone_operator.builders.provenance import Owner
@@ -38,8 +39,8 @@ CLUSTER_KINDS = [
     ("v1", "PersistentVolumeClaim"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
-    writes.VOLUME_GROUP_SNAPSHOT,
-    writes.VOLUME_SNAPSHOT,
+    VOLUME_GROUP_SNAPSHOT,
+    VOLUME_SNAPSHOT,
 ]
 
 
@@ -134,7 +135,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             if target.method.snapshots and not target.keep_snapshots:
                 await snapshots.remove(funnel, owner, namespace)  # the restores are independent
             elif target.method.snapshots:
-                for kind in (writes.VOLUME_GROUP_SNAPSHOT, writes.VOLUME_SNAPSHOT):
+                for kind in (VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT):
                     for kept in await snapshots.owned(funnel, owner, namespace, kind):
                         await release(funnel, kept, owner)  # they outlive the request
             await hand_over(funnel, owner, namespace, ctx.parts.get(owner.uid))

@@ -21,13 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clone_operator.api.cloningoperations import CopyMethod, VolumeStatus
+from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import snapshots as snapshot_builders
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, ApiError, NotFound
 from clone_operator.reconcile import storage as storage_rules
-from clone_operator.reconcile.writes import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 
 POLL_SECONDS = 2.0
 """How often a cut in progress is looked at (snapshots have no watch here)."""

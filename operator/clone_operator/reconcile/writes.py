@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
+
 
 class Names(StrEnum):
     """How an admitted object is named from the name admission saw."""
@@ -64,8 +66,6 @@ CLUSTER_PARTS: tuple[tuple[str, str, Names], ...] = (
 """What a target cluster is made of, and how each part is named from the target's name
 (the kinds the policies require `create` of for a cluster clone)."""
 
-VOLUME_SNAPSHOT = ("snapshot.storage.k8s.io/v1", "VolumeSnapshot")
-VOLUME_GROUP_SNAPSHOT = ("groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshot")
 
 SNAPSHOT_PARTS: dict[str, tuple[tuple[str, str, Names], ...]] = {
     "Snapshot": ((*VOLUME_SNAPSHOT, Names.CLAIM),),
