@@ -13,26 +13,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cluster import localcluster
 from tests.conftest import OperatorProcess
-from tests.e2e.kube import Kubectl, ready_replicas, statefulset, wait_for
+from tests.e2e import snapshot_storage
+from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
+from tests.e2e.snapshot_storage import SnapshotOnlyStorage
+from tests.e2e.test_cloning_operations import TERMINAL, operation
 
 pytestmark = pytest.mark.e2e
 
-TERMINAL = {"Succeeded", "Failed", "Canceled"}
 STORAGE_CLASS = "clone-test"  # the local cluster's default class
-
-
-def operation(name: str, source: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cloning.dev/v1alpha1",
-        "kind": "CloningOperation",
-        "metadata": {"name": name},
-        "spec": {"sourceCluster": source, **spec},
-    }
 
 
 def finished(kubectl: Kubectl, name: str, timeout: float = 120) -> dict[str, Any]:
@@ -200,3 +195,178 @@ def test_a_same_region_clone_of_zonal_volumes_goes_ahead(
     kubectl.apply(operation("east", "zonal", copyMethod="VolumeClone"))
     st = finished(kubectl, "east")
     assert (st["phase"], st["copyMethod"]) == ("Succeeded", "VolumeClone"), st
+
+
+# ---- a snapshot-only class (the stand-in storage of tests/e2e/snapshot_storage.py) ----
+
+
+@pytest.fixture
+def snapshot_only(
+    cluster: localcluster.Paths, admin: Kubectl, kubectl: Kubectl
+) -> Iterator[SnapshotOnlyStorage]:
+    """The snapshot CRDs, a snapshot-only StorageClass of a CSI driver with its default
+    VolumeSnapshotClass, and a 2-replica source `snapsrc` whose claims are bound to CSI
+    volumes of that class."""
+    files = snapshot_storage.crd_files(cluster.cache)
+    if not files:
+        pytest.skip(
+            "the snapshot CRDs are not in the cluster cache (tests/cluster/build.sh snapshotter)"
+        )
+    for crd in files:
+        admin("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    admin("wait", "--for=condition=Established", "--timeout=30s",
+          "crd/volumesnapshots.snapshot.storage.k8s.io",
+          "crd/volumesnapshotclasses.snapshot.storage.k8s.io")  # fmt: skip
+    namespace = str(kubectl.namespace)
+    name, driver = f"snap-only-{namespace}", f"snap-only-{namespace}.csi.test.cloning.dev"
+    admin.apply(
+        [
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": name},
+                "provisioner": driver,
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "Immediate",
+            },
+            {
+                "apiVersion": "snapshot.storage.k8s.io/v1",
+                "kind": "VolumeSnapshotClass",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"},
+                },
+                "driver": driver,
+                "deletionPolicy": "Delete",
+            },
+        ]
+    )
+    with snapshot_storage.snapshot_only_storage(
+        cluster.kubeconfig, namespace, name, driver
+    ) as storage:
+        for i in range(2):
+            admin.apply(storage.pv(f"{name}-src-{i}", f"data-snapsrc-{i}", None, "1Gi"))
+            kubectl.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": f"data-snapsrc-{i}", "labels": {"app": "snapsrc"}},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": name,
+                        "volumeName": f"{name}-src-{i}",
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            )
+        manifests = statefulset("snapsrc", replicas=2)
+        manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = name
+        kubectl.apply(manifests)
+        wait_for(
+            "source snapsrc ready", lambda: ready_replicas(kubectl, "snapsrc") == 2, timeout=90
+        )
+        yield storage
+    admin("delete", "storageclass", name, "--wait=false", check=False)
+    admin("delete", "volumesnapshotclass", name, "--wait=false", check=False)
+    admin("delete", "pv", f"{name}-src-0", f"{name}-src-1", "--wait=false", check=False)
+
+
+def snapshots_left(kubectl: Kubectl) -> list[str]:
+    return [s["metadata"]["name"] for s in kubectl.items("volumesnapshots")]
+
+
+def test_snapshot_copies_a_snapshot_only_class_and_removes_its_snapshots(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    kubectl.apply(operation("by-snapshot", "snapsrc", copyMethod="Snapshot"))
+    st = finished(kubectl, "by-snapshot")
+    assert (st["phase"], st["copyMethod"]) == ("Succeeded", "Snapshot"), st
+    assert st["volumeSnapshotClass"] == snapshot_only.storage_class
+    target = st["targetCluster"]
+    assert st["pointInTime"].endswith("Z")
+    assert [(v["name"], v["source"], v["snapshot"], v["snapshotReady"]) for v in st["volumes"]] == [
+        (f"data-{target}-{i}", f"data-snapsrc-{i}", f"data-{target}-{i}", True) for i in range(2)
+    ]
+    assert {c["type"]: c["status"] for c in st["conditions"]}["SnapshotsTaken"] == "True"
+    for i in range(2):
+        pvc = kubectl.get("pvc", f"data-{target}-{i}")
+        assert pvc["spec"]["dataSource"]["kind"] == "VolumeSnapshot", pvc["spec"]
+        assert pvc["status"]["phase"] == "Bound"
+    assert snapshots_left(kubectl) == []
+
+
+def test_keep_snapshots_leaves_them_to_outlive_the_operation(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    kubectl.apply(operation("kept", "snapsrc", copyMethod="Snapshot", keepSnapshots=True))
+    st = finished(kubectl, "kept")
+    assert st["phase"] == "Succeeded", st
+    kept = kubectl.items("volumesnapshots")
+    assert sorted(s["metadata"]["name"] for s in kept) == [
+        f"data-{st['targetCluster']}-{i}" for i in range(2)
+    ]
+    assert all(not s["metadata"].get("ownerReferences") for s in kept)
+
+
+def test_volume_clone_on_a_snapshot_only_class_fails_fast_in_the_storages_words(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    started = time.monotonic()
+    kubectl.apply(operation("by-clone", "snapsrc", copyMethod="VolumeClone", timeoutSeconds=1800))
+    st = finished(kubectl, "by-clone", timeout=90)
+    assert time.monotonic() - started < 60, "within a minute, never the Timeout"
+    assert (st["phase"], st["reason"]) == ("Failed", "StorageRefused"), st
+    assert f"(StorageClass {snapshot_only.storage_class})" in st["message"]
+    assert "CSI driver does not support clone operations" in st["message"]
+    assert made_by(kubectl, "by-clone") == []
+
+
+def test_a_snapshot_the_storage_fails_ends_the_clone_and_leaves_nothing(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    kubectl(
+        "annotate", "pvc", "data-snapsrc-1", f"{snapshot_storage.FAIL}=quota exceeded for snapshots"
+    )
+    started = time.monotonic()
+    kubectl.apply(operation("snap-fails", "snapsrc", copyMethod="Snapshot"))
+    st = finished(kubectl, "snap-fails", timeout=90)
+    assert time.monotonic() - started < 60
+    assert (st["phase"], st["reason"]) == ("Failed", "StorageRefused"), st
+    assert "quota exceeded for snapshots" in st["message"]
+    assert snapshots_left(kubectl) == []
+    assert made_by(kubectl, "snap-fails") == []
+
+
+def test_auto_takes_snapshots_for_a_requester_who_may(
+    admin: Kubectl,
+    kubectl: Kubectl,
+    operator: OperatorProcess,
+    snapshot_only: SnapshotOnlyStorage,
+    tmp_path: Path,
+) -> None:
+    """A token-only requester with the rights of a cluster clone and `create
+    volumesnapshots`: Auto picks Snapshot on the snapshot-only class."""
+    namespace = str(kubectl.namespace)
+    kubectl("create", "serviceaccount", "requester")
+    rules = [
+        {"apiGroups": ["cloning.dev"], "resources": ["cloningoperations"], "verbs": ["create", "get"]},
+        {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create"]},
+        {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims", "configmaps", "secrets"],
+         "verbs": ["get", "create"]},
+        {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshots"], "verbs": ["create"]},
+    ]  # fmt: skip
+    kubectl.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": "requester"}, "rules": rules})  # fmt: skip
+    kubectl("create", "rolebinding", "requester", "--role=requester",
+            f"--serviceaccount={namespace}:requester")  # fmt: skip
+    requester = Kubectl(
+        kubectl.binary, sa_kubeconfig(admin, namespace, "requester", tmp_path / "kc"), namespace
+    )
+    op = operation("auto-snap", "snapsrc")
+    op["metadata"]["annotations"] = {
+        "cloning.dev/requested-by": f"system:serviceaccount:{namespace}:requester"
+    }
+    wait_for("the requester's rights", lambda: requester.apply(op, check=False).returncode == 0)
+    st = finished(kubectl, "auto-snap")
+    assert (st["phase"], st["copyMethod"]) == ("Succeeded", "Snapshot"), st
+    assert snapshots_left(kubectl) == []

@@ -152,13 +152,15 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     grace = ctx.settings.unschedulable_grace_seconds
     if sts is None:
         restored: dict[str, str] = {}
+        cut: snapshots.Cut | None = None
         if target.method.snapshots:
-            cut = await cut_of(ctx, target)
-            if isinstance(cut, snapshots.Refused):
-                return Failed(Reason.STORAGE_REFUSED, cut.message)
-            if isinstance(cut, snapshots.Cutting):
-                return Waiting(min(left, cut.wait), None, None, cut.volumes, cut.point_in_time)
-            restored = cut.snapshots
+            looked = await cut_of(ctx, target)
+            if isinstance(looked, snapshots.Refused):
+                return Failed(Reason.STORAGE_REFUSED, looked.message)
+            if isinstance(looked, snapshots.Cutting):
+                wait = min(left, looked.wait)
+                return Waiting(wait, None, None, looked.volumes, looked.point_in_time)
+            cut, restored = looked, looked.snapshots
         ctx.pods.setdefault(owner.uid, {})  # its pods' events are kept from now on
         try:
             async with ctx.building:  # the source and what is built from it: held in here
@@ -183,8 +185,13 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
         if rewritten:
             ctx.emit(target.owner_body, Reason.IDENTITY_REWRITTEN, audit(rewritten), False)
+        if cut is not None:
+            ctx.emit(target.owner_body, Reason.SNAPSHOTS_TAKEN, cut_message(cut), False)
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
-        return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
+        wait = max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1)
+        if cut is not None:
+            return Waiting(wait, None, None, cut.volumes, cut.point_in_time)
+        return Waiting(wait)
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
     if target.method.copies_data and owner.uid not in ctx.volumes_bound:
         refused = await storage_refusal(ctx, target)
@@ -221,9 +228,11 @@ async def storage_refusal(ctx: Context, target: Target) -> str | None:
         target.namespace,
         label_selector=f"{owner.uid_label}={owner.uid}",
     )
-    pending = [
-        p["metadata"]["name"] for p in pvcs if (p.get("status") or {}).get("phase") != "Bound"
-    ]
+    pending = {
+        p["metadata"]["name"]: (p.get("spec") or {}).get("storageClassName")
+        for p in pvcs
+        if (p.get("status") or {}).get("phase") != "Bound"
+    }
     if pvcs and not pending:
         ctx.volumes_bound.add(owner.uid)
         return None
@@ -235,11 +244,16 @@ async def storage_refusal(ctx: Context, target: Target) -> str | None:
         target.namespace,
         field_selector=f"involvedObject.kind=PersistentVolumeClaim,reason={storage_rules.PROVISIONING_FAILED}",
     )
-    for name in pending:
-        refused = storage_rules.storage_refusal(events, name)
+    for name, storage_class in pending.items():
+        refused = storage_rules.storage_refusal(events, name, storage_class)
         if refused is not None:
             return refused
     return None
+
+
+def cut_message(cut: snapshots.Cut) -> str:
+    names = ", ".join(sorted(cut.snapshots.values()))
+    return f"{len(cut.snapshots)} snapshots cut at {cut.point_in_time} and ready: {names}"
 
 
 async def cut_of(

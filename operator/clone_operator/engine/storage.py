@@ -22,11 +22,14 @@ CACHE_SECONDS = 30.0
 _cache: dict[tuple[int, str], tuple[float, Any]] = {}
 
 
-async def _cached_list(kube: Kube, api_version: str, kind: str) -> list[JSON] | None:
-    """A cluster-scoped LIST, cached briefly; None when the API is not served."""
+async def _cached_list(
+    kube: Kube, api_version: str, kind: str, fresh: bool = False
+) -> list[JSON] | None:
+    """A cluster-scoped LIST, cached briefly (unless `fresh`); None when the API is not
+    served."""
     key = (id(kube), f"{api_version}/{kind}")
     hit = _cache.get(key)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+    if not fresh and hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]  # type: ignore[no-any-return]
     try:
         items: list[JSON] | None = await kube.list(api_version, kind)
@@ -66,14 +69,14 @@ async def volume(kube: Kube, namespace: str, pvc_name: str, classes: dict[str, J
     )
 
 
-async def facts(kube: Kube, namespace: str, pvcs: Iterable[str]) -> Facts:
-    """What the cluster tells of these source PVCs' storage."""
+async def facts(kube: Kube, namespace: str, pvcs: Iterable[str], fresh: bool = False) -> Facts:
+    """What the cluster tells of these source PVCs' storage (`fresh`: no cached list)."""
     names = list(pvcs)
     if not names:
         return Facts()
     classes = {
         c["metadata"]["name"]: c
-        for c in await _cached_list(kube, "storage.k8s.io/v1", "StorageClass") or []
+        for c in await _cached_list(kube, "storage.k8s.io/v1", "StorageClass", fresh) or []
     }
     volumes = tuple([await volume(kube, namespace, n, classes) for n in names])
     zones: dict[str, frozenset[str]] = {}
@@ -89,11 +92,13 @@ async def facts(kube: Kube, namespace: str, pvcs: Iterable[str]) -> Facts:
     return Facts(
         volumes=volumes,
         snapshot_classes=_classes(
-            await _cached_list(kube, "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"),
+            await _cached_list(kube, "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", fresh),
             storage.DEFAULT_SNAPSHOT_CLASS,
         ),
         group_snapshot_classes=_classes(
-            await _cached_list(kube, "groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshotClass"),
+            await _cached_list(
+                kube, "groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshotClass", fresh
+            ),
             storage.DEFAULT_GROUP_SNAPSHOT_CLASS,
         ),
         zones_by_region=zones,
@@ -139,11 +144,27 @@ async def decide(
     snapshot_class: str | None,
 ) -> storage.Choice:
     """The copy method for these source PVCs (`reconcile.storage.choose`); raises
-    Refused. The requester's right to snapshot is asked only when `Auto` could use it."""
+    Refused. The requester's right to snapshot is asked only when `Auto` could use it.
+    A refusal, or an Auto that does without snapshots, is decided again on fresh lists
+    (a class made a moment ago is never missed for the cache)."""
     if requested is CopyMethod.NONE:
         return storage.Choice(CopyMethod.NONE)
-    found = await facts(kube, namespace, pvcs)
-    may = False
-    if requested is CopyMethod.AUTO and found.snapshot_classes:
-        may = await may_snapshot(kube, owner_body, namespace)
-    return storage.choose(requested, found, source_region, target_region, snapshot_class, may)
+    names = list(pvcs)
+    for fresh in (False, True):
+        found = await facts(kube, namespace, names, fresh)
+        may = False
+        if requested is CopyMethod.AUTO and found.snapshot_classes:
+            may = await may_snapshot(kube, owner_body, namespace)
+        try:
+            choice = storage.choose(
+                requested, found, source_region, target_region, snapshot_class, may
+            )
+        except storage.Refused:
+            if fresh:
+                raise
+            continue
+        if fresh or requested is not CopyMethod.AUTO or choice.method.snapshots:
+            return choice
+        if found.snapshot_classes is None and not any(v.csi for v in found.volumes):
+            return choice  # nothing a fresh read could change
+    return choice

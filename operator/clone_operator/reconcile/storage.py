@@ -330,7 +330,9 @@ TRANSIENT = ("not ready", "timed out", "deadlineexceeded", "code = unavailable",
 taken as the storage's refusal."""
 
 
-def storage_refusal(events: Iterable[Mapping[str, Any]], pvc: str) -> str | None:
+def storage_refusal(
+    events: Iterable[Mapping[str, Any]], pvc: str, storage_class: str | None = None
+) -> str | None:
     """The storage's own words when it refused to make a target volume: the newest
     `ProvisioningFailed` Event of the PVC (the external-provisioner's reason). Refusals
     that retrying cannot fix: the driver cannot clone, or cannot restore the snapshot."""
@@ -348,7 +350,8 @@ def storage_refusal(events: Iterable[Mapping[str, Any]], pvc: str) -> str | None
             newest = (when, str(event.get("message") or ""))
     if newest is None:
         return None
-    return f"the storage refused to provision PVC {pvc}: {newest[1]}"
+    of = f" (StorageClass {storage_class})" if storage_class else ""
+    return f"the storage refused to provision PVC {pvc}{of}: {newest[1]}"
 
 
 def snapshot_error(snapshot: Mapping[str, Any]) -> str | None:
