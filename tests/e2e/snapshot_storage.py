@@ -6,7 +6,8 @@ What is real: the VolumeSnapshot CRDs as released with external-snapshotter (the
 files the cluster build vendors), and the API server's validation of every
 object. What is played here, in one thread, for one StorageClass of a made-up
 CSI driver: the snapshot machinery (a VolumeSnapshot of that driver's class gets
-its status: bound content name, creationTime, readyToUse, restoreSize) and the
+its status: bound content name, creationTime, readyToUse, restoreSize; a
+VolumeGroupSnapshot gets one member snapshot per PVC it selects) and the
 external-provisioner (a PVC of the class restored from a VolumeSnapshot gets a
 CSI PersistentVolume; a PVC cloned from a PVC gets the external-provisioner's
 `ProvisioningFailed` Event for a driver that cannot clone — a snapshot-only class).
@@ -37,12 +38,13 @@ CLONE_REFUSED = (
     "CLONE_VOLUME capability is not reported"
 )
 SNAPSHOT = ("snapshot.storage.k8s.io", "v1", "volumesnapshots")
+GROUP = ("groupsnapshot.storage.k8s.io", "v1", "volumegroupsnapshots")
 
 
 def crd_files(cache: Path) -> list[Path]:
     """The snapshot CRDs as the cluster build vendors them (none: not built here)."""
     for crd_dir in sorted((cache / "bin").glob("snapshotter-*/crd")):
-        return sorted(crd_dir.glob("snapshot.storage.k8s.io_*.yaml"))
+        return sorted(crd_dir.glob("*snapshot.storage.k8s.io_*.yaml"))
     return []
 
 
@@ -111,6 +113,48 @@ class SnapshotOnlyStorage:
                 *SNAPSHOT[:2], self.namespace, SNAPSHOT[2], meta["name"], body
             )
 
+    def _groups(self) -> None:
+        """A VolumeGroupSnapshot: one member VolumeSnapshot per PVC its selector picks,
+        owned by the group and naming its PVC (as the snapshot-controller makes them),
+        all cut at one instant."""
+        listed = self.custom.list_namespaced_custom_object(*GROUP[:2], self.namespace, GROUP[2])
+        for group in listed["items"]:
+            meta = group["metadata"]
+            if (group.get("status") or {}).get("readyToUse"):
+                continue
+            labels = group["spec"]["source"]["selector"].get("matchLabels") or {}
+            selector = ",".join(f"{k}={v}" for k, v in labels.items())
+            pvcs = self.core.list_namespaced_persistent_volume_claim(
+                self.namespace, label_selector=selector
+            ).items
+            owner = {"apiVersion": "groupsnapshot.storage.k8s.io/v1", "kind": "VolumeGroupSnapshot",
+                     "name": meta["name"], "uid": meta["uid"]}  # fmt: skip
+            for pvc in pvcs:
+                member = {
+                    "apiVersion": "snapshot.storage.k8s.io/v1",
+                    "kind": "VolumeSnapshot",
+                    "metadata": {
+                        "name": f"snapshot-{meta['uid'][:8]}-{pvc.metadata.name}",
+                        "ownerReferences": [owner],
+                    },
+                    "spec": {"source": {"persistentVolumeClaimName": pvc.metadata.name}},
+                }
+                try:
+                    self.custom.create_namespaced_custom_object(
+                        *SNAPSHOT[:2], self.namespace, SNAPSHOT[2], member
+                    )
+                except ApiException as e:
+                    if e.status != 409:
+                        raise
+            status = {
+                "boundVolumeGroupSnapshotContentName": f"groupsnapcontent-{meta['uid']}",
+                "creationTime": _now(),
+                "readyToUse": True,
+            }
+            self.custom.patch_namespaced_custom_object_status(
+                *GROUP[:2], self.namespace, GROUP[2], meta["name"], {"status": status}
+            )
+
     def _claims(self) -> None:
         for pvc in self.core.list_namespaced_persistent_volume_claim(self.namespace).items:
             spec = pvc.spec
@@ -154,6 +198,7 @@ class SnapshotOnlyStorage:
     def run(self) -> None:
         while not self.stop.is_set():
             try:
+                self._groups()
                 self._snapshots()
                 self._claims()
             except ApiException:

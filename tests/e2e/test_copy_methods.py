@@ -216,7 +216,9 @@ def snapshot_only(
         admin("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     admin("wait", "--for=condition=Established", "--timeout=30s",
           "crd/volumesnapshots.snapshot.storage.k8s.io",
-          "crd/volumesnapshotclasses.snapshot.storage.k8s.io")  # fmt: skip
+          "crd/volumesnapshotclasses.snapshot.storage.k8s.io",
+          "crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io",
+          "crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io")  # fmt: skip
     namespace = str(kubectl.namespace)
     name, driver = f"snap-only-{namespace}", f"snap-only-{namespace}.csi.test.cloning.dev"
     admin.apply(
@@ -235,6 +237,16 @@ def snapshot_only(
                 "metadata": {
                     "name": name,
                     "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"},
+                },
+                "driver": driver,
+                "deletionPolicy": "Delete",
+            },
+            {
+                "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+                "kind": "VolumeGroupSnapshotClass",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"groupsnapshot.storage.kubernetes.io/is-default-class": "true"},
                 },
                 "driver": driver,
                 "deletionPolicy": "Delete",
@@ -268,6 +280,7 @@ def snapshot_only(
         yield storage
     admin("delete", "storageclass", name, "--wait=false", check=False)
     admin("delete", "volumesnapshotclass", name, "--wait=false", check=False)
+    admin("delete", "volumegroupsnapshotclass", name, "--wait=false", check=False)
     admin("delete", "pv", f"{name}-src-0", f"{name}-src-1", "--wait=false", check=False)
 
 
@@ -293,6 +306,29 @@ def test_snapshot_copies_a_snapshot_only_class_and_removes_its_snapshots(
         assert pvc["spec"]["dataSource"]["kind"] == "VolumeSnapshot", pvc["spec"]
         assert pvc["status"]["phase"] == "Bound"
     assert snapshots_left(kubectl) == []
+
+
+def test_group_snapshot_takes_one_group_over_the_sources_volumes(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    kubectl.apply(operation("by-group", "snapsrc", copyMethod="GroupSnapshot"))
+    groups: set[str] = set()
+
+    def done() -> dict[str, Any] | None:
+        groups.update(g["metadata"]["uid"] for g in kubectl.items("volumegroupsnapshots"))
+        st = ((kubectl.get("cloningoperation", "by-group") or {}).get("status")) or {}
+        return st if st.get("finalized") else None
+
+    st = wait_for("by-group to finish", done, timeout=120)
+    assert (st["phase"], st["copyMethod"]) == ("Succeeded", "GroupSnapshot"), st
+    assert len(groups) == 1, "exactly one VolumeGroupSnapshot"
+    assert len({v["cutAt"] for v in st["volumes"]}) == 1, "one point in time for every volume"
+    for i in range(2):
+        data_source = kubectl.get("pvc", f"data-{st['targetCluster']}-{i}")["spec"]["dataSource"]
+        assert data_source["kind"] == "VolumeSnapshot"
+        assert data_source["name"].endswith(f"-data-snapsrc-{i}")  # the group's member
+    wait_for("the group and its members removed",
+             lambda: not kubectl.items("volumegroupsnapshots") and not snapshots_left(kubectl))  # fmt: skip
 
 
 def test_keep_snapshots_leaves_them_to_outlive_the_operation(

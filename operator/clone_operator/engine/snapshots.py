@@ -143,6 +143,8 @@ async def take(
         await _deleted_with_snapshots(funnel, list(by_source.values()))
     volumes = _volumes(pairs, by_source)
     point = snapshot_builders.cut_at(list(by_source.values())) if by_source else None
+    if plan.copy_method is CopyMethod.GROUP_SNAPSHOT and point is not None:
+        point = (groups[0].get("status") or {}).get("creationTime") or point  # one instant
     if ready and len(by_source) == len(pairs):
         snapshots = {src: str(s["metadata"]["name"]) for src, s in by_source.items()}
         return Cut(snapshots, point, volumes)
