@@ -100,6 +100,7 @@ def test_example_operation_clones_the_example_cluster(
     assert {c["type"]: c["status"] for c in st["conditions"]} == {
         "Ready": "True",
         "Progressing": "False",
+        "VolumesReady": "True",
     }
 
     sts = kubectl.get("statefulset", target)

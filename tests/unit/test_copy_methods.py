@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from clone_operator.api.cloningoperations import CopyMethod
+from clone_operator.api.cloningoperations import CloningOperationStatus, CopyMethod, VolumeStatus
 from clone_operator.api.policies import POLICIES
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import snapshots as snapshot_builders
+from clone_operator.reconcile import operations as rules
 from clone_operator.reconcile import storage, writes
 from clone_operator.reconcile.storage import Choice, Facts, Place, Refused, SnapshotClass, Volume
 from tests.unit.factories import plan
@@ -281,3 +282,24 @@ def test_the_policies_ask_for_snapshot_rights_only_for_the_snapshot_methods() ->
         assert "'resource': 'volumesnapshots'" in definition.required
         assert "== 'GroupSnapshot' ? [" in definition.required
         assert "'resource': 'volumegroupsnapshots'" in definition.required
+
+
+def test_volume_progress_and_the_stage_conditions() -> None:
+    now = "2026-12-02T07:00:00Z"
+    status = CloningOperationStatus(copy_method=CopyMethod.SNAPSHOT)
+    cutting = [VolumeStatus(name="data-t-0", source="data-s-0", snapshot="data-t-0")]
+    first = rules.cut_progress(status, cutting, None, now, 1)
+    assert first is not None
+    assert first.point_in_time is None
+    assert {c.type: c.status for c in first.conditions} == {"SnapshotsTaken": "False"}
+    cut = [cutting[0].model_copy(update={"cut_at": now, "snapshot_ready": True})]
+    done = rules.cut_progress(first, cut, now, now, 1)
+    assert done is not None
+    assert done.point_in_time == now
+    assert {c.type: c.status for c in done.conditions} == {"SnapshotsTaken": "True"}
+    assert rules.cut_progress(done, cut, now, now, 1) is None  # nothing new: no write
+    bound = rules.volumes_bound(done, {"data-t-0": ("data-s-0", True)}, now, 1)
+    assert bound is not None
+    assert (bound.volumes[0].bound, bound.volumes[0].snapshot) == (True, "data-t-0")
+    assert {c.type: c.status for c in bound.conditions}["VolumesReady"] == "True"
+    assert rules.volumes_bound(bound, {"data-t-0": ("data-s-0", True)}, now, 1) is None

@@ -94,6 +94,8 @@ class Waiting:
     volumes: list[VolumeStatus] | None = None
     """Per volume progress of a snapshot copy's cut (None: not looked at)."""
     point_in_time: str | None = None
+    bound: dict[str, tuple[str, bool]] | None = None
+    """Target volume → (its source PVC, whether it is Bound) (None: not looked at)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
                     for kept in await snapshots.owned(funnel, owner, namespace, kind):
                         await release(funnel, kept, owner)  # they outlive the request
             await hand_over(funnel, owner, namespace, ctx.parts.get(owner.uid))
+            ctx.metrics.stage_done("ready", target.method.value, target.started_at)
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
@@ -187,14 +190,16 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
             ctx.emit(target.owner_body, Reason.IDENTITY_REWRITTEN, audit(rewritten), False)
         if cut is not None:
             ctx.emit(target.owner_body, Reason.SNAPSHOTS_TAKEN, cut_message(cut), False)
+            ctx.metrics.stage_done("cut", target.method.value, target.started_at)
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
         wait = max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1)
         if cut is not None:
             return Waiting(wait, None, None, cut.volumes, cut.point_in_time)
         return Waiting(wait)
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
+    bound = None
     if target.method.copies_data and owner.uid not in ctx.volumes_bound:
-        refused = await storage_refusal(ctx, target)
+        refused, bound = await storage_refusal(ctx, target)
         if refused is not None:
             return Failed(Reason.STORAGE_REFUSED, refused)
         next_look = min(next_look or VOLUME_CHECK_SECONDS, VOLUME_CHECK_SECONDS)
@@ -211,16 +216,19 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         # Pod events wake the engine whenever a pod's scheduling changes; a deadline only
         # for a refused pod's grace, and for the safety net.
         next_look = cluster_rules.stuck_check_in(pods, now, grace) or IDLE
-    return Waiting(max(min(left, next_look), 0.1), readiness, note)
+    return Waiting(max(min(left, next_look), 0.1), readiness, note, bound=bound)
 
 
 VOLUME_CHECK_SECONDS = 10.0
 """How often a target whose volumes are not all bound looks for the storage's refusal."""
 
 
-async def storage_refusal(ctx: Context, target: Target) -> str | None:
+async def storage_refusal(
+    ctx: Context, target: Target
+) -> tuple[str | None, dict[str, tuple[str, bool]]]:
     """The storage's own words if it refused one of the target's volumes (a
-    ProvisioningFailed Event that retrying cannot fix); remembers when all are bound."""
+    ProvisioningFailed Event that retrying cannot fix), and each volume's source and
+    whether it is Bound; remembers when all are bound."""
     owner = target.owner
     pvcs = await ctx.kube.list(
         "v1",
@@ -228,16 +236,26 @@ async def storage_refusal(ctx: Context, target: Target) -> str | None:
         target.namespace,
         label_selector=f"{owner.uid_label}={owner.uid}",
     )
+    bound = {
+        p["metadata"]["name"]: (
+            str((p["metadata"].get("annotations") or {}).get(provenance.SOURCE) or "").rpartition(
+                "/"
+            )[2],
+            (p.get("status") or {}).get("phase") == "Bound",
+        )
+        for p in pvcs
+    }
     pending = {
         p["metadata"]["name"]: (p.get("spec") or {}).get("storageClassName")
         for p in pvcs
-        if (p.get("status") or {}).get("phase") != "Bound"
+        if not bound[p["metadata"]["name"]][1]
     }
     if pvcs and not pending:
         ctx.volumes_bound.add(owner.uid)
-        return None
+        ctx.metrics.stage_done("volumes", target.method.value, target.started_at)
+        return None, bound
     if not pending:
-        return None
+        return None, bound
     events = await ctx.kube.list(
         "v1",
         "Event",
@@ -247,8 +265,8 @@ async def storage_refusal(ctx: Context, target: Target) -> str | None:
     for name, storage_class in pending.items():
         refused = storage_rules.storage_refusal(events, name, storage_class)
         if refused is not None:
-            return refused
-    return None
+            return refused, bound
+    return None, bound
 
 
 def cut_message(cut: snapshots.Cut) -> str:

@@ -258,6 +258,14 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         )
         if cutting is not None and not await loop.write_status(ctx, op.body, cutting.wire()):
             return AGAIN
+    if followed.bound is not None:
+        binding = operation_rules.volumes_bound(
+            status, followed.bound, now_rfc3339(), op.generation
+        )
+        if binding is not None:
+            if not await loop.write_status(ctx, op.body, binding.wire()):
+                return AGAIN
+            status = binding
     if followed.readiness is not None:
         updated = operation_rules.progress(status, followed.readiness, now_rfc3339(), followed.note)
         if updated is not None and not await loop.write_status(ctx, op.body, updated.wire()):

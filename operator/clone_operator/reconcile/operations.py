@@ -197,6 +197,13 @@ def apply(
         conditions = set_condition(
             conditions, "Failed", True, transition.reason, transition.message, now, generation
         )
+    method = resolution.copy_method if resolution is not None else status.copy_method
+    if phase is Phase.SUCCEEDED and method is not None and method.copies_data:
+        # Every replica is ready, so every volume it mounts is Bound.
+        message = "every target volume is Bound (every replica is ready)"
+        conditions = set_condition(
+            conditions, "VolumesReady", True, Reason.VOLUMES_READY.value, message, now, generation
+        )
     updated = moved(
         status,
         {
@@ -260,6 +267,40 @@ def cut_progress(
             "conditions": conditions,
             "updated_at": now,
         }
+    )
+
+
+def volumes_bound(
+    status: CloningOperationStatus,
+    bound: dict[str, tuple[str, bool]],
+    now: str,
+    generation: int | None,
+) -> CloningOperationStatus | None:
+    """The status with each target volume's `bound`, and the `VolumesReady` condition;
+    None when unchanged."""
+    known = {v.name: v for v in status.volumes}
+    volumes = [
+        known[name].model_copy(update={"bound": is_bound})
+        if name in known
+        else VolumeStatus(name=name, source=source, bound=is_bound)
+        for name, (source, is_bound) in sorted(bound.items())
+    ]
+    volumes += [v for v in status.volumes if v.name not in bound]
+    if volumes == status.volumes:
+        return None
+    ready = bool(volumes) and all(v.bound for v in volumes)
+    count = sum(1 for v in volumes if v.bound)
+    conditions = set_condition(
+        status.conditions,
+        "VolumesReady",
+        ready,
+        Reason.VOLUMES_READY.value if ready else "Provisioning",
+        f"{count}/{len(volumes)} target volumes Bound",
+        now,
+        generation,
+    )
+    return status.model_copy(
+        update={"volumes": volumes, "conditions": conditions, "updated_at": now}
     )
 
 
