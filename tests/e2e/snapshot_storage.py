@@ -11,14 +11,17 @@ VolumeGroupSnapshot gets one member snapshot per PVC it selects) and the
 external-provisioner (a PVC of the class restored from a VolumeSnapshot gets a
 CSI PersistentVolume; a PVC cloned from a PVC gets the external-provisioner's
 `ProvisioningFailed` Event for a driver that cannot clone — a snapshot-only class).
-Faults on demand: a snapshot of a PVC annotated `test.cloning.dev/fail-snapshot:
-<message>` gets that message as its status.error, as a driver's failed CreateSnapshot
-does.
+Each ready snapshot gets a VolumeSnapshotContent with its class's deletionPolicy,
+deleted with its snapshot when that policy is Delete (as the snapshot-controller
+does), kept when it is Retain. Faults on demand, by annotations on the source PVC:
+its snapshots fail with a message (`FAIL`, as a driver's failed CreateSnapshot),
+come late (`DELAY` seconds), or are cut and never ready (`NEVER`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +35,11 @@ from kubernetes.client.exceptions import ApiException
 
 FAIL = "test.cloning.dev/fail-snapshot"
 """On a source PVC: its snapshots fail with this annotation's value as the storage's words."""
+DELAY = "test.cloning.dev/snapshot-delay"
+"""On a source PVC: its snapshots are cut and ready this many seconds after they are taken."""
+NEVER = "test.cloning.dev/snapshot-never-ready"
+"""On a source PVC: its snapshots are cut but never become ready."""
+CONTENT = ("snapshot.storage.k8s.io", "v1", "volumesnapshotcontents")
 CLONE_REFUSED = (
     'failed to provision volume with StorageClass "{cls}": error getting handle for DataSource '
     "Type PersistentVolumeClaim: CSI driver does not support clone operations: controller "
@@ -82,33 +90,96 @@ class SnapshotOnlyStorage:
             },
         }
 
-    def faults(self) -> dict[str, str]:
+    def faults(self) -> dict[str, dict[str, str]]:
         return {
-            p.metadata.name: p.metadata.annotations[FAIL]
+            p.metadata.name: dict(p.metadata.annotations or {})
             for p in self.core.list_namespaced_persistent_volume_claim(self.namespace).items
-            if FAIL in (p.metadata.annotations or {})
         }
+
+    def content(self, snap: dict[str, Any], name: str) -> None:
+        """The VolumeSnapshotContent of a ready snapshot, with its class's deletionPolicy."""
+        meta = snap["metadata"]
+        policy = "Delete"
+        class_name = snap["spec"].get("volumeSnapshotClassName")
+        if class_name:
+            cls = self.custom.get_cluster_custom_object(
+                "snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", class_name
+            )
+            policy = cls.get("deletionPolicy", "Delete")
+        body = {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotContent",
+            "metadata": {"name": name},
+            "spec": {
+                "deletionPolicy": policy,
+                "driver": self.driver,
+                "source": {"snapshotHandle": f"snap-{meta['uid']}"},
+                "volumeSnapshotRef": {
+                    "apiVersion": "snapshot.storage.k8s.io/v1",
+                    "kind": "VolumeSnapshot",
+                    "namespace": self.namespace,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
+        try:
+            self.custom.create_cluster_custom_object(*CONTENT[:2], CONTENT[2], body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    def _contents(self, live: set[str]) -> None:
+        """Contents whose snapshot is gone: deleted when their policy is Delete."""
+        for content in self.custom.list_cluster_custom_object(*CONTENT[:2], CONTENT[2])["items"]:
+            ref = content["spec"].get("volumeSnapshotRef") or {}
+            if ref.get("namespace") != self.namespace or ref.get("uid") in live:
+                continue
+            if content["spec"].get("deletionPolicy") == "Delete":
+                self.custom.delete_cluster_custom_object(
+                    *CONTENT[:2], CONTENT[2], content["metadata"]["name"]
+                )
 
     def _snapshots(self) -> None:
         listed = self.custom.list_namespaced_custom_object(
             *SNAPSHOT[:2], self.namespace, SNAPSHOT[2]
         )
+        faults = self.faults()
+        self._contents({s["metadata"]["uid"] for s in listed["items"]})
         for snap in listed["items"]:
             meta, status = snap["metadata"], snap.get("status") or {}
             if status.get("readyToUse") or status.get("error"):
                 continue
-            pvc = snap["spec"]["source"].get("persistentVolumeClaimName")
-            failure = self.faults().get(pvc)
-            body = {
-                "status": {"error": {"message": failure, "time": _now()}}
-                if failure
-                else {
-                    "boundVolumeSnapshotContentName": f"snapcontent-{meta['uid']}",
-                    "creationTime": _now(),
-                    "readyToUse": True,
-                    "restoreSize": "1Gi",
+            fault = faults.get(snap["spec"]["source"].get("persistentVolumeClaimName"), {})
+            age = (
+                time.time()
+                - datetime.fromisoformat(
+                    meta["creationTimestamp"].replace("Z", "+00:00")
+                ).timestamp()
+            )
+            if age < float(fault.get(DELAY, 0)):
+                continue
+            content = f"snapcontent-{meta['uid']}"
+            if FAIL in fault:
+                body: dict[str, Any] = {
+                    "status": {"error": {"message": fault[FAIL], "time": _now()}}
                 }
-            }
+            elif NEVER in fault:
+                if status.get("creationTime"):
+                    continue
+                body = {"status": {"boundVolumeSnapshotContentName": content,
+                                   "creationTime": _now(), "readyToUse": False}}  # fmt: skip
+            else:
+                if "volumeSnapshotClassName" in snap["spec"]:
+                    self.content(snap, content)
+                body = {
+                    "status": {
+                        "boundVolumeSnapshotContentName": content,
+                        "creationTime": _now(),
+                        "readyToUse": True,
+                        "restoreSize": "1Gi",
+                    }
+                }
             self.custom.patch_namespaced_custom_object_status(
                 *SNAPSHOT[:2], self.namespace, SNAPSHOT[2], meta["name"], body
             )

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.cluster import localcluster
-from tests.conftest import OperatorProcess
+from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e import snapshot_storage
 from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
 from tests.e2e.snapshot_storage import SnapshotOnlyStorage
@@ -406,3 +406,82 @@ def test_auto_takes_snapshots_for_a_requester_who_may(
     st = finished(kubectl, "auto-snap")
     assert (st["phase"], st["copyMethod"]) == ("Succeeded", "Snapshot"), st
     assert snapshots_left(kubectl) == []
+
+
+def retain_class(admin: Kubectl, storage: SnapshotOnlyStorage) -> str:
+    name = f"{storage.storage_class}-retain"
+    admin.apply(
+        {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotClass",
+            "metadata": {"name": name},
+            "driver": storage.driver,
+            "deletionPolicy": "Retain",
+        }
+    )
+    return name
+
+
+def contents_of(admin: Kubectl, namespace: str) -> dict[str, str]:
+    """This namespace's VolumeSnapshotContents: name → deletionPolicy."""
+    return {
+        c["metadata"]["name"]: c["spec"]["deletionPolicy"]
+        for c in admin.items("volumesnapshotcontents")
+        if c["spec"]["volumeSnapshotRef"].get("namespace") == namespace
+    }
+
+
+def test_a_retain_class_leaves_no_storage_snapshot_behind_unless_kept(
+    admin: Kubectl,
+    kubectl: Kubectl,
+    operator: OperatorProcess,
+    snapshot_only: SnapshotOnlyStorage,
+) -> None:
+    namespace, cls = str(kubectl.namespace), retain_class(admin, snapshot_only)
+    try:
+        kubectl.apply(operation("retained", "snapsrc", copyMethod="Snapshot",
+                                volumeSnapshotClassName=cls))  # fmt: skip
+        st = finished(kubectl, "retained")
+        assert (st["phase"], st["volumeSnapshotClass"]) == ("Succeeded", cls), st
+        assert snapshots_left(kubectl) == []
+        wait_for("no content left", lambda: contents_of(admin, namespace) == {} or None)
+        kubectl.apply(operation("retained-kept", "snapsrc", copyMethod="Snapshot",
+                                volumeSnapshotClassName=cls, keepSnapshots=True))  # fmt: skip
+        assert finished(kubectl, "retained-kept")["phase"] == "Succeeded"
+        assert len(snapshots_left(kubectl)) == 2
+        assert sorted(contents_of(admin, namespace).values()) == ["Retain", "Retain"]
+    finally:
+        admin("delete", "volumesnapshotclass", cls, "--wait=false", check=False)
+        for content in contents_of(admin, namespace):
+            admin("delete", "volumesnapshotcontent", content, "--wait=false", check=False)
+
+
+def test_an_operator_killed_mid_cut_leaves_nothing_behind(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    """SIGKILL while the snapshots are being cut: the next operator finds them by their
+    provenance, finishes the clone and removes them."""
+    for i in range(2):
+        kubectl("annotate", "pvc", f"data-snapsrc-{i}", f"{snapshot_storage.DELAY}=8")
+    kubectl.apply(operation("killed", "snapsrc", copyMethod="Snapshot"))
+    wait_for("the snapshots taken", lambda: len(snapshots_left(kubectl)) == 2)
+    operator.kill()
+    operator.start()
+    st = finished(kubectl, "killed")
+    assert (st["phase"], st["copyMethod"]) == ("Succeeded", "Snapshot"), st
+    assert snapshots_left(kubectl) == []
+
+
+def test_a_snapshot_that_never_becomes_ready_fails_at_the_deadline_not_the_timeout(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    operator.ensure({**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_SNAPSHOT_DEADLINE_SECONDS": "10"})
+    kubectl("annotate", "pvc", "data-snapsrc-0", f"{snapshot_storage.NEVER}=true")
+    started = time.monotonic()
+    kubectl.apply(operation("never", "snapsrc", copyMethod="Snapshot", timeoutSeconds=1800))
+    st = finished(kubectl, "never", timeout=90)
+    assert time.monotonic() - started < 60
+    assert (st["phase"], st["reason"]) == ("Failed", "StorageRefused"), st
+    assert "is not ready within 10 s of being taken (cut at " in st["message"], st
+    assert snapshots_left(kubectl) == []
+    assert made_by(kubectl, "never") == []

@@ -284,7 +284,11 @@ async def cut_of(
     ctx.keep_source(target.owner.uid, *source)  # the target is built from it after the cut
     plan = target.plan(*source)
     return await snapshots.take(
-        target.writes(ctx.kube), plan, target.snapshot_class, target.keep_snapshots
+        target.writes(ctx.kube),
+        plan,
+        target.snapshot_class,
+        target.keep_snapshots,
+        ctx.settings.snapshot_deadline_seconds,
     )
 
 

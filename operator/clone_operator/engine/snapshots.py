@@ -19,6 +19,7 @@ removes the storage's snapshot too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from clone_operator.api.cloningoperations import CopyMethod, VolumeStatus
 from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
@@ -94,8 +95,10 @@ async def take(
     plan: cluster_builders.ClusterPlan,
     class_name: str | None,
     keep: bool,
+    deadline: float,
 ) -> Cut | Cutting | Refused:
-    """One look at the cut: take what is missing, report what is ready."""
+    """One look at the cut: take what is missing, report what is ready; a snapshot the
+    storage refused, or that is not ready `deadline` seconds after it was taken, ends it."""
     from clone_operator.engine import clusters  # the engine that uses it; no cycle at import
 
     owner, namespace = plan.owner, plan.namespace
@@ -110,7 +113,9 @@ async def take(
                 funnel, [snapshot_builders.group_snapshot(plan, class_name)], owner
             )
         group = groups[0]
-        error = storage_rules.snapshot_error(group)
+        error = storage_rules.snapshot_error(group) or storage_rules.snapshot_late(
+            group, datetime.now(UTC), deadline
+        )
         if error is not None:
             return Refused(error)
         all_snaps = await funnel.kube.list(*VOLUME_SNAPSHOT, namespace)
@@ -133,7 +138,10 @@ async def take(
                 taken[made["spec"]["source"]["persistentVolumeClaimName"]] = made
         by_source = {src: taken[src] for src, _ in pairs if src in taken}
         for snap in by_source.values():
-            error = storage_rules.snapshot_error({"kind": "VolumeSnapshot", **snap})
+            body = {"kind": "VolumeSnapshot", **snap}
+            error = storage_rules.snapshot_error(body) or storage_rules.snapshot_late(
+                body, datetime.now(UTC), deadline
+            )
             if error is not None:
                 return Refused(error)
         ready = all((s.get("status") or {}).get("readyToUse") for s in by_source.values()) and len(

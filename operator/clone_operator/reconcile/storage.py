@@ -32,9 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from clone_operator.api.cloningoperations import CopyMethod
+from clone_operator.api.common import parse_rfc3339
 
 REGION_KEYS = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
 ZONE_KEYS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
@@ -352,6 +354,24 @@ def storage_refusal(
         return None
     of = f" (StorageClass {storage_class})" if storage_class else ""
     return f"the storage refused to provision PVC {pvc}{of}: {newest[1]}"
+
+
+def snapshot_late(snapshot: Mapping[str, Any], now: datetime, deadline: float) -> str | None:
+    """Why a snapshot that is neither cut nor ready `deadline` seconds after it was taken
+    ends the clone (None: it may still come)."""
+    status = snapshot.get("status") or {}
+    if status.get("readyToUse"):
+        return None
+    meta = snapshot.get("metadata") or {}
+    taken = meta.get("creationTimestamp")
+    if not taken or (now - parse_rfc3339(str(taken))).total_seconds() < deadline:
+        return None
+    state = f"cut at {status['creationTime']}" if status.get("creationTime") else "not cut"
+    return (
+        f"{snapshot.get('kind', 'VolumeSnapshot')} {meta.get('name')} is not ready within "
+        f"{deadline:g} s of being taken ({state}; the storage reports no error). The operator "
+        "setting snapshotDeadlineSeconds bounds this wait"
+    )
 
 
 def snapshot_error(snapshot: Mapping[str, Any]) -> str | None:
