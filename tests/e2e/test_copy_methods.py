@@ -373,6 +373,55 @@ def test_a_snapshot_the_storage_fails_ends_the_clone_and_leaves_nothing(
     assert made_by(kubectl, "snap-fails") == []
 
 
+CLUSTER_CLONE_RULES = [
+    {"apiGroups": ["cloning.dev"], "resources": ["cloningoperations"], "verbs": ["create", "get"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create"]},
+    {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims", "configmaps", "secrets"],
+     "verbs": ["get", "create"]},
+]  # fmt: skip
+SNAPSHOT_RULE = {
+    "apiGroups": ["snapshot.storage.k8s.io"],
+    "resources": ["volumesnapshots"],
+    "verbs": ["create"],
+}
+
+
+def token_requester(admin: Kubectl, kubectl: Kubectl, tmp_path: Path, snapshots: bool) -> Kubectl:
+    """kubectl as a ServiceAccount (a token-only kubeconfig) that may clone a cluster in
+    this namespace, and create VolumeSnapshots if `snapshots`."""
+    namespace = str(kubectl.namespace)
+    kubectl("create", "serviceaccount", "requester")
+    rules = [*CLUSTER_CLONE_RULES, *([SNAPSHOT_RULE] if snapshots else [])]
+    kubectl.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": "requester"}, "rules": rules})  # fmt: skip
+    kubectl("create", "rolebinding", "requester", "--role=requester",
+            f"--serviceaccount={namespace}:requester")  # fmt: skip
+    return Kubectl(
+        kubectl.binary, sa_kubeconfig(admin, namespace, "requester", tmp_path / "kc"), namespace
+    )
+
+
+def test_snapshot_methods_need_the_right_to_create_snapshots_at_apply(
+    admin: Kubectl, kubectl: Kubectl, crds: None, tmp_path: Path
+) -> None:
+    """The requester-rights policy, with a token-only kubeconfig: Snapshot and
+    GroupSnapshot are refused at apply without the snapshot rights; VolumeClone and
+    Auto are not (Auto uses snapshots only for a requester who holds them)."""
+    requester = token_requester(admin, kubectl, tmp_path, snapshots=False)
+    wait_for("the requester's rights",
+             lambda: requester.apply(operation("by-clone", "any", copyMethod="VolumeClone"),
+                                     check=False).returncode == 0)  # fmt: skip
+    assert requester.apply(operation("by-auto", "any"), check=False).returncode == 0
+    for method, resource in (("Snapshot", "volumesnapshots"),
+                             ("GroupSnapshot", "volumegroupsnapshots")):  # fmt: skip
+        refused = requester.apply(operation(f"by-{method.lower()}", "any", copyMethod=method),
+                                  check=False)  # fmt: skip
+        assert refused.returncode != 0
+        assert f"cannot create {resource}.groupsnapshot.storage.k8s.io" in refused.stderr or (
+            f"cannot create {resource}.snapshot.storage.k8s.io" in refused.stderr
+        ), refused.stderr
+
+
 def test_auto_takes_snapshots_for_a_requester_who_may(
     admin: Kubectl,
     kubectl: Kubectl,
@@ -383,21 +432,7 @@ def test_auto_takes_snapshots_for_a_requester_who_may(
     """A token-only requester with the rights of a cluster clone and `create
     volumesnapshots`: Auto picks Snapshot on the snapshot-only class."""
     namespace = str(kubectl.namespace)
-    kubectl("create", "serviceaccount", "requester")
-    rules = [
-        {"apiGroups": ["cloning.dev"], "resources": ["cloningoperations"], "verbs": ["create", "get"]},
-        {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create"]},
-        {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims", "configmaps", "secrets"],
-         "verbs": ["get", "create"]},
-        {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshots"], "verbs": ["create"]},
-    ]  # fmt: skip
-    kubectl.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                   "metadata": {"name": "requester"}, "rules": rules})  # fmt: skip
-    kubectl("create", "rolebinding", "requester", "--role=requester",
-            f"--serviceaccount={namespace}:requester")  # fmt: skip
-    requester = Kubectl(
-        kubectl.binary, sa_kubeconfig(admin, namespace, "requester", tmp_path / "kc"), namespace
-    )
+    requester = token_requester(admin, kubectl, tmp_path, snapshots=True)
     op = operation("auto-snap", "snapsrc")
     op["metadata"]["annotations"] = {
         "cloning.dev/requested-by": f"system:serviceaccount:{namespace}:requester"
@@ -485,3 +520,44 @@ def test_a_snapshot_that_never_becomes_ready_fails_at_the_deadline_not_the_timeo
     assert "is not ready within 10 s of being taken (cut at " in st["message"], st
     assert snapshots_left(kubectl) == []
     assert made_by(kubectl, "never") == []
+
+
+def clone_object(name: str, source: str, **options: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "cloning.dev/v1alpha1",
+        "kind": "CloneObject",
+        "metadata": {"name": name},
+        "spec": {"source": {"kind": "PersistentVolumeClaim", "name": source}, "options": options},
+    }
+
+
+def object_done(kubectl: Kubectl, name: str, timeout: float = 90) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        st = ((kubectl.get("cloneobject", name) or {}).get("status")) or {}
+        return st if st.get("finalized") else None
+
+    return wait_for(f"{name} to finish", done, timeout=timeout)
+
+
+def test_a_pvc_clone_object_by_snapshot_and_by_clone_on_a_snapshot_only_class(
+    kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
+) -> None:
+    kubectl.apply(
+        clone_object("pvc-snap", "data-snapsrc-0", name="copy-snap", copyMethod="Snapshot")
+    )
+    st = object_done(kubectl, "pvc-snap")
+    assert (st["state"], st["copyMethod"]) == ("Created", "Snapshot"), st
+    copy = kubectl.get("pvc", "copy-snap")
+    assert copy["spec"]["dataSource"]["kind"] == "VolumeSnapshot"
+    assert copy["status"]["phase"] == "Bound"
+    assert not copy["metadata"].get("ownerReferences")
+    assert snapshots_left(kubectl) == []
+    started = time.monotonic()
+    kubectl.apply(
+        clone_object("pvc-clone", "data-snapsrc-0", name="copy-clone", copyMethod="VolumeClone")
+    )
+    st = object_done(kubectl, "pvc-clone")
+    assert time.monotonic() - started < 60
+    assert st["state"] == "Failed", st
+    assert "CSI driver does not support clone operations" in st["errorMessages"][-1]
+    assert kubectl.get("pvc", "copy-clone") is None

@@ -18,6 +18,7 @@ from typing import Any
 from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 from clone_operator.builders import provenance
 from clone_operator.builders.clusters import ClusterPlan, metadata
+from clone_operator.builders.objects import CopyPlan
 
 
 def volume_snapshot(
@@ -29,6 +30,31 @@ def volume_snapshot(
     spec: dict[str, Any] = {"source": {"persistentVolumeClaimName": source_pvc}}
     if class_name:
         spec["volumeSnapshotClassName"] = class_name
+    return {
+        "apiVersion": VOLUME_SNAPSHOT[0],
+        "kind": VOLUME_SNAPSHOT[1],
+        "metadata": meta,
+        "spec": spec,
+    }
+
+
+def copy_snapshot(plan: CopyPlan, class_name: str | None) -> dict[str, Any]:
+    """The VolumeSnapshot a CloneObject of one PVC restores its destination from, named
+    as the destination (and owned, like it, while the copy is made)."""
+    source = plan.source["metadata"]["name"]
+    spec: dict[str, Any] = {"source": {"persistentVolumeClaimName": source}}
+    if class_name:
+        spec["volumeSnapshotClassName"] = class_name
+    meta = {
+        "name": plan.name,
+        "namespace": plan.namespace,
+        "labels": {**plan.labels, **plan.owner.labels()},
+        "annotations": {
+            **plan.owner.annotations(),
+            provenance.SOURCE: f"{plan.namespace}/{source}",
+        },
+        "ownerReferences": [plan.owner.reference()],
+    }
     return {
         "apiVersion": VOLUME_SNAPSHOT[0],
         "kind": VOLUME_SNAPSHOT[1],

@@ -26,11 +26,12 @@ from clone_operator.api.cloneobjects import (
     State,
 )
 from clone_operator.api.cloningoperations import CopyMethod
-from clone_operator.api.common import API_VERSION, now_rfc3339
+from clone_operator.api.common import API_VERSION, VOLUME_SNAPSHOT, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import objects as object_builders
 from clone_operator.builders import provenance
-from clone_operator.engine import clusters, loop, storage
+from clone_operator.builders import snapshots as snapshot_builders
+from clone_operator.engine import clusters, loop, snapshots, storage
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, ObjectLog, Resource
 from clone_operator.engine.writes import OutsideAdmitted, Writes
@@ -80,8 +81,15 @@ class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
             self.kind.value,
             self.destination_namespace,
             self.destination_name,
+            self.status.copy_method.value if self.status.copy_method else None,
         )
         return Writes(kube, admitted)
+
+    @property
+    def method(self) -> CopyMethod:
+        """The copy method a volume clone was started with (recorded in status)."""
+        method = self.status.copy_method or CopyMethod.VOLUME_CLONE
+        return CopyMethod.VOLUME_CLONE if method is CopyMethod.AUTO else method
 
     @property
     def started_at(self) -> str | None:
@@ -215,17 +223,10 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
 
 
 async def copy_method_of(ctx: Context, obj: CloneObject, source: JSON) -> CopyMethod:
-    """The copy method of a volume clone (raises Refused). A PVC's copy is a CSI clone
-    still: `Snapshot` of a single PVC is refused as not built yet, and `Auto` clones."""
+    """The copy method of a volume clone (raises Refused), as a CloningOperation's."""
     requested = obj.spec.options.copy_method or CopyMethod.AUTO
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
-        if requested.snapshots:
-            raise storage_rules.Refused(
-                f"copyMethod {requested.value} of a single PersistentVolumeClaim is not "
-                "supported yet; use VolumeClone (or Auto), or a CloningOperation of its cluster"
-            )
         pvcs = [obj.spec.source.name]
-        requested = CopyMethod.VOLUME_CLONE if requested is CopyMethod.AUTO else requested
     else:
         plan = cluster_builders.ClusterPlan(
             owner=obj.owner,
@@ -251,12 +252,23 @@ async def copy_method_of(ctx: Context, obj: CloneObject, source: JSON) -> CopyMe
 async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     if obj.kind is SourceKind.STATEFUL_SET:
         return await clone_cluster(ctx, obj, log)
+    snapshot = None
+    if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM and obj.method.snapshots:
+        cut = await snapshot_of(ctx, obj)
+        if isinstance(cut, snapshots.Refused):
+            return await fail(ctx, obj, Reason.STORAGE_REFUSED, cut.message, log)
+        if not isinstance(cut, str):
+            return cut  # not cut and ready yet: look again then
+        snapshot = cut
     try:
-        created = await ensure_copy(ctx, obj)
+        created = await ensure_copy(ctx, obj, snapshot)
     except COPY_ERRORS as e:
         return await fail(ctx, obj, *failure_of(obj, e), log)
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
         if not object_rules.pvc_bound(created):
+            refused = await refusal_of(ctx, obj, created)
+            if refused is not None:
+                return await fail(ctx, obj, Reason.STORAGE_REFUSED, refused, log)
             timeout = ctx.settings.object_timeout_seconds
             left = cluster_rules.seconds_left(obj.started_at, timeout, datetime.now(UTC))
             if left <= 0:
@@ -269,7 +281,13 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
                     log,
                 )
             return max(min(left, 5.0), 0.1)  # the PVC watch wakes us sooner
-        await clusters.release(obj.writes(ctx.kube), created, obj.owner)
+        funnel = obj.writes(ctx.kube)
+        if obj.method.snapshots and not obj.spec.options.keep_snapshots:
+            await snapshots.remove(funnel, obj.owner, obj.namespace)  # the copy is independent
+        elif obj.method.snapshots:
+            for kept in await snapshots.owned(funnel, obj.owner, obj.namespace, VOLUME_SNAPSHOT):
+                await clusters.release(funnel, kept, obj.owner)
+        await clusters.release(funnel, created, obj.owner)
     await move(
         ctx,
         obj,
@@ -315,7 +333,60 @@ def failure_of(obj: CloneObject, error: Exception) -> tuple[Reason, str]:
     )
 
 
-async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
+async def snapshot_of(ctx: Context, obj: CloneObject) -> str | float | snapshots.Refused:
+    """The VolumeSnapshot a PVC copy is restored from, once it is cut and ready (taken
+    here if missing); else how long until the next look, or the storage's refusal."""
+    funnel, name = obj.writes(ctx.kube), obj.destination_name
+    snap = await funnel.get(*VOLUME_SNAPSHOT, obj.namespace, name)
+    if snap is None:
+        source = await ctx.kube.get(
+            "v1", "PersistentVolumeClaim", obj.namespace, obj.spec.source.name
+        )
+        if source is None:
+            return snapshots.Refused(
+                f"source PersistentVolumeClaim {obj.spec.source.name} no longer exists"
+            )
+        plan = object_builders.CopyPlan(
+            owner=obj.owner, source=source, name=name, namespace=obj.namespace,
+            labels=obj.spec.options.labels,
+        )  # fmt: skip
+        try:
+            [snap] = await clusters.ensure(
+                funnel,
+                [
+                    snapshot_builders.copy_snapshot(
+                        plan, obj.spec.options.volume_snapshot_class_name
+                    )
+                ],
+                obj.owner,
+            )
+        except (clusters.TargetExists, OutsideAdmitted, Invalid) as e:
+            return snapshots.Refused(str(e))
+    body = {"apiVersion": VOLUME_SNAPSHOT[0], "kind": VOLUME_SNAPSHOT[1], **snap}
+    error = storage_rules.snapshot_error(body) or storage_rules.snapshot_late(
+        body, datetime.now(UTC), ctx.settings.snapshot_deadline_seconds
+    )
+    if error is not None:
+        return snapshots.Refused(error)
+    if not (snap.get("status") or {}).get("readyToUse"):
+        return snapshots.POLL_SECONDS
+    return name
+
+
+async def refusal_of(ctx: Context, obj: CloneObject, pvc: JSON) -> str | None:
+    """The storage's own words if it refused to provision the copy (ProvisioningFailed)."""
+    events = await ctx.kube.list(
+        "v1",
+        "Event",
+        obj.destination_namespace,
+        field_selector=f"involvedObject.name={obj.destination_name},"
+        f"reason={storage_rules.PROVISIONING_FAILED}",
+    )
+    storage_class = (pvc.get("spec") or {}).get("storageClassName")
+    return storage_rules.storage_refusal(events, obj.destination_name, storage_class)
+
+
+async def ensure_copy(ctx: Context, obj: CloneObject, snapshot: str | None = None) -> JSON:
     """Create the copy, or return it if this CloneObject created it before a restart."""
     owner = obj.owner
     existing = await ctx.kube.get(
@@ -342,6 +413,7 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
         annotations=obj.spec.options.annotations,
         overrides=obj.spec.options.overrides,
         source_size=size,
+        snapshot=snapshot,
     )
     copy = object_builders.build_copy(plan, obj.kind)
     [created] = await clusters.ensure(obj.writes(ctx.kube), [copy], owner)
