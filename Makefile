@@ -51,7 +51,7 @@ typecheck: venv ## mypy --strict.
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: venv crds-check chart-lint lint typecheck ## Everything CI runs: checks, unit tests, e2e tests on the local cluster.
+test: venv crds-check chart-lint docs lint typecheck ## Everything CI runs: checks, docs, unit tests, e2e tests on the local cluster.
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -81,6 +81,31 @@ bench-guard: venv ## The identity rewrite and its guard on 1 MB of hostile text:
 .PHONY: bench-api
 bench-api: venv cluster ## Benchmark the gateway: p50/p95 of create, get and list over 1,000 of each.
 	$(PY) -m tests.bench.api
+
+##@ Docs
+
+.PHONY: docs
+docs: venv ## Build the docs site into .artifacts/site (mkdocs --strict: a broken link fails); reference fresh.
+	$(PY) hack/config-reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+.PHONY: docs-reference
+docs-reference: venv ## Regenerate docs/reference/configuration.md from the settings models and values.yaml.
+	$(PY) hack/config-reference.py
+
+.PHONY: docs-serve
+docs-serve: venv ## Preview the docs site on http://127.0.0.1:8000.
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+##@ Deploy (the local cluster's real node)
+
+.PHONY: deploy
+deploy: venv cluster crds-apply ## Build the image, import it into the real node, helm upgrade --install the chart, wait Ready.
+	$(PY) hack/deploy.py up $(DEPLOY_ARGS)
+
+.PHONY: undeploy
+undeploy: venv ## Uninstall what `make deploy` installed (DEPLOY_RELEASE, DEPLOY_NAMESPACE).
+	$(PY) hack/deploy.py down
 
 ##@ CRDs
 
@@ -115,8 +140,9 @@ chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on t
 	$(VENV)/bin/checkov --config-file .checkov.yaml -d $(CHART_RENDERED) --framework kubernetes --quiet --compact
 
 .PHONY: chart-docs
-chart-docs: venv ## Regenerate the values table of the chart's README from values.yaml.
+chart-docs: venv ## Regenerate the values tables (the chart's README, the docs' configuration reference).
 	$(PY) hack/chart-values.py
+	$(PY) hack/config-reference.py
 
 .PHONY: chart-crds
 chart-crds: ## Copy crds/ into the chart (after `make crds`).

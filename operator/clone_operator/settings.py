@@ -47,7 +47,18 @@ class Settings(BaseSettings):
     allowed_regions: list[str] = []
     """When not empty, the only target regions accepted (aliases or label values)."""
     max_in_progress: Annotated[int, Field(ge=1)] = 10
-    """Cluster-wide limit of InProgress operations; the rest wait in Pending."""
+    """Cluster-wide limit of clones InProgress (CloningOperations, and CloneObjects of a
+    StatefulSet); the rest wait in Pending."""
+    max_in_progress_per_namespace: Annotated[int, Field(ge=1)] | None = None
+    """At most this many of those slots per namespace (the oldest waiter of a namespace
+    below its share goes first). Unset: half of maxInProgress, rounded up, so a namespace
+    whose clones never get ready leaves at least the other half to the others; set it to
+    maxInProgress for a cluster with one tenant."""
+    max_timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = 21600
+    """The longest spec.timeoutSeconds accepted: an operation asking more fails at once
+    (TimeoutTooLong, nothing made), and one already InProgress is bounded by it too.
+    Bounds how long a clone whose pods never get ready holds its slot. (Below 1800, the
+    CRD's default timeoutSeconds, an operation must ask for a shorter one.)"""
     unschedulable_grace_seconds: Annotated[int, Field(ge=0)] = 60
     """How long a target pod may stay unschedulable before the operation fails."""
     cluster_domain: Annotated[
@@ -92,6 +103,14 @@ class Settings(BaseSettings):
     Service's namespace, through which replicas share one self-signed certificate
     (they must: they share one caBundle). Empty: each replica makes its own (one
     replica only)."""
+    webhook_client_ca: str = ""
+    """PEM (or the path of a PEM file) of the CA that signs the API server's client
+    certificate for webhooks (its `--admission-control-config-file`): a review whose
+    client presents a certificate it signed is the API server's, and is answered in
+    full (the source's containers, other operations, regions). Any other caller,
+    and every caller when empty (managed clusters), is answered from the request
+    alone: nothing is read for it, so it learns nothing it did not send, and the
+    operator's own checks put the details in the resource's status."""
     log_format: LogFormat = LogFormat.TEXT
     """`text` for people, `json` for log pipelines."""
     health_port: Annotated[int, Field(ge=0, le=65535)] = 8080
@@ -123,3 +142,9 @@ class Settings(BaseSettings):
     """First retry delay; it doubles after every failed attempt ..."""
     smtp_max_retry_seconds: Annotated[float, Field(gt=0)] = 300.0
     """... up to this delay."""
+
+    @property
+    def namespace_share(self) -> int:
+        """The slots one namespace may hold (`max_in_progress_per_namespace`)."""
+        share = self.max_in_progress_per_namespace or -(-self.max_in_progress // 2)
+        return min(share, self.max_in_progress)

@@ -36,6 +36,20 @@ class Certificate:
     """PEM of the CA that signed `certfile`, for the webhook configuration's caBundle."""
 
 
+def client_ca(setting: str) -> str | None:
+    """The PEM of the CA that signs the API server's webhook client certificate: the
+    setting itself, or the file it names; None when unset. A value that holds no
+    certificate stops the operator at startup rather than silently trusting no one."""
+    if not setting.strip():
+        return None
+    text = setting if setting.lstrip().startswith("-----BEGIN") else Path(setting).read_text()
+    try:
+        x509.load_pem_x509_certificates(text.encode())
+    except ValueError as e:
+        raise ValueError(f"the webhook client CA holds no PEM certificate: {e}") from None
+    return text
+
+
 def mounted(directory: Path) -> Certificate:
     """A cert-manager style secret mounted as a directory: tls.crt, tls.key, ca.crt."""
     ca = directory / "ca.crt"

@@ -35,7 +35,8 @@ from clone_operator.gateway import views
 from clone_operator.gateway.kube import TABLE, Endpoint
 from tests.cluster import localcluster
 from tests.e2e.gateway import GatewayProcess, install_gateway_rbac
-from tests.e2e.kube import Kubectl, sa_kubeconfig, statefulset
+from tests.e2e.kube import Kubectl, sa_kubeconfig
+from tests.e2e.manifests import statefulset
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "bench-api"

@@ -30,7 +30,7 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from tests.cluster import localcluster
-from tests.e2e.kube import statefulset
+from tests.e2e.manifests import statefulset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -265,6 +265,7 @@ def main() -> int:
             **os.environ,
             "KUBECONFIG": str(paths.kubeconfig),
             "CLONE_OPERATOR_MAX_IN_PROGRESS": str(n),
+            "CLONE_OPERATOR_MAX_IN_PROGRESS_PER_NAMESPACE": str(n),  # one namespace
             "CLONE_OPERATOR_NAMESPACES": f'["{namespace}"]',
         }
         operator = start_operator(env, log_path)

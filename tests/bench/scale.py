@@ -34,7 +34,7 @@ from kubernetes import client, config
 
 from tests.bench.operations import cpu_seconds, operations, p95, peak_rss_mib, start_operator
 from tests.cluster import localcluster
-from tests.e2e.kube import statefulset
+from tests.e2e.manifests import statefulset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +94,7 @@ def run(
             **os.environ,
             "KUBECONFIG": str(paths.kubeconfig),
             "CLONE_OPERATOR_MAX_IN_PROGRESS": str(n),
+            "CLONE_OPERATOR_MAX_IN_PROGRESS_PER_NAMESPACE": str(n),  # one namespace
             "CLONE_OPERATOR_NAMESPACES": f'["{namespace}"]',
             "CLONE_OPERATOR_LEADER_ELECTION": "false",
             "CLONE_OPERATOR_METRICS_PORT": "0",

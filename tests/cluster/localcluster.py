@@ -29,7 +29,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: tests/cluster/localcluster.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.cluster import realnode
+from tests.cluster import realnode, webhookclient
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_NAME = "clone-operator"
@@ -149,7 +149,8 @@ def kwokctl_config(p: Paths, real_node: bool = False) -> str:
     port refused on every other interface, see realnode.py) and advertises that
     address, so pods reach it through the `kubernetes` Service; its certificate
     names the Service's IP; it authenticates to the kubelet with the admin
-    certificate (`kubectl logs`).
+    certificate (`kubectl logs`). To admission webhooks it presents a client
+    certificate of its own (webhookclient.py).
     """
     apiserver_args = [{"key": "advertise-address", "value": "127.0.0.1"}]
     if real_node:
@@ -161,6 +162,9 @@ def kwokctl_config(p: Paths, real_node: bool = False) -> str:
             {"key": "kubelet-client-key", "value": str(pki / "admin.key")},
             {"key": "kubelet-preferred-address-types", "value": "InternalIP"},
         ]
+    apiserver_args.append(
+        {"key": "admission-control-config-file", "value": str(webhook_client(p).admission_config)}
+    )
     config: dict[str, object] = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
@@ -249,6 +253,12 @@ def _audit_policy(p: Paths) -> Path:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
+
+
+def webhook_client(p: Paths) -> webhookclient.Files:
+    """The API server's client certificate for webhooks, and the CA the operator trusts
+    (made by `up`)."""
+    return webhookclient.files_in(p.workdir / "webhook-client")
 
 
 def audit_log(p: Paths) -> Path:
@@ -486,6 +496,7 @@ def up() -> Paths:
     build()
     p = paths()
     p.workdir.mkdir(parents=True, exist_ok=True)
+    webhookclient.ensure(webhook_client(p))
     np = node_paths(p)
     reason = realnode.unavailable_reason()
     other = realnode.owned_elsewhere(np)

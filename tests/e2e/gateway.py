@@ -14,6 +14,8 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,3 +152,56 @@ def shape(value: Any) -> Any:
     if value is None:
         return "null"
     return type(value).__name__
+
+
+@dataclass(frozen=True)
+class Refusal:
+    head: str
+    """The response's status line and headers (what arrived before the connection ended)."""
+    seconds: float
+    """From the request's first byte to the end of the response."""
+    sent: int
+    """Body bytes the client managed to send before the gateway closed the connection."""
+
+
+def stream_body(port: int, path: str, size: int, chunked: bool) -> Refusal:
+    """POST `size` bytes with no credentials over a raw socket (plainly sized, or chunked
+    with no length), reading the answer while sending; stops when the gateway closes."""
+    block = b"{" * 65536
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % size
+    received = bytearray()
+    closed = threading.Event()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+
+        def read() -> None:
+            try:
+                while data := s.recv(65536):
+                    received.extend(data)
+            except OSError:
+                pass  # a reset after the answer: the unread body was refused
+            closed.set()
+
+        start = time.monotonic()
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n%s\r\n\r\n"
+                  % (path.encode(), framing))  # fmt: skip
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        sent = 0
+        try:
+            while sent < size and not closed.is_set():
+                s.sendall(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+                sent += len(block)
+        except OSError:
+            pass  # the gateway closed the connection mid-body, as it should
+        closed.wait(10)
+        seconds = time.monotonic() - start
+    head = bytes(received).partition(b"\r\n\r\n")[0].decode(errors="replace")
+    return Refusal(head, seconds, sent)
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory (VmRSS), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")

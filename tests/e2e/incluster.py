@@ -40,6 +40,8 @@ CHART_VALUES = {
     "CLONE_OPERATOR_REGION_ALIASES": ("operator.regionAliases", True),
     "CLONE_OPERATOR_ALLOWED_REGIONS": ("operator.allowedRegions", True),
     "CLONE_OPERATOR_MAX_IN_PROGRESS": ("operator.maxInProgress", True),
+    "CLONE_OPERATOR_MAX_IN_PROGRESS_PER_NAMESPACE": ("operator.maxInProgressPerNamespace", True),
+    "CLONE_OPERATOR_MAX_TIMEOUT_SECONDS": ("operator.maxTimeoutSeconds", True),
     "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": ("operator.unschedulableGraceSeconds", True),
     "CLONE_OPERATOR_LOG_FORMAT": ("operator.logFormat", False),
     "CLONE_OPERATOR_SMTP_HOST": ("notifications.smtp.host", False),
@@ -64,6 +66,87 @@ METRICS_PORT = 8081  # the chart's metrics.port
 REPLICAS = 2  # the chart's default replicaCount
 
 
+def chart_values(
+    image: str, env: dict[str, str], host_address: str = realnode.GATEWAY
+) -> list[str]:
+    """`helm` arguments that run `image` on the real node with these operator settings.
+
+    Shared by the harness (`OperatorPod`) and `make deploy` (hack/deploy.py): the
+    image is imported into the node, never pulled; the CRDs are applied from crds/
+    beforehand; a local SMTP host is this machine as pods reach it.
+    """
+    repository, tag = image.rsplit(":", 1)
+    webhook = env.get("CLONE_OPERATOR_WEBHOOK_MODE", "off") != "off"
+    args = [
+        "--set", f"image.repository={repository}",
+        "--set", f"image.tag={tag}",
+        "--set", "image.pullPolicy=Never",  # imported into the node, never pulled
+        "--set", "crds.enabled=false",  # applied from crds/ (the tests, `make crds-apply`)
+        "--set", f"webhook.enabled={str(webhook).lower()}",
+        "--set", "operator.logFormat=json",
+        "--set", f"replicaCount={REPLICAS}",
+        "--set-json", f"nodeSelector={json.dumps({realnode.TAINT_KEY: 'true'})}",
+        "--set-json", "tolerations=" + json.dumps(
+            [{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+        ),
+    ]  # fmt: skip
+    extra = []
+    for name, value in env.items():
+        if name in PROCESS_ONLY:
+            continue
+        if name == "CLONE_OPERATOR_SMTP_HOST" and value in ("127.0.0.1", "localhost"):
+            value = host_address
+        if name == "CLONE_OPERATOR_WEBHOOK_CLIENT_CA":  # a file here, its PEM in the chart
+            args += ["--set-file", f"webhook.clientCA={value}"]
+        elif name in CHART_VALUES:
+            path, is_json = CHART_VALUES[name]
+            args += ["--set-json" if is_json else "--set-string", f"{path}={value}"]
+        else:
+            extra.append({"name": name, "value": value})
+    args += ["--set-json", f"extraEnv={json.dumps(extra)}"]
+    return args
+
+
+def helm_install(helm: list[str], release: str, namespace: str, values: list[str]) -> None:
+    """`helm upgrade --install` (values reset to these), waiting for the Deployment."""
+    result = subprocess.run(
+        [*helm, "upgrade", "--install", release, str(CHART),
+         "--namespace", namespace, "--create-namespace", "--reset-values",
+         *values, "--wait", "--timeout", "180s"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise AssertionError(f"helm upgrade --install {release}: {result.stderr}")
+
+
+def fullname(release: str) -> str:
+    """The chart's `clone-operator.fullname`: its Deployment's and its Lease's name."""
+    return release if "clone-operator" in release else f"{release}-clone-operator"
+
+
+def pods_of(kubectl: Kubectl, release: str) -> list[str]:
+    pods = kubectl.items("pod", "-l", f"app.kubernetes.io/instance={release}")
+    return [p["metadata"]["name"] for p in pods]
+
+
+def leader_of(kubectl: Kubectl, release: str) -> str | None:
+    """The pod named by the release's Lease holder (`<pod>_<random>`), if one holds it."""
+    lease = kubectl.get("lease", fullname(release))
+    holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
+    return holder.rsplit("_", 1)[0] or None
+
+
+def all_ready_and_leading(kubectl: Kubectl, release: str) -> str | None:
+    """The leading pod once every replica is Ready and one of them holds the Lease."""
+    pods = pods_of(kubectl, release)
+    dep = kubectl.get("deployment", fullname(release)) or {}
+    ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
+    leader = leader_of(kubectl, release)
+    if len(pods) != REPLICAS or ready != REPLICAS or leader not in pods:
+        return None
+    return leader
+
+
 class OperatorPod:
     """The chart's operator Deployment on the real node, driven like a process."""
 
@@ -77,7 +160,7 @@ class OperatorPod:
         self.kubectl = admin.in_namespace(namespace)
         self.helm = [str(helm), "--kubeconfig", str(admin.kubeconfig)]
         self.release, self.namespace = release, namespace
-        self.repository, self.tag = image.rsplit(":", 1)
+        self.image = image
         self.artifacts = artifacts
         self.env: dict[str, str] = {}
         self.installed_env: dict[str, str] | None = None
@@ -86,51 +169,15 @@ class OperatorPod:
 
     @property
     def deployment(self) -> str:
-        return f"{self.release}-clone-operator"
+        return fullname(self.release)
 
     # --- the chart ----------------------------------------------------------------------------
-
-    def values(self, env: dict[str, str]) -> list[str]:
-        """`helm` arguments for these operator settings (see the module docstring)."""
-        webhook = env.get("CLONE_OPERATOR_WEBHOOK_MODE", "off") != "off"
-        args = [
-            "--set", f"image.repository={self.repository}",
-            "--set", f"image.tag={self.tag}",
-            "--set", "image.pullPolicy=Never",  # imported into the node, never pulled
-            "--set", "crds.enabled=false",  # the session applies crds/ itself
-            "--set", f"webhook.enabled={str(webhook).lower()}",
-            "--set", "operator.logFormat=json",
-            "--set", f"replicaCount={REPLICAS}",
-            "--set-json", f"nodeSelector={json.dumps({realnode.TAINT_KEY: 'true'})}",
-            "--set-json", "tolerations=" + json.dumps(
-                [{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
-            ),
-        ]  # fmt: skip
-        extra = []
-        for name, value in env.items():
-            if name in PROCESS_ONLY:
-                continue
-            if name == "CLONE_OPERATOR_SMTP_HOST" and value in ("127.0.0.1", "localhost"):
-                value = self.host_address
-            if name in CHART_VALUES:
-                path, is_json = CHART_VALUES[name]
-                args += ["--set-json" if is_json else "--set-string", f"{path}={value}"]
-            else:
-                extra.append({"name": name, "value": value})
-        args += ["--set-json", f"extraEnv={json.dumps(extra)}"]
-        return args
 
     def install(self, env: dict[str, str]) -> None:
         """`helm upgrade --install` with these settings; returns once the pod is Ready."""
         self._save_log()
-        result = subprocess.run(
-            [*self.helm, "upgrade", "--install", self.release, str(CHART),
-             "--namespace", self.namespace, "--create-namespace", "--reset-values",
-             *self.values(env), "--wait", "--timeout", "180s"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise AssertionError(f"helm upgrade --install {self.release}: {result.stderr}")
+        values = chart_values(self.image, env, self.host_address)
+        helm_install(self.helm, self.release, self.namespace, values)
         self.installed_env = dict(env)
         self.env = dict(env)
         self._scale(REPLICAS)
@@ -204,9 +251,7 @@ class OperatorPod:
 
     def leader(self) -> str | None:
         """The pod named by the Lease's holder (`<pod>_<random>`), if one holds it."""
-        lease = self.kubectl.get("lease", self.deployment)
-        holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
-        return holder.rsplit("_", 1)[0] or None
+        return leader_of(self.kubectl, self.release)
 
     @property
     def monitoring_url(self) -> str:
@@ -216,19 +261,15 @@ class OperatorPod:
     # --- helpers ------------------------------------------------------------------------------
 
     def _pods(self) -> list[str]:
-        pods = self.kubectl.items("pod", "-l", f"app.kubernetes.io/instance={self.release}")
-        return [p["metadata"]["name"] for p in pods]
+        return pods_of(self.kubectl, self.release)
 
     def _scale(self, replicas: int) -> None:
         self.kubectl("scale", f"deployment/{self.deployment}", f"--replicas={replicas}")
 
     def _wait_started(self) -> None:
         def started() -> bool:
-            pods = self._pods()
-            dep = self.kubectl.get("deployment", self.deployment) or {}
-            ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
-            leader = self.leader()
-            if len(pods) != REPLICAS or ready != REPLICAS or leader not in pods:
+            leader = all_ready_and_leading(self.kubectl, self.release)
+            if leader is None:
                 return False
             self.pod = leader
             self.log_path = self.artifacts / f"operator-{self.pod}.log"

@@ -88,66 +88,6 @@ def wait_for(
     )
 
 
-def statefulset(
-    name: str,
-    replicas: int = 3,
-    image: str = "typesense/typesense:27.1",
-    claims: list[str] | None = None,
-    region: str | None = None,
-    size: str = "1Gi",
-) -> list[dict[str, Any]]:
-    """A source cluster: StatefulSet with volumeClaimTemplates and its headless Service."""
-    labels = {"app": name}
-    pod_spec: dict[str, Any] = {
-        "containers": [
-            {
-                "name": "server",
-                "image": image,
-                "ports": [{"containerPort": 8108, "name": "http"}],
-                "volumeMounts": [{"name": c, "mountPath": f"/{c}"} for c in (claims or ["data"])],
-            }
-        ]
-    }
-    if region:
-        pod_spec["nodeSelector"] = {"topology.kubernetes.io/region": region}
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "clusterIP": "None",
-                "selector": labels,
-                "ports": [{"port": 8108, "name": "http"}],
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "serviceName": name,
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": {**labels, "tier": "search"}},
-                    "spec": pod_spec,
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": c},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": size}},
-                        },
-                    }
-                    for c in (claims or ["data"])
-                ],
-            },
-        },
-    ]
-
-
 def ready_replicas(kubectl: Kubectl, name: str) -> int:
     sts = kubectl.get("statefulset", name)
     return int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)

@@ -3,38 +3,34 @@ mode) or through the chart's Service (the operator's pod on the real node)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import json
+import ssl
+import urllib.request
+import uuid
+from typing import Any
 
 import pytest
 
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import Kubectl, make_unplaceable, statefulset, wait_for
-from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
+from tests.cluster import localcluster
+from tests.e2e.clones import source_cluster, wait_phase
+from tests.e2e.harness import (
+    DEFAULT_OPERATOR_ENV,
+    WEBHOOK_CLIENT_CA,
+    WEBHOOK_CONFIGURATION,
+    WEBHOOK_ENV,
+    OperatorProcess,
+)
+from tests.e2e.kube import Kubectl, make_unplaceable, wait_for
+from tests.e2e.manifests import operation, statefulset
 
 pytestmark = pytest.mark.e2e
-
-WEBHOOK_ENV = {**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_WEBHOOK_MODE": "local"}
-CONFIGURATION = "clone-operator.cloning.dev"
-
-
-@pytest.fixture
-def webhook(operator: OperatorProcess, admin: Kubectl) -> Iterator[OperatorProcess]:
-    """The operator serving its webhook; the configuration is removed afterwards."""
-    operator.ensure({**WEBHOOK_ENV, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
-    wait_for(
-        "the webhook configuration",
-        lambda: admin.get("validatingwebhookconfiguration", CONFIGURATION),
-    )
-    yield operator
-    operator.stop()
-    admin("delete", "validatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
-    admin("delete", "mutatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
 
 
 def test_webhook_configuration_reviews_creates_only(
     webhook: OperatorProcess, admin: Kubectl
 ) -> None:
-    config = admin.get("validatingwebhookconfiguration", CONFIGURATION)
+    config = admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
     [hook] = config["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
     assert hook["rules"][0]["operations"] == ["CREATE"]
@@ -49,7 +45,9 @@ def test_webhook_configuration_reviews_creates_only(
 
 
 def test_bad_operations_are_refused_at_apply(webhook: OperatorProcess, kubectl: Kubectl) -> None:
-    refused = kubectl.apply(operation("nowhere", "missing", targetRegion="mars-1"), check=False)
+    refused = kubectl.apply(
+        operation("nowhere", "missing", targetRegion="mars-1", timeoutSeconds=86400), check=False
+    )
     assert refused.returncode != 0
     assert "denied the request" in refused.stderr
     assert (
@@ -57,6 +55,7 @@ def test_bad_operations_are_refused_at_apply(webhook: OperatorProcess, kubectl: 
         in refused.stderr
     )
     assert "spec.targetRegion: unknown target region 'mars-1'; valid regions:" in refused.stderr
+    assert "spec.timeoutSeconds: 86400 is more than this operator allows" in refused.stderr
     assert kubectl.get("cloningoperation", "nowhere") is None
 
     source_cluster(kubectl, "db", replicas=1)
@@ -99,3 +98,106 @@ def test_operator_enforces_rules_when_webhook_is_down(
     webhook.ensure(DEFAULT_OPERATOR_ENV)
     st = wait_phase(kubectl, "far", {"Succeeded", "Failed", "Canceled"})
     assert (st["phase"], st["reason"]) == ("Failed", "UnknownRegion")
+
+
+def review(namespace: str, source: str, operation_name: str = "CREATE") -> dict[str, Any]:
+    """An AdmissionReview as anyone can write one: it names whatever namespace it likes."""
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "cloning.dev", "version": "v1alpha1", "kind": "CloningOperation"},
+            "resource": {"group": "cloning.dev", "version": "v1alpha1",
+                         "resource": "cloningoperations"},
+            "namespace": namespace,
+            "operation": operation_name,
+            "userInfo": {"username": "system:serviceaccount:elsewhere:mallory"},
+            "object": operation("probe", source, serverContainer="zz")
+            | {"metadata": {"name": "probe", "namespace": namespace}},
+        },
+    }  # fmt: skip
+
+
+def send_review(
+    webhook: OperatorProcess, admin: Kubectl, body: dict[str, Any], client_cert: bool
+) -> dict[str, Any]:
+    """POST a review straight to the webhook's port (what the API server would call), with
+    or without the API server's client certificate; the answer's `response`. In a pod:
+    to a pod's address, as any other pod could (the certificate names the Service)."""
+    # kopf creates the configuration empty, then fills in its webhooks once it serves.
+    hook = wait_for(
+        "the webhook to be published",
+        lambda: (
+            (c := admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION))
+            and c.get("webhooks")
+            and c["webhooks"][0]
+        ),
+    )
+    config = hook["clientConfig"]
+    context = ssl.create_default_context(cadata=base64.b64decode(config["caBundle"]).decode())
+    if client_cert:
+        files = localcluster.webhook_client(localcluster.paths())
+        context.load_cert_chain(files.client_cert, files.client_key)
+    url = config.get("url")
+    if url is None:
+        service = config["service"]
+        address = webhook.pod_ips()[0]  # type: ignore[attr-defined]  # an OperatorPod
+        url = f"https://{address}:{service['port']}{service.get('path', '')}"
+        context.check_hostname = False  # still verified against the caBundle
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+        response: dict[str, Any] = json.loads(answer.read())["response"]
+    assert response.pop("uid") == body["request"]["uid"]
+    return response
+
+
+def test_a_forged_review_learns_nothing_of_another_namespace(
+    webhook: OperatorProcess, admin: Kubectl, kubectl: Kubectl
+) -> None:
+    """Whoever reaches the webhook's port may name any namespace in a review: without the
+    API server's client certificate, the answer is the same whether the source exists
+    or not, and names nothing read; the API server's own review gets the details."""
+    kubectl.apply(statefulset("private-db", replicas=1))
+    victim = kubectl.namespace
+    existing, missing = review(victim, "private-db"), review(victim, "no-such-db")
+
+    forged = [send_review(webhook, admin, r, client_cert=False) for r in (existing, missing)]
+    assert forged[0] == forged[1], forged
+    assert forged[0]["allowed"] is True
+    assert "server" not in json.dumps(forged[0])  # nothing read: not even refused
+    # Another operation (kopf never filters handlers by it) reads nothing either.
+    assert send_review(webhook, admin, review(victim, "private-db", "UPDATE"), client_cert=True)[
+        "allowed"
+    ]
+
+    known = send_review(webhook, admin, existing, client_cert=True)
+    assert known["allowed"] is False
+    assert "the source has no container 'zz' (it has: server)" in known["status"]["message"]
+    unknown = send_review(webhook, admin, missing, client_cert=True)
+    assert f"StatefulSet {victim}/no-such-db does not exist" in unknown["status"]["message"]
+
+
+def test_without_a_client_ca_bad_operations_are_admitted_and_fail_in_status(
+    operator: OperatorProcess, admin: Kubectl, kubectl: Kubectl
+) -> None:
+    """A managed cluster (no client certificate for the API server): even the API
+    server's reviews are answered from the request alone; the operator puts the reason in
+    the status, which only those who may read the resource see."""
+    env = {k: v for k, v in WEBHOOK_ENV.items() if k not in WEBHOOK_CLIENT_CA}
+    operator.ensure({**env, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
+    try:
+        wait_for("the webhook configuration",
+                 lambda: admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION))  # fmt: skip
+        kubectl.apply(operation("unjudged", "missing", targetRegion="mars-1"))
+        st = wait_phase(kubectl, "unjudged", {"Succeeded", "Failed", "Canceled"})
+        assert st["phase"] == "Failed", st
+        assert "missing" in st["message"], st
+    finally:
+        operator.stop()
+        admin(
+            "delete", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found"
+        )
+        admin("delete", "mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found")

@@ -9,31 +9,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.clones import wait_state
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
+from tests.e2e.manifests import clone_object
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
-TERMINAL = {"Created", "Failed"}
-
-
-def clone_object(name: str, kind: str, source: str, /, **options: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cloning.dev/v1alpha1",
-        "kind": "CloneObject",
-        "metadata": {"name": name},
-        "spec": {"source": {"kind": kind, "name": source}, "options": options},
-    }
-
-
-def wait_state(kubectl: Kubectl, name: str, timeout: float = 90) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        obj = kubectl.get("cloneobject", name)
-        st = (obj or {}).get("status") or {}
-        return st if st.get("state") in TERMINAL and st.get("finalized") else None
-
-    return wait_for(f"CloneObject {name} to finish", done, timeout=timeout)
 
 
 def apply_sources(kubectl: Kubectl) -> None:

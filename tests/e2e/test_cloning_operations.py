@@ -14,70 +14,24 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import localcluster
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import (
-    Kubectl,
-    make_unplaceable,
-    owned_canary,
-    ready_replicas,
-    statefulset,
-    wait_for,
+from tests.e2e.clones import (
+    OWNED_KINDS,
+    TERMINAL,
+    kill_repeatedly,
+    owned,
+    source_cluster,
+    status_of,
+    uid_of,
+    wait_finalized,
+    wait_phase,
 )
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.kube import Kubectl, make_unplaceable, owned_canary, ready_replicas, wait_for
+from tests.e2e.manifests import operation, statefulset
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
-TERMINAL = {"Succeeded", "Failed", "Canceled"}
-OWNED_KINDS = ("statefulsets", "services", "persistentvolumeclaims", "configmaps", "secrets")
-
-
-def operation(name: str, source: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cloning.dev/v1alpha1",
-        "kind": "CloningOperation",
-        "metadata": {"name": name},
-        "spec": {"sourceCluster": source, **spec},
-    }
-
-
-def status_of(kubectl: Kubectl, name: str) -> dict[str, Any]:
-    op = kubectl.get("cloningoperation", name)
-    return dict((op or {}).get("status") or {})
-
-
-def wait_phase(
-    kubectl: Kubectl, name: str, phases: set[str], timeout: float = 90
-) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        st = status_of(kubectl, name)
-        return st if st.get("phase") in phases else None
-
-    return wait_for(f"{name} to reach {sorted(phases)}", reached, timeout=timeout)
-
-
-def wait_finalized(kubectl: Kubectl, name: str, timeout: float = 90) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        st = status_of(kubectl, name)
-        return st if st.get("finalized") else None
-
-    return wait_for(f"{name} to be finalized", done, timeout=timeout)
-
-
-def owned(kubectl: Kubectl, uid: str) -> dict[str, list[str]]:
-    selector = f"cloning.dev/operation-uid={uid}"
-    return {
-        kind: sorted(o["metadata"]["name"] for o in kubectl.items(kind, "-l", selector))
-        for kind in OWNED_KINDS
-    }
-
-
-def uid_of(kubectl: Kubectl, kind: str, name: str) -> str:
-    return str(kubectl.get(kind, name)["metadata"]["uid"])
-
-
-def source_cluster(kubectl: Kubectl, name: str, replicas: int = 3, **kw: Any) -> None:
-    kubectl.apply(statefulset(name, replicas=replicas, **kw))
-    wait_for(f"source {name} ready", lambda: ready_replicas(kubectl, name) == replicas, timeout=90)
 
 
 def test_example_operation_clones_the_example_cluster(
@@ -368,14 +322,6 @@ def test_sources_of_any_shape_clone(kubectl: Kubectl, operator: OperatorProcess)
     for name, pvc in pvcs.items():
         claim, ordinal = name.split("-")[0], name.rsplit("-", 1)[1]
         assert pvc["spec"]["dataSource"]["name"] == f"{claim}-multi-{ordinal}"
-
-
-def kill_repeatedly(operator: OperatorProcess, delays: tuple[float, ...]) -> None:
-    """Kill the operator hard (SIGKILL) after each delay, and start it again."""
-    for delay in delays:
-        time.sleep(delay)
-        operator.kill()
-        operator.start()
 
 
 def test_operator_killed_mid_flight_resumes_without_duplicates_or_orphans(

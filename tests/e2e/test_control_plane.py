@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import localcluster
-from tests.e2e.kube import Kubectl, ready_replicas, statefulset, wait_for
+from tests.e2e.kube import Kubectl, ready_replicas, wait_for
+from tests.e2e.manifests import statefulset
 
 pytestmark = pytest.mark.e2e
 

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cluster import localcluster
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e import snapshot_storage
-from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
+from tests.e2e.clones import TERMINAL, wait_state
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.kube import Kubectl, ready_replicas, wait_for
+from tests.e2e.manifests import clone_object, operation, statefulset
+from tests.e2e.requesters import Requester
 from tests.e2e.snapshot_storage import SnapshotOnlyStorage
-from tests.e2e.test_cloning_operations import TERMINAL, operation
 
 pytestmark = pytest.mark.e2e
 
@@ -373,49 +374,31 @@ def test_a_snapshot_the_storage_fails_ends_the_clone_and_leaves_nothing(
     assert made_by(kubectl, "snap-fails") == []
 
 
-CLUSTER_CLONE_RULES = [
-    {"apiGroups": ["cloning.dev"], "resources": ["cloningoperations"], "verbs": ["create", "get"]},
-    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create"]},
-    {"apiGroups": [""], "resources": ["services", "persistentvolumeclaims", "configmaps", "secrets"],
-     "verbs": ["get", "create"]},
-]  # fmt: skip
-SNAPSHOT_RULE = {
-    "apiGroups": ["snapshot.storage.k8s.io"],
-    "resources": ["volumesnapshots"],
-    "verbs": ["create"],
-}
-
-
-def token_requester(admin: Kubectl, kubectl: Kubectl, tmp_path: Path, snapshots: bool) -> Kubectl:
-    """kubectl as a ServiceAccount (a token-only kubeconfig) that may clone a cluster in
-    this namespace, and create VolumeSnapshots if `snapshots`."""
-    namespace = str(kubectl.namespace)
-    kubectl("create", "serviceaccount", "requester")
-    rules = [*CLUSTER_CLONE_RULES, *([SNAPSHOT_RULE] if snapshots else [])]
-    kubectl.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                   "metadata": {"name": "requester"}, "rules": rules})  # fmt: skip
-    kubectl("create", "rolebinding", "requester", "--role=requester",
-            f"--serviceaccount={namespace}:requester")  # fmt: skip
-    return Kubectl(
-        kubectl.binary, sa_kubeconfig(admin, namespace, "requester", tmp_path / "kc"), namespace
-    )
+def may_clone_a_cluster(requester: Requester, snapshots: bool) -> None:
+    """The rights a cluster clone needs, and `create volumesnapshots` if `snapshots`."""
+    home = requester.home
+    requester.allow(home, "get,create", "statefulsets.apps")
+    for resource in ("services", "persistentvolumeclaims", "configmaps", "secrets"):
+        requester.allow(home, "get,create", resource)
+    if snapshots:
+        requester.allow(home, "create", "volumesnapshots.snapshot.storage.k8s.io")
 
 
 def test_snapshot_methods_need_the_right_to_create_snapshots_at_apply(
-    admin: Kubectl, kubectl: Kubectl, crds: None, tmp_path: Path
+    requester: Requester, crds: None
 ) -> None:
     """The requester-rights policy, with a token-only kubeconfig: Snapshot and
     GroupSnapshot are refused at apply without the snapshot rights; VolumeClone and
     Auto are not (Auto uses snapshots only for a requester who holds them)."""
-    requester = token_requester(admin, kubectl, tmp_path, snapshots=False)
-    wait_for("the requester's rights",
-             lambda: requester.apply(operation("by-clone", "any", copyMethod="VolumeClone"),
-                                     check=False).returncode == 0)  # fmt: skip
-    assert requester.apply(operation("by-auto", "any"), check=False).returncode == 0
+    may_clone_a_cluster(requester, snapshots=False)
+    as_requester = requester.kubectl
+    by_clone = operation("by-clone", "any", copyMethod="VolumeClone")
+    assert as_requester.apply(by_clone, check=False).returncode == 0
+    assert as_requester.apply(operation("by-auto", "any"), check=False).returncode == 0
     for method, resource in (("Snapshot", "volumesnapshots"),
                              ("GroupSnapshot", "volumegroupsnapshots")):  # fmt: skip
-        refused = requester.apply(operation(f"by-{method.lower()}", "any", copyMethod=method),
-                                  check=False)  # fmt: skip
+        refused = as_requester.apply(operation(f"by-{method.lower()}", "any", copyMethod=method),
+                                     check=False)  # fmt: skip
         assert refused.returncode != 0
         assert f"cannot create {resource}.groupsnapshot.storage.k8s.io" in refused.stderr or (
             f"cannot create {resource}.snapshot.storage.k8s.io" in refused.stderr
@@ -423,21 +406,17 @@ def test_snapshot_methods_need_the_right_to_create_snapshots_at_apply(
 
 
 def test_auto_takes_snapshots_for_a_requester_who_may(
-    admin: Kubectl,
     kubectl: Kubectl,
     operator: OperatorProcess,
     snapshot_only: SnapshotOnlyStorage,
-    tmp_path: Path,
+    requester: Requester,
 ) -> None:
     """A token-only requester with the rights of a cluster clone and `create
     volumesnapshots`: Auto picks Snapshot on the snapshot-only class."""
-    namespace = str(kubectl.namespace)
-    requester = token_requester(admin, kubectl, tmp_path, snapshots=True)
+    may_clone_a_cluster(requester, snapshots=True)
     op = operation("auto-snap", "snapsrc")
-    op["metadata"]["annotations"] = {
-        "cloning.dev/requested-by": f"system:serviceaccount:{namespace}:requester"
-    }
-    wait_for("the requester's rights", lambda: requester.apply(op, check=False).returncode == 0)
+    op["metadata"]["annotations"] = {"cloning.dev/requested-by": requester.username}
+    requester.kubectl.apply(op)
     st = finished(kubectl, "auto-snap")
     assert (st["phase"], st["copyMethod"]) == ("Succeeded", "Snapshot"), st
     assert snapshots_left(kubectl) == []
@@ -522,30 +501,19 @@ def test_a_snapshot_that_never_becomes_ready_fails_at_the_deadline_not_the_timeo
     assert made_by(kubectl, "never") == []
 
 
-def clone_object(name: str, source: str, **options: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cloning.dev/v1alpha1",
-        "kind": "CloneObject",
-        "metadata": {"name": name},
-        "spec": {"source": {"kind": "PersistentVolumeClaim", "name": source}, "options": options},
-    }
-
-
-def object_done(kubectl: Kubectl, name: str, timeout: float = 90) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        st = ((kubectl.get("cloneobject", name) or {}).get("status")) or {}
-        return st if st.get("finalized") else None
-
-    return wait_for(f"{name} to finish", done, timeout=timeout)
-
-
 def test_a_pvc_clone_object_by_snapshot_and_by_clone_on_a_snapshot_only_class(
     kubectl: Kubectl, operator: OperatorProcess, snapshot_only: SnapshotOnlyStorage
 ) -> None:
     kubectl.apply(
-        clone_object("pvc-snap", "data-snapsrc-0", name="copy-snap", copyMethod="Snapshot")
+        clone_object(
+            "pvc-snap",
+            "PersistentVolumeClaim",
+            "data-snapsrc-0",
+            name="copy-snap",
+            copyMethod="Snapshot",
+        )
     )
-    st = object_done(kubectl, "pvc-snap")
+    st = wait_state(kubectl, "pvc-snap")
     assert (st["state"], st["copyMethod"]) == ("Created", "Snapshot"), st
     copy = kubectl.get("pvc", "copy-snap")
     assert copy["spec"]["dataSource"]["kind"] == "VolumeSnapshot"
@@ -554,9 +522,15 @@ def test_a_pvc_clone_object_by_snapshot_and_by_clone_on_a_snapshot_only_class(
     assert snapshots_left(kubectl) == []
     started = time.monotonic()
     kubectl.apply(
-        clone_object("pvc-clone", "data-snapsrc-0", name="copy-clone", copyMethod="VolumeClone")
+        clone_object(
+            "pvc-clone",
+            "PersistentVolumeClaim",
+            "data-snapsrc-0",
+            name="copy-clone",
+            copyMethod="VolumeClone",
+        )
     )
-    st = object_done(kubectl, "pvc-clone")
+    st = wait_state(kubectl, "pvc-clone")
     assert time.monotonic() - started < 60
     assert st["state"] == "Failed", st
     assert "CSI driver does not support clone operations" in st["errorMessages"][-1]

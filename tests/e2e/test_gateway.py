@@ -22,10 +22,19 @@ import pytest
 
 from clone_operator import webhook_certs
 from tests.cluster import localcluster
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.gateway import GatewayProcess, Response, curl, install_gateway_rbac, shape
+from tests.e2e.clones import source_cluster
+from tests.e2e.gateway import (
+    GatewayProcess,
+    Response,
+    curl,
+    install_gateway_rbac,
+    rss_kib,
+    shape,
+    stream_body,
+)
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e.kube import Kubectl, make_unplaceable, sa_kubeconfig, wait_for
-from tests.e2e.test_cloning_operations import operation, source_cluster
+from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
 
@@ -544,3 +553,29 @@ def test_https_when_given_a_certificate(gateway: GatewayProcess, alice: Caller) 
         assert set(listed.json()) == {"meta", "clone_objects"}
     finally:
         secure.stop()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["sized", "chunked"])
+def test_an_unauthenticated_50_mib_body_is_refused_within_a_second(
+    gateway: GatewayProcess, chunked: bool
+) -> None:
+    """No token and 50 MiB: refused 413 before the body is read (sized) or as soon as it
+    passes the limit (chunked), the connection closed, and the gateway holds none of it."""
+    before = rss_kib(gateway.proc.pid)
+    refusal = stream_body(gateway.port, "/api/admin/clone_objects", 50 * 2**20, chunked)
+    grown = rss_kib(gateway.proc.pid) - before
+    assert refusal.head.startswith("HTTP/1.1 413 "), refusal
+    assert "connection: close" in refusal.head.lower()
+    assert refusal.seconds < 1, refusal
+    assert refusal.sent < 50 * 2**20  # it stopped reading: the client could not send it all
+    assert grown < 10 * 1024, f"the gateway's RSS grew by {grown} KiB"
+    assert gateway.healthy()
+
+    # Methods a client invents are one series, `other`; the refusal is counted too.
+    assert curl(f"curl -X BREW-{os.getpid()} {gateway.url}/api/admin/clone_objects").status == 405
+    metrics = curl(f"curl {gateway.url}/metrics").text
+    assert f"BREW-{os.getpid()}" not in metrics
+    assert 'clone_operator_api_requests_total{method="other",' in metrics
+    assert (
+        'clone_operator_api_requests_total{method="POST",route="unmatched",status="413"}' in metrics
+    )

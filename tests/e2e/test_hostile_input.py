@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import OperatorProcess
-from tests.e2e.kube import Kubectl, ready_replicas, statefulset, wait_for
-from tests.e2e.test_admission import webhook  # noqa: F401  (fixture)
-from tests.e2e.test_cloning_operations import TERMINAL, operation, wait_phase
-from tests.e2e.test_requester_rights import Requester, clone_object, requester  # noqa: F401
+from tests.e2e.clones import TERMINAL, wait_phase
+from tests.e2e.harness import OperatorProcess
+from tests.e2e.kube import Kubectl, ready_replicas, wait_for
+from tests.e2e.manifests import clone_object, operation, statefulset
+from tests.e2e.requesters import Requester
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,7 @@ SWAPS: list[tuple[str, dict[str, Any]]] = [
 
 def test_overrides_that_change_what_a_copy_is_are_refused_at_apply(
     crds: None,
-    requester: Requester,  # noqa: F811
+    requester: Requester,
     kubectl: Kubectl,
 ) -> None:
     """No operator needed: the CRDs refuse them, for every requester."""
@@ -133,7 +133,7 @@ def test_operations_named_like_the_sources_pods_clone(
 
 
 def test_operations_named_like_the_sources_pods_pass_the_webhook(
-    webhook: OperatorProcess,  # noqa: F811
+    webhook: OperatorProcess,
     kubectl: Kubectl,
 ) -> None:
     source(kubectl, "race")

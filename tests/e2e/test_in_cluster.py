@@ -15,15 +15,23 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster import realnode
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.harness import (
+    DEFAULT_OPERATOR_ENV,
+    WEBHOOK_CLIENT_CA,
+    WEBHOOK_CONFIGURATION,
+    OperatorProcess,
+)
 from tests.e2e.incluster import OperatorPod
 from tests.e2e.kube import Kubectl, wait_for
-from tests.e2e.test_cloning_operations import operation
+from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
 
-WEBHOOK_ENV = {**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_WEBHOOK_MODE": "service"}
-CONFIGURATION = "clone-operator.cloning.dev"
+WEBHOOK_ENV = {
+    **DEFAULT_OPERATOR_ENV,
+    **WEBHOOK_CLIENT_CA,
+    "CLONE_OPERATOR_WEBHOOK_MODE": "service",
+}
 
 # Run inside the operator's container: what the kernel says about this process.
 PROBE = """
@@ -103,16 +111,16 @@ def test_logs_are_json_as_the_chart_sets(pod: OperatorPod) -> None:
 def webhook_pod(pod: OperatorPod, admin: Kubectl) -> Iterator[OperatorPod]:
     pod.ensure(WEBHOOK_ENV)
     wait_for("the webhook configuration", lambda: admin.get("validatingwebhookconfiguration",
-                                                             CONFIGURATION))  # fmt: skip
+                                                             WEBHOOK_CONFIGURATION))  # fmt: skip
     yield pod
     pod.ensure(DEFAULT_OPERATOR_ENV)
-    admin("delete", "validatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
+    admin("delete", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found")
 
 
 def test_webhook_refuses_a_bad_manifest_through_the_service(
     webhook_pod: OperatorPod, admin: Kubectl, kubectl: Kubectl
 ) -> None:
-    [hook] = admin.get("validatingwebhookconfiguration", CONFIGURATION)["webhooks"]
+    [hook] = admin.get("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)["webhooks"]
     service = hook["clientConfig"]["service"]
     assert (service["namespace"], service["name"]) == (
         webhook_pod.namespace,

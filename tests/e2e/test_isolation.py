@@ -16,19 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
-from tests.e2e.kube import Kubectl, make_unplaceable, ready_replicas, statefulset, wait_for
-from tests.e2e.test_admission import webhook  # noqa: F401  (fixture)
-from tests.e2e.test_cloning_operations import (
+from tests.e2e.clones import (
     OWNED_KINDS,
     TERMINAL,
     kill_repeatedly,
-    operation,
     owned,
     uid_of,
     wait_finalized,
     wait_phase,
 )
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.kube import Kubectl, make_unplaceable, ready_replicas, wait_for
+from tests.e2e.manifests import operation, statefulset
 
 pytestmark = pytest.mark.e2e
 
@@ -219,7 +218,7 @@ def test_overrides_of_the_clones_identity_are_refused_at_apply(
 
 
 def test_the_webhook_refuses_leftover_references_and_bad_overrides_at_apply(
-    webhook: OperatorProcess,  # noqa: F811
+    webhook: OperatorProcess,
     kubectl: Kubectl,
 ) -> None:
     peered_source(kubectl, "hook", replicas=1,

@@ -3,56 +3,26 @@ writes again once its Lease is gone (the partitioned-leader case)."""
 
 from __future__ import annotations
 
-import re
 import signal
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_OPERATOR_ENV, E2E_RELEASE_NAMESPACE, OperatorProcess
-from tests.e2e.kube import Kubectl, wait_for
-from tests.e2e.test_cloning_operations import (
-    operation,
-    source_cluster,
-    wait_finalized,
-    wait_phase,
+from tests.e2e.clones import source_cluster, wait_finalized, wait_phase
+from tests.e2e.harness import (
+    DEFAULT_OPERATOR_ENV,
+    E2E_RELEASE_NAMESPACE,
+    OperatorProcess,
+    Replica,
+    stop_all,
 )
+from tests.e2e.kube import Kubectl, wait_for
+from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
-
-WRITES = ("POST", "PUT", "PATCH", "DELETE")
-
-
-class Replica(OperatorProcess):
-    """One operator replica with its own metrics port (and no health port)."""
-
-    def __init__(self, kubeconfig: Path, name: str, metrics_port: int) -> None:
-        super().__init__(kubeconfig, name)
-        self.metrics_port = metrics_port
-        self.env = {
-            **DEFAULT_OPERATOR_ENV,
-            "CLONE_OPERATOR_HEALTH_PORT": "0",
-            "CLONE_OPERATOR_METRICS_PORT": str(metrics_port),
-        }
-
-    def leads(self) -> bool:
-        return self.running() and "took over as leader" in self.log()
-
-    def metric(self, name: str) -> dict[str, float]:
-        """label text → value of one metric family, scraped from the replica."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        pattern = rf"^{name}(\{{[^}}]*\}})? (\S+)$"
-        return {m.group(1) or "": float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
-
-    def engine_writes(self) -> float:
-        counts = self.metric("clone_operator_api_requests_total")
-        return sum(v for label, v in counts.items() if any(f'"{w}"' in label for w in WRITES))
 
 
 @pytest.fixture
@@ -71,14 +41,6 @@ def replicas(
         replica.launch()
     yield pair
     stop_all(pair)
-
-
-def stop_all(replicas: list[Replica]) -> None:
-    """Stop every replica, resuming a paused one first (SIGTERM waits behind SIGSTOP)."""
-    for replica in replicas:
-        if replica.proc is not None and replica.proc.poll() is None:
-            replica.proc.send_signal(signal.SIGCONT)
-        replica.stop()
 
 
 def leader_of(replicas: list[Replica]) -> Replica:

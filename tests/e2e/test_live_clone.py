@@ -28,9 +28,10 @@ import pytest
 
 from tests.app import images
 from tests.cluster import localcluster, realnode
-from tests.conftest import OperatorProcess
+from tests.e2e.clones import wait_phase
+from tests.e2e.harness import OperatorProcess
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
-from tests.e2e.test_cloning_operations import operation, wait_phase
+from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
 

@@ -2,125 +2,34 @@
 (process or pod), the real local cluster, and a real SMTP server (aiosmtpd) on
 this machine (127.0.0.1, or the real node's bridge address for a pod).
 
-The operator runs with SMTP settings pointing at a port chosen once for this
-module; each test starts (or, for "server down", does not start) an aiosmtpd
+The operator runs with SMTP settings pointing at a port chosen once per session
+(tests/e2e/mail.py); each test starts (or, for "server down", does not start) an aiosmtpd
 Controller on that port and reads what it received. The monitoring endpoint is
 scraped before and after each scenario: the deltas must match what it did.
 """
 
 from __future__ import annotations
 
-import email
 import json
-import socket
-import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import policy as email_policy
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
 from clone_operator import __version__
-from tests.conftest import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.clones import source_cluster, status_of, wait_finalized, wait_phase
+from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess, crashes
 from tests.e2e.kube import Kubectl, wait_for
-from tests.e2e.test_cloning_operations import (
-    operation,
-    source_cluster,
-    status_of,
-    wait_finalized,
-    wait_phase,
-)
+from tests.e2e.mail import METRICS_ENV, METRICS_PORT, SMTP_ENV, SMTP_PORT, SmtpServer
+from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
 
 KIND = "CloningOperation"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-SMTP_PORT = free_port()
-METRICS_PORT = free_port()
-METRICS_ENV = {
-    "CLONE_OPERATOR_METRICS_PORT": str(METRICS_PORT),
-    "CLONE_OPERATOR_METRICS_HOST": "127.0.0.1",
-}
-SMTP_ENV = {
-    **DEFAULT_OPERATOR_ENV,
-    **METRICS_ENV,
-    "CLONE_OPERATOR_SMTP_HOST": "127.0.0.1",
-    "CLONE_OPERATOR_SMTP_PORT": str(SMTP_PORT),
-    "CLONE_OPERATOR_SMTP_SECURITY": "none",
-    "CLONE_OPERATOR_SMTP_FROM": "Clone Operator <clone-operator@ops.example>",
-    "CLONE_OPERATOR_SMTP_RETRY_SECONDS": "1",
-    "CLONE_OPERATOR_SMTP_MAX_RETRY_SECONDS": "2",
-    "CLONE_OPERATOR_SMTP_TIMEOUT_SECONDS": "20",
-}
-
-
-# --- the SMTP server -------------------------------------------------------------------------
-
-
-@dataclass
-class Mailbox:
-    """An aiosmtpd handler: records every accepted message; refuses listed recipients."""
-
-    reject: set[str] = field(default_factory=set)
-    data_delay: float = 0.0
-    messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.reject:
-            return "550 5.1.1 mailbox unavailable: no such user here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        parsed = email.message_from_bytes(envelope.content, policy=email_policy.default)
-        assert isinstance(parsed, EmailMessage)
-        with self.lock:
-            self.messages.append((list(envelope.rcpt_tos), parsed))
-        if self.data_delay:
-            import asyncio
-
-            await asyncio.sleep(self.data_delay)  # the message is here; the reply is not yet
-        return "250 2.0.0 queued"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self.lock:
-            return [m for rcpts, m in self.messages if address in rcpts]
-
-    def all(self) -> list[tuple[list[str], EmailMessage]]:
-        with self.lock:
-            return list(self.messages)
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    host: str = "127.0.0.1"
-    mailbox: Mailbox = field(default_factory=Mailbox)
-    controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname=self.host, port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture
@@ -145,13 +54,8 @@ def run_operator(proc: OperatorProcess, env: dict[str, str]) -> Iterator[Operato
         logs.append((proc.log_path, 0))
     for path, offset in logs:
         text = path.read_text(errors="replace")[offset:] if path.exists() else ""
-        crashes = [
-            line
-            for line in text.splitlines()
-            if ("Traceback" in line or " ERROR " in line or '"level": "ERROR"' in line)
-            and "engines.posting" not in line
-        ]
-        assert not crashes, f"the operator logged errors (see {path}): {crashes[:3]}"
+        found = crashes(text)
+        assert not found, f"the operator logged errors (see {path}): {found[:3]}"
 
 
 @pytest.fixture

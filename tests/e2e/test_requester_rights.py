@@ -8,72 +8,19 @@ refusals hold whether the operator and its webhook are up or down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import OperatorProcess
-from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
-from tests.e2e.test_admission import webhook  # noqa: F401  (fixture)
-from tests.e2e.test_cloning_operations import operation, source_cluster, wait_phase
+from tests.e2e.clones import source_cluster, wait_phase
+from tests.e2e.harness import OperatorProcess
+from tests.e2e.kube import Kubectl, ready_replicas, wait_for
+from tests.e2e.manifests import clone_object, operation, statefulset
+from tests.e2e.requesters import Requester
 
 pytestmark = pytest.mark.e2e
 
 REQUESTED_BY = "cloning.dev/requested-by"
-
-
-@dataclass(frozen=True)
-class Requester:
-    """A ServiceAccount in `home`, its token-only kubectl, and the roles it is given."""
-
-    name: str
-    home: str
-    admin: Kubectl
-    kubectl: Kubectl
-
-    @property
-    def username(self) -> str:
-        return f"system:serviceaccount:{self.home}:{self.name}"
-
-    def allow(self, namespace: str, verbs: str, resource: str) -> None:
-        """Grant verbs (`get,create`) on one resource (`secrets`, `statefulsets.apps`)."""
-        role = f"{self.name}-{verbs.replace(',', '-')}-{resource.replace('.', '-')}"
-        admin = self.admin.in_namespace(namespace)
-        admin("create", "role", role, f"--verb={verbs}", f"--resource={resource}")
-        admin("create", "rolebinding", role, f"--role={role}",
-              f"--serviceaccount={self.home}:{self.name}")  # fmt: skip
-        wait_for(
-            f"{self.name} to be allowed to {verbs} {resource} in {namespace}",
-            lambda: all(self.can_i(v, resource, namespace) for v in verbs.split(",")),
-        )
-
-    def can_i(self, verb: str, resource: str, namespace: str) -> bool:
-        answer = self.kubectl("auth", "can-i", verb, resource, "-n", namespace, check=False)
-        return answer.stdout.strip() == "yes"
-
-
-@pytest.fixture
-def requester(admin: Kubectl, namespace: str, tmp_path: Path) -> Requester:
-    """A ServiceAccount that may create CloneObjects and CloningOperations in its namespace."""
-    name = "requester"
-    admin.in_namespace(namespace)("create", "serviceaccount", name)
-    token_only = sa_kubeconfig(admin, namespace, name, tmp_path / "kubeconfig")
-    who = Requester(name, namespace, admin, Kubectl(admin.binary, token_only, namespace))
-    # `kubectl apply` reads before it creates: get and create, as the cloner role grants.
-    who.allow(namespace, "get,create", "cloneobjects.cloning.dev")
-    who.allow(namespace, "get,create", "cloningoperations.cloning.dev")
-    return who
-
-
-def clone_object(object_name: str, kind: str, source: str, **options: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cloning.dev/v1alpha1",
-        "kind": "CloneObject",
-        "metadata": {"name": object_name},
-        "spec": {"source": {"kind": kind, "name": source}, "options": options},
-    }
 
 
 def refused(requester: Requester, manifest: dict[str, Any], missing: str, *also: str) -> str:
@@ -234,7 +181,7 @@ def test_a_cluster_clone_never_copies_a_secret_its_requester_cannot_read(
 
 
 def test_refusals_hold_with_the_operator_and_its_webhook_down(
-    webhook: OperatorProcess,  # noqa: F811
+    webhook: OperatorProcess,
     requester: Requester,
     kubectl: Kubectl,
     other_namespace: str,
@@ -270,7 +217,7 @@ def test_refusals_hold_with_the_operator_and_its_webhook_down(
 
 
 def test_the_requester_is_recorded_and_cannot_be_forged(
-    webhook: OperatorProcess,  # noqa: F811
+    webhook: OperatorProcess,
     requester: Requester,
     kubectl: Kubectl,
 ) -> None:

@@ -38,10 +38,17 @@ from kubernetes import client, config, watch
 
 from clone_operator.builders.provenance import CLONE_OBJECT_UID, OPERATION_UID
 from tests.cluster import localcluster
-from tests.conftest import DEFAULT_OPERATOR_ENV, E2E_RELEASE_NAMESPACE
-from tests.e2e.kube import Kubectl, statefulset, wait_for
-from tests.e2e.test_leadership import Replica, stop_all
-from tests.e2e.test_notifications import SMTP_ENV, SmtpServer, free_port
+from tests.e2e import manifests
+from tests.e2e.harness import (
+    DEFAULT_OPERATOR_ENV,
+    E2E_RELEASE_NAMESPACE,
+    Replica,
+    free_port,
+    stop_all,
+)
+from tests.e2e.kube import Kubectl, wait_for
+from tests.e2e.mail import SMTP_ENV, SmtpServer
+from tests.e2e.manifests import clone_object, statefulset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive]
 
@@ -307,25 +314,11 @@ def restart_control_plane(replicas: list[Replica], done: Disruptions) -> None:
 
 
 def operation(name: str, source: str, cancel: bool = False) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CloningOperation",
-        "metadata": {"name": name, "labels": {"torture": "1"}},
-        "spec": {
-            "sourceCluster": source,
-            "notificationEmailAddresses": [f"{name}@torture.example"],
-            **({"cancel": True} if cancel else {}),
-        },
-    }
-
-
-def clone_object(name: str, kind: str, source: str, /, **options: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CloneObject",
-        "metadata": {"name": name},
-        "spec": {"source": {"kind": kind, "name": source}, "options": options},
-    }
+    """An operation that notifies its own address, labelled as the torture suite's."""
+    spec: dict[str, Any] = {"notificationEmailAddresses": [f"{name}@torture.example"]}
+    body = manifests.operation(name, source, **spec, **({"cancel": True} if cancel else {}))
+    body["metadata"]["labels"] = {"torture": "1"}
+    return body
 
 
 def waves(scale: Scale, rounds: int) -> list[list[list[dict[str, Any]]]]:
@@ -445,7 +438,12 @@ def torture_replicas(operator_process: Any, operator_kubeconfig: Path) -> Iterat
     smtp_settings = {k: v for k, v in SMTP_ENV.items() if "SMTP" in k}
     pair = [Replica(operator_kubeconfig, f"torture-{side}-{run}", free_port()) for side in "ab"]
     for replica in pair:
-        replica.env.update(smtp_settings, CLONE_OPERATOR_MAX_IN_PROGRESS=str(MAX_IN_PROGRESS))
+        replica.env.update(
+            smtp_settings,
+            CLONE_OPERATOR_MAX_IN_PROGRESS=str(MAX_IN_PROGRESS),
+            # Every operation is in one namespace: the whole limit is its share.
+            CLONE_OPERATOR_MAX_IN_PROGRESS_PER_NAMESPACE=str(MAX_IN_PROGRESS),
+        )
         replica.launch()
     yield pair
     stop_all(pair)

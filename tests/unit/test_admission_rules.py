@@ -61,3 +61,12 @@ def test_problems_of_the_built_target_are_reported_after_the_rest() -> None:
     problems = operation_problems(spec(targetRegion="mars"), facts(target_problems=found))
     assert [p.split(":")[0] for p in problems] == ["spec.targetRegion", "spec.sourceCluster"]
     assert problems[-1] == found[0]
+
+
+def test_a_timeout_above_the_operator_maximum_is_refused_at_apply() -> None:
+    asked = spec(timeoutSeconds=7200)
+    assert operation_problems(asked, facts()) == []  # not checked without the setting
+    assert operation_problems(asked, facts(max_timeout_seconds=7200)) == []
+    [problem] = operation_problems(asked, facts(max_timeout_seconds=3600))
+    assert problem.startswith("spec.timeoutSeconds: 7200 is more than this operator allows")
+    assert "(maxTimeoutSeconds: 3600)" in problem

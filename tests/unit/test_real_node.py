@@ -1,6 +1,5 @@
 """The real node's wiring, checked without starting it: the control plane's
-configuration with and without it, its kubelet/containerd settings, and how the
-in-cluster e2e mode turns operator settings into chart values."""
+configuration with and without it, and its kubelet/containerd settings."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ import json
 from pathlib import Path
 
 from tests.cluster import localcluster, realnode
-from tests.e2e.incluster import OperatorPod
-from tests.e2e.kube import Kubectl
 
 
 def args_of(config: dict[str, object], component: str) -> dict[str, str]:
@@ -20,8 +17,13 @@ def args_of(config: dict[str, object], component: str) -> dict[str, str]:
 
 
 def test_without_the_real_node_everything_stays_on_loopback() -> None:
-    config = json.loads(localcluster.kwokctl_config(localcluster.paths(), real_node=False))
-    assert args_of(config, "kube-apiserver") == {"advertise-address": "127.0.0.1"}
+    p = localcluster.paths()
+    config = json.loads(localcluster.kwokctl_config(p, real_node=False))
+    assert args_of(config, "kube-apiserver") == {
+        "advertise-address": "127.0.0.1",
+        # Its client certificate towards webhooks: a file path, nothing that listens.
+        "admission-control-config-file": str(localcluster.webhook_client(p).admission_config),
+    }
     assert "kubeApiserverCertSANs" not in config["options"]
 
 
@@ -61,32 +63,3 @@ def test_kubelet_and_containerd_never_ask_for_negative_oom_scores(tmp_path: Path
     cni = json.loads(realnode._cni_config(np))
     [bridge] = cni["plugins"]
     assert (bridge["bridge"], bridge["ipMasq"]) == (realnode.BRIDGE, False)  # no NAT
-
-
-def test_settings_become_chart_values_and_extra_env() -> None:
-    pod = OperatorPod(
-        Kubectl(Path("kubectl"), Path("kubeconfig")),
-        Path("helm"),
-        "e2e",
-        "ns",
-        "clone-operator:0123456789ab",
-        Path("/tmp"),
-    )
-    args = pod.values(
-        {
-            "CLONE_OPERATOR_MAX_IN_PROGRESS": "50",
-            "CLONE_OPERATOR_SMTP_HOST": "127.0.0.1",
-            "CLONE_OPERATOR_SMTP_TIMEOUT_SECONDS": "20",
-            "CLONE_OPERATOR_METRICS_HOST": "127.0.0.1",
-            "CLONE_OPERATOR_WEBHOOK_MODE": "local",
-        }
-    )
-    pairs = list(zip(args[::2], args[1::2], strict=True))
-    assert ("--set-json", "operator.maxInProgress=50") in pairs
-    # The test SMTP server on this machine, as the pod reaches it.
-    assert ("--set-string", f"notifications.smtp.host={realnode.GATEWAY}") in pairs
-    assert ("--set", "webhook.enabled=true") in pairs
-    assert ("--set", "image.pullPolicy=Never") in pairs
-    extra = json.loads(next(v for f, v in pairs if v.startswith("extraEnv="))[9:])
-    # Where the process listens is the chart's business; the rest is extraEnv.
-    assert extra == [{"name": "CLONE_OPERATOR_SMTP_TIMEOUT_SECONDS", "value": "20"}]

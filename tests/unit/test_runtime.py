@@ -19,42 +19,45 @@ LOG = logging.getLogger("test")
 # --- Slots ---------------------------------------------------------------------------------------
 
 
+NS = "ns"
+
+
 def test_slots_go_to_the_oldest_waiters_first() -> None:
     slots = Slots(limit=1)
-    assert slots.try_take("a", "2024-01-01T00:00:02Z")
-    assert not slots.try_take("c", "2024-01-01T00:00:03Z")
-    assert not slots.try_take("b", "2024-01-01T00:00:01Z")
+    assert slots.try_take("a", "2024-01-01T00:00:02Z", NS)
+    assert not slots.try_take("c", "2024-01-01T00:00:03Z", NS)
+    assert not slots.try_take("b", "2024-01-01T00:00:01Z", NS)
     slots.release("a")
-    assert not slots.try_take("c", "2024-01-01T00:00:03Z")  # b is older
-    assert slots.try_take("b", "2024-01-01T00:00:01Z")
-    assert slots.taken == {"b"}
-    assert slots.waiting == {"c": "2024-01-01T00:00:03Z"}
+    assert not slots.try_take("c", "2024-01-01T00:00:03Z", NS)  # b is older
+    assert slots.try_take("b", "2024-01-01T00:00:01Z", NS)
+    assert slots.taken == {"b": NS}
+    assert slots.waiting == {"c": ("2024-01-01T00:00:03Z", NS)}
 
 
 def test_equal_creation_times_are_ordered_by_uid() -> None:
     slots = Slots(limit=1)
-    slots.occupy("x")
-    assert not slots.try_take("b", "T")
-    assert not slots.try_take("a", "T")
+    slots.occupy("x", NS)
+    assert not slots.try_take("b", "T", NS)
+    assert not slots.try_take("a", "T", NS)
     slots.release("x")
-    assert not slots.try_take("b", "T")  # the free slot goes to a
-    assert slots.try_take("a", "T")
+    assert not slots.try_take("b", "T", NS)  # the free slot goes to a
+    assert slots.try_take("a", "T", NS)
 
 
 def test_taking_a_slot_twice_counts_once() -> None:
     slots = Slots(limit=1)
-    assert slots.try_take("a", "T1")
-    assert slots.try_take("a", "T1")
-    slots.occupy("a")
-    assert slots.taken == {"a"}
+    assert slots.try_take("a", "T1", NS)
+    assert slots.try_take("a", "T1", NS)
+    slots.occupy("a", NS)
+    assert slots.taken == {"a": NS}
 
 
 def test_a_release_wakes_every_waiter_and_only_a_real_release() -> None:
     woken: list[str] = []
     slots = Slots(limit=1, on_free=woken.append)
-    slots.occupy("a")
-    slots.try_take("b", "T1")
-    slots.try_take("c", "T2")
+    slots.occupy("a", NS)
+    slots.try_take("b", "T1", NS)
+    slots.try_take("c", "T2", NS)
     slots.release("b")  # a waiter giving up frees nothing
     assert woken == []
     slots.release("a")
@@ -65,11 +68,11 @@ def test_a_release_wakes_every_waiter_and_only_a_real_release() -> None:
 
 def test_slots_seen_in_progress_at_startup_fill_the_limit() -> None:
     slots = Slots(limit=2)
-    slots.occupy("old-1")
-    slots.occupy("old-2")
-    assert not slots.try_take("new", "T")
+    slots.occupy("old-1", NS)
+    slots.occupy("old-2", NS)
+    assert not slots.try_take("new", "T", NS)
     slots.release("old-1")
-    assert slots.try_take("new", "T")
+    assert slots.try_take("new", "T", NS)
 
 
 # --- Wakeups -------------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ async def test_a_crashed_task_is_started_again(caplog: pytest.LogCaptureFixture)
         runners.ensure("u", run, LOG)
         await asyncio.wait_for(done.wait(), timeout=5)
     assert len(calls) == 2
-    assert "engine for u failed" in caplog.text
+    assert "engine for u failed; it starts again in" in caplog.text
 
 
 async def test_stop_all_cancels_every_task() -> None:
@@ -280,6 +283,20 @@ def test_the_ready_to_done_delay_counts_from_the_watch_event_only() -> None:
     assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="2.0"}} 0.0' in text
     assert f'clone_operator_ready_to_done_seconds_bucket{{{kind},le="5.0"}} 1.0' in text
     assert 'clone_operator_ready_to_done_seconds_count{kind="CloneObject"} 0.0' in text
+
+
+def test_retries_are_counted_by_kind_and_a_bounded_reason() -> None:
+    metrics = Metrics(lambda: {})
+    metrics.retried("CloneObject", "server_error")
+    metrics.retried("CloneObject", "server_error")
+    metrics.retried("CloningOperation", "anything a caller makes up")  # never a new series
+    text = metrics.exposition().decode()
+    series = [
+        line for line in text.splitlines() if line.startswith("clone_operator_retries_total{")
+    ]
+    assert len(series) == 2 * 7  # every kind and reason from the start, nothing more
+    assert 'clone_operator_retries_total{kind="CloneObject",reason="server_error"} 2.0' in text
+    assert 'clone_operator_retries_total{kind="CloningOperation",reason="permanent"} 1.0' in text
 
 
 # --- Request counts ------------------------------------------------------------------------------

@@ -69,18 +69,24 @@ a namespace. Shared by the ClusterRole (all namespaces) and the per-namespace
 Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 */}}
 {{- define "clone-operator.namespacedRules" -}}
+# Patched only (kopf's finalizers and annotations, the engine's status): never replaced.
 - apiGroups: ["cloning.dev"]
   resources: ["cloningoperations", "cloneobjects"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["cloning.dev"]
   resources: ["cloningoperations/status", "cloneobjects/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
+# Watched (handlers/watches.py, with a label selector): clones' StatefulSets and PVCs.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["services", "persistentvolumeclaims", "configmaps", "secrets"]
+  resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Never watched: listed only to find what an owner made (engine/clusters.py `owned`).
+- apiGroups: [""]
+  resources: ["services", "configmaps", "secrets"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
@@ -101,16 +107,17 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Per-source locks: made, read and deleted by name, never listed.
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "create", "delete"]
+  verbs: ["get", "create", "delete"]
 {{- end }}
 
 {{/* Cluster-scoped reads: node regions, and the CRDs kopf scans. */}}
 {{- define "clone-operator.clusterRules" -}}
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
@@ -137,8 +144,9 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
   resources: ["subjectaccessreviews"]
   verbs: ["create"]
 {{- if .Values.webhook.enabled }}
-# kopf creates its webhook configurations once (RBAC cannot limit `create` by
-# name) and then patches only those, named clone-operator.cloning.dev.
+# kopf creates its webhook configurations once and then patches only those, named
+# clone-operator.cloning.dev. RBAC cannot limit `create` by name: the policy
+# <fullname>-webhook-configurations (webhook.yaml) refuses any other name.
 - apiGroups: ["admissionregistration.k8s.io"]
   resources: ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"]
   verbs: ["create"]

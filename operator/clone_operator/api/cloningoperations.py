@@ -199,7 +199,7 @@ class CloningOperationSpec(CamelModel):
         list[EmailAddress],
         Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"}),
     ] = []
-    """Addresses told when the operation completes or fails."""
+    """Addresses emailed once when the operation ends: Succeeded, Failed or Canceled."""
     cancel: bool = False
     """Set to true to cancel. Accepted only while status.phase is Pending; cannot be unset."""
     target_name: StatefulSetName | None = None

@@ -92,5 +92,6 @@ async def check_operation(
         regions=ctx.regions(),
         target_taken_by_other=taken,
         target_problems=tuple(problems),
+        max_timeout_seconds=ctx.settings.max_timeout_seconds,
     )
     return admission.operation_problems(spec, facts)

@@ -41,7 +41,8 @@ class Context:
     metrics: Metrics
     wakeups: Wakeups = field(default_factory=Wakeups)
     slots: Slots = field(init=False)
-    """The InProgress limit; taken and released only by engine.operations."""
+    """The InProgress limits; taken and released only by the front doors' engines (every
+    whole-cluster clone holds one) and counted anew by engine.lifecycle."""
     runners: Runners = field(default_factory=Runners)
     """The engine task of each unfinished resource."""
     fresh: Fresh = field(default_factory=Fresh)
@@ -92,7 +93,15 @@ class Context:
     """A new leader's rescan of every unfinished resource (engine.lifecycle)."""
 
     def __post_init__(self) -> None:
-        self.slots = Slots(limit=self.settings.max_in_progress, on_free=self.wakeups.poke)
+        self.reset_slots()
+
+    def reset_slots(self) -> None:
+        """No slot taken: before they are counted from the resources (engine.lifecycle)."""
+        self.slots = Slots(
+            limit=self.settings.max_in_progress,
+            per_namespace=self.settings.namespace_share,
+            on_free=self.wakeups.poke,
+        )
 
     def keep_source(
         self, owner_uid: str, source: dict[str, Any], service: dict[str, Any] | None

@@ -23,7 +23,7 @@ from clone_operator.api.common import API_VERSION
 from clone_operator.engine import events, memory, metrics, notifications, objects, operations
 from clone_operator.engine.context import Context
 from clone_operator.engine.leadership import LEASE_API, Elector
-from clone_operator.engine.runtime import Fresh, Slots
+from clone_operator.engine.runtime import Fresh
 from clone_operator.k8s.api import JSON, ApiError, Kube
 from clone_operator.reconcile.leadership import Timing
 from clone_operator.settings import Settings
@@ -91,7 +91,7 @@ async def start(settings: Settings) -> Context:
                 ctx.elector.run(), name="leader-election"
             )
         else:
-            await operations.take_slots_in_progress(ctx)
+            await take_slots_in_progress(ctx)
         if settings.metrics_port:
             ctx.monitoring = await metrics.serve(
                 ctx.metrics, settings.metrics_host, settings.metrics_port, lambda: ctx.ready
@@ -101,8 +101,10 @@ async def start(settings: Settings) -> Context:
         raise
     ctx.ready = True  # /readyz: startup is done, kopf starts watching now
     log.info(
-        "clone-operator started (maxInProgress=%d, namespaces=%s, leader election %s)",
+        "clone-operator started (maxInProgress=%d, per namespace %d, namespaces=%s, "
+        "leader election %s)",
         settings.max_in_progress,
+        settings.namespace_share,
         ",".join(settings.namespaces) or "all",
         f"on Lease {ctx.elector.namespace}/{ctx.elector.name} as {ctx.elector.me}"
         if ctx.elector
@@ -159,8 +161,8 @@ async def take_over(ctx: Context) -> None:
     delay = 0.5
     while True:
         try:
-            ctx.slots = Slots(limit=ctx.settings.max_in_progress, on_free=ctx.wakeups.poke)
-            in_progress = await operations.take_slots_in_progress(ctx)
+            ctx.reset_slots()
+            in_progress = await take_slots_in_progress(ctx)
             ctx.leading = True
             namespaces: list[str | None] = [*ctx.settings.namespaces] or [None]
             for door in FRONT_DOORS:
@@ -172,8 +174,30 @@ async def take_over(ctx: Context) -> None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             continue
-        log.info("took over as leader: %d operations InProgress", in_progress)
+        log.info("took over as leader: %d clones InProgress", in_progress)
         return
+
+
+IN_PROGRESS = (
+    (cloningoperations.KIND, "status.phase=InProgress"),
+    (
+        cloneobjects.KIND,
+        f"status.state=InProgress,spec.source.kind={cloneobjects.SourceKind.STATEFUL_SET.value}",
+    ),
+)
+"""Every whole-cluster clone InProgress, of either front door: each holds a slot."""
+
+
+async def take_slots_in_progress(ctx: Context) -> int:
+    """At startup: clones already InProgress hold their slots before anything new starts.
+    (Namespaced RBAC allows listing only in the watched namespaces.)"""
+    namespaces: list[str | None] = [*ctx.settings.namespaces] or [None]
+    for kind, selector in IN_PROGRESS:
+        for namespace in namespaces:
+            for found in await ctx.kube.list(API_VERSION, kind, namespace, field_selector=selector):
+                meta = found["metadata"]
+                ctx.slots.occupy(meta["uid"], meta["namespace"])
+    return len(ctx.slots.taken)
 
 
 async def step_down(ctx: Context, lease: JSON) -> None:

@@ -9,6 +9,7 @@ watch's, or our last write's), else a GET; after a deadline of the safety net
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,17 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from clone_operator.builders.provenance import Owner
+from clone_operator.engine import failures
 from clone_operator.engine.context import Context
-from clone_operator.k8s.api import JSON, Conflict, Invalid, NamespaceTerminating, NotFound
+from clone_operator.k8s.api import (
+    JSON,
+    Conflict,
+    Invalid,
+    NamespaceTerminating,
+    NotFound,
+    NotLeading,
+)
+from clone_operator.reconcile.conditions import Reason
 
 AGAIN = 0.0  # loop at once: the state just changed
 IDLE = 300.0  # nothing to do until a watch event wakes us
@@ -82,6 +92,9 @@ class ObjectLog(logging.LoggerAdapter[logging.Logger]):
 
 
 StepFunction = Callable[[JSON, ObjectLog], Awaitable[float | None]]
+GiveUp = Callable[[JSON, Reason, str, ObjectLog], Awaitable[bool]]
+"""Fail the resource (as read) for good with a reason and a message; False when it
+cannot be (it is terminal already, or the write was refused): then it is retried."""
 
 
 async def drive(
@@ -93,36 +106,47 @@ async def drive(
     uid: str,
     step: StepFunction,
     logger: logging.Logger,
+    give_up: GiveUp | None = None,
 ) -> None:
-    """Run `step` until the object is finalized or gone."""
+    """Run `step` until the object is finalized or gone.
+
+    An error the step did not handle (engine.failures) is retried with backoff when
+    transient; when permanent, `give_up` fails the resource, once: never a crash loop.
+    """
     log = ObjectLog(logger, {"namespace": namespace, "name": name})
     ctx.wakeups.register(uid)  # before the first read: no poke from now on is lost
     waited = False
     trusted_since = time.monotonic()
+    backoff = failures.Backoff()
     try:
         while True:
-            body = ctx.fresh.take(uid)
-            if body is None:
-                ctx.wakeups.clear(uid)  # this read covers every change poked so far
-                # Only after a wait: a step that goes on at once always reads the API.
-                known = ctx.fresh.latest(uid) if waited else None
-                body = known or await ctx.kube.get(api_version, kind, namespace, name)
-                if known is None and body is not None:
-                    ctx.fresh.known(uid, body)
-            waited = False
-            if body is None or body["metadata"]["uid"] != uid:
-                return  # deleted: the garbage collector removes what it owned
-            if (body.get("status") or {}).get("finalized"):
-                return
-            ctx.metrics.track(kind, uid, body.get("status") or {})
+            body: JSON | None = None
             try:
+                body = ctx.fresh.take(uid)
+                if body is None:
+                    ctx.wakeups.clear(uid)  # this read covers every change poked so far
+                    # Only after a wait: a step that goes on at once always reads the API.
+                    known = ctx.fresh.latest(uid) if waited else None
+                    body = known or await ctx.kube.get(api_version, kind, namespace, name)
+                    if known is None and body is not None:
+                        ctx.fresh.known(uid, body)
+                waited = False
+                if body is None or body["metadata"]["uid"] != uid:
+                    return  # deleted: the garbage collector removes what it owned
+                if (body.get("status") or {}).get("finalized"):
+                    return
+                ctx.metrics.track(kind, uid, body.get("status") or {})
                 wait = await step(body, log)
             except NamespaceTerminating:
                 log.info("its namespace is being deleted, and it with it: nothing more to do")
                 return
-            except Exception:
-                ctx.metrics.reconcile_error(kind)  # the task is logged and started again
-                raise
+            except NotLeading:
+                raise  # the runner stops: another replica leads
+            except Exception as e:  # classified: retried, or the resource fails
+                wait = await recover(ctx, kind, uid, body, e, backoff, log, give_up)
+                waited = False
+            else:
+                backoff.reset()
             if wait is None:
                 return
             if wait > AGAIN:
@@ -157,6 +181,45 @@ class Patcher(Protocol):
     async def merge_patch(
         self, obj: JSON, patch: JSON, /, subresource: str | None = None
     ) -> JSON: ...
+
+
+async def recover(
+    ctx: Context,
+    kind: str,
+    uid: str,
+    body: JSON | None,
+    error: Exception,
+    backoff: failures.Backoff,
+    log: ObjectLog,
+    give_up: GiveUp | None,
+) -> float:
+    """After an error a step did not handle: fail the resource when it is permanent (then
+    go on at once: its next step finishes it), else sleep out a backoff and read anew."""
+    verdict = failures.classify(error, kind)
+    if isinstance(verdict, failures.Permanent):
+        ctx.metrics.reconcile_error(kind)
+        if verdict.internal and backoff.attempts == 0:
+            # A bug: its traceback once (the e2e suite fails on it, as it should).
+            log.error("internal error: %s", failures.describe(error), exc_info=error)
+        else:  # the input's fault, not the operator's: no traceback but at debug level
+            log.warning("cannot go on: %s", failures.describe(error))
+            log.debug("the error", exc_info=error)
+        if body is not None and give_up is not None:
+            try:
+                if await give_up(body, verdict.reason, verdict.message, log):
+                    return AGAIN
+            except NotLeading:
+                raise
+            except Exception as e:  # the write itself failed: back off below
+                log.warning("could not record the failure: %s", failures.describe(e))
+    delay = backoff.next()
+    label = verdict.reason if isinstance(verdict, failures.Transient) else "permanent"
+    ctx.metrics.retried(kind, label)
+    log.warning("%s; retry %d in %.1f s", failures.describe(error), backoff.attempts, delay)
+    ctx.fresh.drop(uid)
+    ctx.fresh.distrust(uid)  # what was known may be what failed: read it anew
+    await asyncio.sleep(delay)
+    return AGAIN
 
 
 async def guarded_patch(

@@ -4,7 +4,7 @@
 one process, as tests make them, never share a count). The engine calls its
 methods; builders and reconcile stay pure. Every metric is named
 `clone_operator_*`; the list, with what each label means, is in
-docs/observability.md.
+docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from clone_operator.api.cloneobjects import State
 from clone_operator.api.cloningoperations import KIND as OPERATION_KIND
 from clone_operator.api.cloningoperations import TERMINAL_PHASES, NotificationState, Phase
 from clone_operator.api.common import parse_rfc3339
+from clone_operator.engine.failures import RETRY_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,17 @@ class Metrics:
         )
         self.reconcile_errors = Counter(
             "clone_operator_reconcile_errors",
-            "Unexpected errors of a resource's engine loop (its task is started again), by kind.",
+            "Errors of a resource's engine that a retry cannot fix (an API refusal, an internal "
+            "error): the resource ends Failed. By kind.",
             ["kind"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "clone_operator_retries",
+            "Steps of a resource's engine retried after a backoff, by kind and reason (the "
+            "transient error: server_error, throttled, conflict, unauthorized, connection, "
+            "timeout; or permanent, for a finished resource that cannot be failed).",
+            ["kind", "reason"],
             registry=self.registry,
         )
         self.notifications = Counter(
@@ -170,6 +180,8 @@ class Metrics:
         for kind, outcomes in OUTCOMES.items():
             in_flight.labels(kind).set_function(lambda k=kind: float(len(self.in_flight[k])))  # type: ignore[misc]
             self.reconcile_errors.labels(kind)
+            for reason in RETRY_REASONS:
+                self.retries.labels(kind, reason)
             self.ready_to_done.labels(kind)
             for outcome in outcomes:
                 self.operations.labels(kind, outcome)
@@ -216,6 +228,10 @@ class Metrics:
 
     def reconcile_error(self, kind: str) -> None:
         self.reconcile_errors.labels(kind).inc()
+
+    def retried(self, kind: str, reason: str) -> None:
+        """A step of a `kind` resource is retried after a backoff (`reason`: RETRY_REASONS)."""
+        self.retries.labels(kind, reason if reason in RETRY_REASONS else "permanent").inc()
 
     def notification_settled(self, state: NotificationState) -> None:
         result = NOTIFICATION_RESULTS.get(state)

@@ -5,9 +5,11 @@ PersistentVolumeClaim is a CSI clone (`dataSource` = the source) and is
 Created once Bound. A StatefulSet is a whole cluster, cloned by the same
 cluster engine as CloningOperation (`engine.clusters.follow_target`). PVC and
 cluster clones fail after the operator setting `objectTimeoutSeconds`, counted
-from when they went InProgress. The destination is never overwritten nor
-adopted: a name already taken by an object this CloneObject did not create
-ends Failed (DestinationExists), and the object stays byte-for-byte as it was.
+from when they went InProgress. A cluster clone holds an InProgress slot, as a
+CloningOperation does (engine.runtime.Slots): it waits Pending for one. The
+destination is never overwritten nor adopted: a name already taken by an object
+this CloneObject did not create ends Failed (DestinationExists), and the object
+stays byte-for-byte as it was.
 Object bodies are never logged (Secrets).
 """
 
@@ -33,7 +35,7 @@ from clone_operator.builders import provenance
 from clone_operator.builders import snapshots as snapshot_builders
 from clone_operator.engine import clusters, loop, snapshots, storage
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, ObjectLog, Resource
+from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
 from clone_operator.engine.writes import OutsideAdmitted, Writes
 from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
@@ -103,7 +105,16 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         obj = CloneObject.parse(body)
         return await STEPS[object_rules.next_step(obj.status.state)](ctx, obj, log)
 
-    await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger)
+    async def give_up(body: JSON, reason: Reason, message: str, log: ObjectLog) -> bool:
+        obj = CloneObject.parse(body)
+        if obj.status.state is not None and obj.status.state.terminal:
+            return False
+        return await move(ctx, obj, State.FAILED, reason, message, log)
+
+    try:
+        await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger, give_up)
+    finally:
+        ctx.slots.release(uid)  # finalized, deleted, or the operator is stopping
 
 
 async def move(
@@ -133,6 +144,7 @@ async def move(
     log.info("%s → %s (%s): %s", obj.status.state or "new", state, reason, message)
     ctx.emit(obj.body, reason, message, state is State.FAILED)
     if state.terminal:
+        ctx.slots.release(obj.owner.uid)
         ctx.metrics.finished(KIND, state.value, obj.created)
     return True
 
@@ -181,6 +193,15 @@ async def admit(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
 
 
 async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
+    owner = obj.owner
+    if obj.kind is SourceKind.STATEFUL_SET and not ctx.slots.try_take(
+        owner.uid, obj.created or "", owner.namespace
+    ):
+        why = ctx.slots.why_waiting(owner.namespace)
+        waiting = object_rules.waiting(obj.status, why, now_rfc3339(), obj.generation)
+        if waiting is not None:
+            await loop.write_status(ctx, obj.body, waiting.wire())
+        return IDLE
     source = await ctx.kube.get(
         obj.kind.api_version, obj.kind.value, obj.namespace, obj.spec.source.name
     )
@@ -423,9 +444,8 @@ async def ensure_copy(ctx: Context, obj: CloneObject, snapshot: str | None = Non
 async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     """A StatefulSet source: the cluster engine that CloningOperation uses."""
     owner, options = obj.owner, obj.spec.options
-    method = obj.status.copy_method or CopyMethod.VOLUME_CLONE
-    if method is CopyMethod.AUTO:
-        method = CopyMethod.VOLUME_CLONE
+    ctx.slots.occupy(owner.uid, owner.namespace)
+    method = obj.method
     followed = await clusters.follow_target(
         ctx,
         clusters.Target(

@@ -3,10 +3,11 @@
     (new) ─Admit─┬─(a slot is free)──────────────▶ InProgress ─Provision─▶ Succeeded | Failed
                  ├─▶ Pending ─Start─(a slot)─────▶ InProgress
                  │     └─Cancel─▶ Canceled
-                 └─(another operation holds the source)─▶ Failed
+                 └─(another operation holds the source,
+                    or timeoutSeconds > maxTimeoutSeconds)─▶ Failed
     (new, already canceled) ─Cancel─▶ Canceled
 
-Each loop re-reads the operation, asks `reconcile.operations.next_step` what
+Each loop takes the newest body of the operation known (engine.loop), asks `reconcile.operations.next_step` what
 to do, does it, and waits for a watch event (or a deadline). Status moves are
 merge patches carrying the resourceVersion that the decision was made on, so a
 cancel that lands first makes the move fail and the next loop cancels instead.
@@ -14,8 +15,9 @@ Terminal phases are finished afterwards (lock released, partial target
 removed or handed over, notifications settled) and marked `status.finalized`,
 so a restart at any line redoes only what is missing.
 
-The InProgress slots (the `maxInProgress` limit) are taken and released here
-and nowhere else.
+An InProgress operation holds a slot (engine.runtime.Slots: `maxInProgress`, and a
+namespace's share of it), as a CloneObject of a StatefulSet does (engine.objects).
+An error a step does not handle is retried or fails the operation (engine.failures).
 """
 
 from __future__ import annotations
@@ -65,8 +67,14 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         op = Operation.parse(body)
         return await STEPS[operation_rules.next_step(op.status.phase, op.spec.cancel)](ctx, op, log)
 
+    async def give_up(body: JSON, reason: Reason, message: str, log: ObjectLog) -> bool:
+        op = Operation.parse(body)
+        if op.status.phase is not None and op.status.phase.terminal:
+            return False
+        return await move(ctx, op, Transition(Phase.FAILED, reason, message), log)
+
     try:
-        await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger)
+        await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger, give_up)
     except asyncio.CancelledError:
         ctx.slots.release(uid)  # deleted, or the operator is stopping
         raise
@@ -74,18 +82,6 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         ctx.sources.pop(uid, None)
         ctx.locks.pop(uid, None)
     ctx.slots.release(uid)  # finalized or deleted: the garbage collector does the rest
-
-
-async def take_slots_in_progress(ctx: Context) -> int:
-    """At startup: operations already InProgress hold their slots before anything new
-    starts. (Namespaced RBAC allows listing only in the watched namespaces.)"""
-    namespaces: list[str | None] = [*ctx.settings.namespaces] or [None]
-    for namespace in namespaces:
-        for op in await ctx.kube.list(
-            API_VERSION, KIND, namespace, field_selector="status.phase=InProgress"
-        ):
-            ctx.slots.occupy(op["metadata"]["uid"])
-    return len(ctx.slots.taken)
 
 
 async def move(
@@ -121,8 +117,13 @@ async def fail(ctx: Context, op: Operation, log: ObjectLog, reason: Reason, mess
 
 
 async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
-    """Take the per-source lock; the loser of a race fails with AnotherOperationActive."""
+    """Take the per-source lock; the loser of a race fails with AnotherOperationActive.
+    A timeout above the administrator's maximum fails first, before anything is made."""
     owner, source = op.owner, op.spec.source_cluster
+    too_long = operation_rules.timeout_refused(op.spec, ctx.settings.max_timeout_seconds)
+    if too_long is not None:
+        await move(ctx, op, too_long, log)
+        return AGAIN
     try:
         lease = await ctx.kube.create(locks.build_lock(owner, source))
         ctx.locks[owner.uid] = lease["metadata"]["uid"]
@@ -153,7 +154,7 @@ async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
                 f"cluster {source}; only one operation per cluster may be active. Wait for it "
                 "to finish (or cancel it while Pending) and create a new operation.",
             )
-    if ctx.slots.try_take(owner.uid, op.created or ""):
+    if ctx.slots.try_take(owner.uid, op.created or "", owner.namespace):
         # A slot is free: start at once. Pending means "waiting for a slot".
         return await start(ctx, op, log)
     await move(ctx, op, Transition(Phase.PENDING, Reason.ACCEPTED, "waiting for a slot"), log)
@@ -174,16 +175,10 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Wait for a slot, resolve the spec against the source, then the guarded move to
     InProgress that records the resolution."""
     owner, spec = op.owner, op.spec
-    if not ctx.slots.try_take(owner.uid, op.created or ""):
-        if op.status.reason != Reason.WAITING_FOR_SLOT:
-            waiting = op.status.model_copy(
-                update={
-                    "reason": Reason.WAITING_FOR_SLOT.value,
-                    "message": f"waiting: {ctx.settings.max_in_progress} operations are already "
-                    "InProgress (operator setting maxInProgress)",
-                    "updated_at": now_rfc3339(),
-                }
-            )
+    if not ctx.slots.try_take(owner.uid, op.created or "", owner.namespace):
+        why = ctx.slots.why_waiting(owner.namespace)
+        waiting = operation_rules.waiting(op.status, why, now_rfc3339())
+        if waiting is not None:
             await loop.write_status(ctx, op.body, waiting.wire())
         return IDLE
     # (Not bounded by `ctx.building`: queued behind the creates, pickup p95 at 1,000 went
@@ -224,7 +219,7 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
 async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     """Follow the target (the cluster engine) and write what it found."""
     owner, spec, status = op.owner, op.spec, op.status
-    ctx.slots.occupy(owner.uid)
+    ctx.slots.occupy(owner.uid, owner.namespace)
     resolution = Resolution.recorded(status)
     followed = await clusters.follow_target(
         ctx,
@@ -234,7 +229,8 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
             source_name=spec.source_cluster,
             name=resolution.target_cluster,
             started_at=status.started_at,
-            timeout_seconds=spec.timeout_seconds,
+            # An administrator may lower the maximum while it runs: it bounds this one too.
+            timeout_seconds=min(spec.timeout_seconds, ctx.settings.max_timeout_seconds),
             plan=lambda source, service: operation_rules.cluster_plan(
                 spec, owner, resolution, source, service
             ),

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clone_operator.engine.failures import Backoff
 from clone_operator.k8s.api import NotLeading
 
 
@@ -156,43 +159,86 @@ class Fresh:
 
 @dataclass
 class Slots:
-    """The cluster-wide limit of InProgress operations, handed out oldest first.
+    """The limit of clones InProgress, cluster-wide and per namespace, handed out oldest
+    first.
 
-    The operator is the only writer of phases and only the leader acts (a new leader
-    takes the slots of every operation already InProgress before anything new starts:
-    engine.lifecycle), so an in-memory count seeded from the API is exact.
-    engine.operations is the only module that takes and releases slots.
+    A slot is held by every whole-cluster clone, whichever front door asked for it: a
+    CloningOperation, or a CloneObject of a StatefulSet. The operator is the only writer
+    of phases and only the leader acts (a new leader takes the slots of every clone
+    already InProgress before anything new starts: engine.lifecycle), so an in-memory
+    count seeded from the API is exact. No namespace holds more than `per_namespace`
+    (`Settings.namespace_share`): a namespace whose clones never get ready leaves the
+    other slots to the others.
     """
 
     limit: int
+    per_namespace: int | None = None
+    """At most this many slots per namespace; None: `limit`."""
     on_free: Callable[[str], None] = lambda uid: None
-    taken: set[str] = field(default_factory=set)
-    waiting: dict[str, str] = field(default_factory=dict)  # uid → creationTimestamp
+    taken: dict[str, str] = field(default_factory=dict)  # uid → namespace
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """uid → (creationTimestamp, namespace)"""
 
-    def occupy(self, uid: str) -> None:
-        """Count an operation already InProgress (seen at startup or on resume)."""
+    @property
+    def share(self) -> int:
+        return min(self.limit, self.per_namespace or self.limit)
+
+    def occupy(self, uid: str, namespace: str) -> None:
+        """Count a clone already InProgress (seen at startup or on resume), even beyond
+        the limits: a slot is never taken back."""
         self.waiting.pop(uid, None)
-        self.taken.add(uid)
+        self.taken[uid] = namespace
 
-    def try_take(self, uid: str, created: str) -> bool:
+    def try_take(self, uid: str, created: str, namespace: str) -> bool:
         if uid in self.taken:
             return True
-        self.waiting[uid] = created
-        free = self.limit - len(self.taken)
-        if free <= 0:
+        self.waiting[uid] = (created, namespace)
+        if uid not in admitted(self.waiting, self.taken, self.limit, self.share):
             return False
-        first = sorted(self.waiting, key=lambda u: (self.waiting[u], u))[:free]
-        if uid not in first:
-            return False
-        self.occupy(uid)
+        self.occupy(uid, namespace)
         return True
+
+    def why_waiting(self, namespace: str) -> str:
+        """Why a waiter of `namespace` has no slot yet, for its status."""
+        if len(self.taken) >= self.limit:
+            return (
+                f"waiting for a slot: all {self.limit} are taken by clones InProgress "
+                "(operator setting maxInProgress)"
+            )
+        if sum(1 for ns in self.taken.values() if ns == namespace) >= self.share:
+            return (
+                f"waiting for a slot: namespace {namespace} holds {self.share} of the "
+                f"{self.limit} already, its share (operator setting maxInProgressPerNamespace)"
+            )
+        return "waiting for a slot: older clones are waiting too"
 
     def release(self, uid: str) -> None:
         self.waiting.pop(uid, None)
-        if uid in self.taken:
-            self.taken.discard(uid)
+        if self.taken.pop(uid, None) is not None:
             for waiter in list(self.waiting):
                 self.on_free(waiter)
+
+
+def admitted(
+    waiting: Mapping[str, tuple[str, str]], taken: Mapping[str, str], limit: int, share: int
+) -> set[str]:
+    """The waiters (uid → (creationTimestamp, namespace)) that may take a slot now: the
+    oldest first, across namespaces, skipping those whose namespace holds its `share`,
+    while any of the `limit` slots is free."""
+    free = limit - len(taken)
+    if free <= 0:
+        return set()
+    held = Counter(taken.values())
+    chosen: set[str] = set()
+    for uid in sorted(waiting, key=lambda u: (waiting[u][0], u)):
+        namespace = waiting[uid][1]
+        if held[namespace] >= share:
+            continue
+        held[namespace] += 1
+        chosen.add(uid)
+        if len(chosen) == free:
+            break
+    return chosen
 
 
 @dataclass
@@ -201,8 +247,10 @@ class Runners:
 
     Not kopf daemons: those need a finalizer on every object (two more writes
     each, and conflicts with our guarded status writes) and block deletion while
-    the operator is down. A task ends when its object is finalized or gone; one
-    that crashes is started again after a second, as kopf would.
+    the operator is down. A task ends when its object is finalized or gone. A step's
+    error is dealt with inside the loop (engine.loop.recover); one that escapes even
+    that (its bookkeeping) starts the task again after a backoff (1 s, doubling up to
+    5 min), never in a tight loop.
     """
 
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -224,8 +272,10 @@ class Runners:
     async def _supervise(
         self, uid: str, run: Callable[[], Coroutine[Any, Any, None]], log: logging.Logger
     ) -> None:
+        backoff = Backoff()
         try:
             while True:
+                started = time.monotonic()
                 try:
                     await run()
                     return
@@ -235,8 +285,11 @@ class Runners:
                     log.info("engine for %s stops: this replica no longer leads", uid)
                     return
                 except Exception:
-                    log.exception("engine for %s failed; it starts again in 1 s", uid)
-                    await asyncio.sleep(1.0)
+                    if time.monotonic() - started > backoff.cap:
+                        backoff.reset()  # it ran well for a while: a new failure
+                    delay = backoff.next()
+                    log.exception("engine for %s failed; it starts again in %.1f s", uid, delay)
+                    await asyncio.sleep(delay)
         finally:
             if self.tasks.get(uid) is asyncio.current_task():
                 del self.tasks[uid]

@@ -18,6 +18,7 @@ from clone_operator.gateway import auth, objects, operations
 from clone_operator.gateway.context import Gateway, GatewayError, from_api
 from clone_operator.gateway.ids import Allocator
 from clone_operator.gateway.kube import ApiError, Endpoint, Pools
+from clone_operator.gateway.limits import BodyLimit
 from clone_operator.gateway.metrics import Metrics
 from clone_operator.gateway.settings import ApiSettings
 
@@ -106,6 +107,17 @@ def create_app(settings: ApiSettings, endpoint: Endpoint | None = None) -> FastA
                 elapsed * 1000,
             )  # fmt: skip
         return response
+
+    # Outermost (added last): the body is bounded before routing, parsing and auth.
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        budget=settings.max_buffered_bytes,
+        error_body=error_body,
+        refused=lambda method, status, seconds: metrics.observe(
+            method, "unmatched", status, seconds
+        ),
+    )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from clone_operator.gateway.limits import method_label
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
     """`clone_operator_api_requests_total{method,route,status}` and
     `clone_operator_api_request_duration_seconds{method,route}`; `route` is the path
-    template (`/api/admin/clone_objects/{object_id}`), never the raw path."""
+    template (`/api/admin/clone_objects/{object_id}`), never the raw path; `method` one of
+    `limits.METHODS` or `other`: no label takes a value a client can choose freely."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -29,6 +32,7 @@ class Metrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method_label(method)
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 

@@ -29,6 +29,12 @@ class ApiSettings(BaseSettings):
     or `default` outside a cluster."""
     max_batch: Annotated[int, Field(ge=1, le=500)] = 100
     """Most clone objects one Bridge POST may create."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    """Largest request body accepted; a larger one is answered 413 before it is read
+    (Content-Length) or as soon as it passes this size (chunked), before any auth."""
+    max_buffered_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    """Request bodies buffered at once, over all requests; a body that would pass it is
+    answered 503 (many slow uploads cannot multiply `max_body_bytes`)."""
     request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     """Timeout of each call to the API server."""
 

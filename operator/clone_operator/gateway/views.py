@@ -121,7 +121,7 @@ class CreateOperationRequest(StrictModel):
     target_region: Annotated[str, Field(max_length=63)] | None = None
     """Region of the clone (a node region or an alias such as `oregon`); default: the source's."""
     notification_email_addresses: Annotated[list[str], Field(max_length=20)] = []
-    """Told when the operation completes or fails."""
+    """Emailed once when the operation ends: succeeded, failed or canceled."""
 
 
 class UpdateOperationRequest(StrictModel):

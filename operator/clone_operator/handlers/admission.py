@@ -11,10 +11,16 @@ the ValidatingAdmissionPolicies (api/policies.py), run by the API server after
 every mutation, refuse any other value and any later change. Authorization
 itself (may the requester read the source and create the clone?) is never the
 webhook's job: the policies decide it, and they fail closed.
+
+Only a review the API server sent (its client certificate, signed by
+`webhook.clientCA`) is judged with reads; any other is admitted unread (see
+reconcile/admission.py): the port is reachable, and a review's body is the
+caller's to forge.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from clone_operator.api import cloneobjects, cloningoperations, policies
 from clone_operator.api.common import GROUP, VERSION
 from clone_operator.engine import admission, certificates
 from clone_operator.k8s.api import Kube
+from clone_operator.reconcile import admission as rules
 from clone_operator.settings import Settings, WebhookMode
 
 CONFIGURATION_NAME = "clone-operator.cloning.dev"
@@ -49,7 +56,7 @@ async def configure(settings: kopf.OperatorSettings, config: Settings, kube: Kub
         cert = webhook_certs.write(pair)
     else:
         cert = webhook_certs.self_signed(hosts)
-    server_class = kopf.WebhookServer if addr != "0.0.0.0" else ServiceWebhookServer
+    server_class = WebhookServer if addr != "0.0.0.0" else ServiceWebhookServer
     settings.admission.server = server_class(
         addr=addr,
         port=config.webhook_port,
@@ -57,11 +64,26 @@ async def configure(settings: kopf.OperatorSettings, config: Settings, kube: Kub
         certfile=str(cert.certfile),
         pkeyfile=str(cert.keyfile),
         cadata=cert.ca,
+        verify_cadata=webhook_certs.client_ca(config.webhook_client_ca),
     )
     settings.admission.managed = CONFIGURATION_NAME
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
+class WebhookServer(kopf.WebhookServer):
+    """kopf's webhook server, trusting only the given client CA.
+
+    kopf's own TLS context is `ssl.create_default_context`, which also trusts the
+    system's CAs: any publicly issued client certificate would then pass for the API
+    server's. Each (re)start gets a bare context; kopf loads the serving certificate
+    and `verify_cadata` into it, and asks for (never requires) a client certificate.
+    """
+
+    def _build_ssl(self) -> tuple[bytes | None, ssl.SSLContext | None]:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        return super()._build_ssl()
+
+
+class ServiceWebhookServer(WebhookServer):
     """kopf's webhook server, published to the API server as a Service reference.
 
     kopf publishes `url: https://<host>:<port>`; the API server would resolve
@@ -114,8 +136,19 @@ async def validate_operation(
     namespace: str | None,
     name: str | None,
     memo: kopf.Memo,
+    resource: kopf.Resource,
+    sslpeer: dict[str, Any],
+    operation: str | None = None,  # kopf passes it, but never filters handlers by it
     **_: Any,
 ) -> None:
+    review = rules.Review(
+        operation=operation or "",
+        plural=resource.plural,
+        namespace=namespace,
+        from_api_server=rules.from_api_server(sslpeer, bool(memo.ctx.settings.webhook_client_ca)),
+    )
+    if not rules.may_read(review):
+        return  # answered from the request alone: the operator judges it, into its status
     problems = await admission.check_operation(
         memo.ctx, str(namespace), name or "", meta.get("uid"), dict(spec)
     )

@@ -54,13 +54,15 @@ PLURALS: dict[tuple[str, str], str] = {
 
 
 class ApiError(Exception):
-    """An API request failed; `status` and `reason` are the API server's."""
+    """An API request failed; `status` and `reason` are the API server's, `request` what
+    was asked (`what_is_asked`: method and resource, no names), when known."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, request: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
+        self.request = request
 
 
 class NotFound(ApiError):
@@ -83,6 +85,11 @@ class NotLeading(ApiError):
     """Not sent: this replica is not (or no longer surely) the leader (engine/leadership.py)."""
 
 
+class UnknownKind(LookupError):
+    """Not sent: the operator has no path for this (apiVersion, kind): it writes only the
+    kinds in PLURALS, whatever a body asks for."""
+
+
 def path(
     api_version: str,
     kind: str,
@@ -90,7 +97,11 @@ def path(
     name: str | None = None,
     subresource: str | None = None,
 ) -> str:
-    plural = PLURALS[(api_version, kind)]
+    plural = PLURALS.get((api_version, kind))
+    if plural is None:
+        raise UnknownKind(
+            f"the operator does not read or write objects of kind {kind} ({api_version})"
+        )
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     parts = [prefix]
     if namespace is not None:
@@ -244,23 +255,24 @@ class Kube:
         if 200 <= status < 300:
             data: JSON = json.loads(text) if text else {}
             return data
-        try:  # an API group that is not served answers `404 page not found`, not a Status
-            data = json.loads(text) if text else {}
+        try:  # a proxy in between may answer an error in HTML
+            error = json.loads(text) if text else {}
         except ValueError:
-            data = {}
-        if not isinstance(data, dict):
-            data = {}
-        reason = str(data.get("reason", ""))
-        message = str(data.get("message", text))
+            error = {}
+        if not isinstance(error, dict):
+            error = {}
+        reason = str(error.get("reason", ""))
+        message = str(error.get("message", text[:1024]))
+        asked = what_is_asked(method, url)
         if status == 404:
-            raise NotFound(status, reason, message)
+            raise NotFound(status, reason, message, asked)
         if status == 409:
-            raise Conflict(status, reason, message)
+            raise Conflict(status, reason, message, asked)
         if status == 403 and "being terminated" in message:
-            raise NamespaceTerminating(status, reason, message)
+            raise NamespaceTerminating(status, reason, message, asked)
         if status in (400, 422):
-            raise Invalid(status, reason, message)
-        raise ApiError(status, reason, message)
+            raise Invalid(status, reason, message, asked)
+        raise ApiError(status, reason, message, asked)
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str

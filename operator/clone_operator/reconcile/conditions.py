@@ -51,6 +51,13 @@ class Reason(StrEnum):
     """A condition: every target volume is Bound."""
     TIMEOUT = "Timeout"
     PODS_CANNOT_START = "PodsCannotStart"
+    TIMEOUT_TOO_LONG = "TimeoutTooLong"
+    """spec.timeoutSeconds is above the operator setting maxTimeoutSeconds: nothing made."""
+    API_REFUSED = "ApiRefused"
+    """The API server refused a request for a reason a retry cannot fix (a 4xx other than
+    409/429: exceeded quota, a kind it does not serve, ...): engine.failures."""
+    INTERNAL_ERROR = "InternalError"
+    """The operator met an error of its own (a bug) on this resource and stopped: engine.failures."""
 
 
 def set_condition(

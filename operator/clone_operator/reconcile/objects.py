@@ -74,6 +74,20 @@ def apply(
     return updated
 
 
+def waiting(
+    status: CloneObjectStatus, why: str, now: str, generation: int | None
+) -> CloneObjectStatus | None:
+    """A Pending cluster clone's status while it waits for a slot (`why`), in its `Ready`
+    condition (reason WaitingForSlot); None when it says so already."""
+    ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    if ready is not None and (ready.reason, ready.message) == (Reason.WAITING_FOR_SLOT, why):
+        return None
+    conditions = set_condition(
+        status.conditions, "Ready", False, Reason.WAITING_FOR_SLOT, why, now, generation
+    )
+    return status.model_copy(update={"conditions": conditions, "updated_at": now})
+
+
 def progress(
     status: CloneObjectStatus,
     target: str,

@@ -162,6 +162,31 @@ def method_of(requested: CopyMethod, resolved: CopyMethod | None) -> CopyMethod:
     return CopyMethod.VOLUME_CLONE if requested is CopyMethod.AUTO else requested
 
 
+def timeout_refused(spec: CloningOperationSpec, max_timeout_seconds: int) -> Transition | None:
+    """The move to Failed of an operation asking a longer timeout than the operator
+    setting maxTimeoutSeconds allows (None: it may go on). Refused, not shortened: the
+    requester gets what they asked for or a clear no, before anything is made."""
+    if spec.timeout_seconds <= max_timeout_seconds:
+        return None
+    return Transition(
+        Phase.FAILED,
+        Reason.TIMEOUT_TOO_LONG,
+        f"spec.timeoutSeconds: {spec.timeout_seconds} is more than this operator allows "
+        f"(maxTimeoutSeconds: {max_timeout_seconds}); nothing was made. Create a new "
+        f"operation with timeoutSeconds of at most {max_timeout_seconds}.",
+    )
+
+
+def waiting(status: CloningOperationStatus, why: str, now: str) -> CloningOperationStatus | None:
+    """A Pending operation's status while it waits for a slot (`why`: engine.runtime.Slots),
+    or None when it says so already."""
+    if status.reason == Reason.WAITING_FOR_SLOT and status.message == why:
+        return None
+    return status.model_copy(
+        update={"reason": Reason.WAITING_FOR_SLOT.value, "message": why, "updated_at": now}
+    )
+
+
 def overridden_fields(patch: dict[str, Any] | None) -> str | None:
     """The leaf paths a merge patch sets or removes, comma-separated (at most 1024 chars)."""
     if not patch:

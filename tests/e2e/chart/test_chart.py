@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.chart.conftest import CHART, ROOT, Helm, Release, can_i
+from tests.e2e.chart.helm import CHART, ROOT, Helm, Release, can_i
 from tests.e2e.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -54,6 +54,8 @@ def test_helm_lint_passes(helm: Helm) -> None:
         ("--set", "operator.logFormt=json", "additional properties 'logFormt' not allowed"),
         ("--set", "operator.logFormat=yaml", "logFormat"),
         ("--set", "operator.maxInProgress=0", "maxInProgress"),
+        ("--set", "operator.maxInProgressPerNamespace=0", "maxInProgressPerNamespace"),
+        ("--set", "operator.maxTimeoutSeconds=86401", "maxTimeoutSeconds"),
         ("--set-json", 'watchNamespaces=["Not_A_Namespace"]', "watchNamespaces"),
     ],
 )
@@ -113,6 +115,8 @@ def test_chart_crds_are_the_generated_ones(helm: Helm) -> None:
         (d["kind"], d["metadata"]["name"]): d
         for kind in shipped
         for d in by_kind(helm.template(), kind)
+        # The release's own policy on webhook configurations is a template, not generated.
+        if not d["metadata"]["name"].endswith("-webhook-configurations")
     }
     generated = {
         (d["kind"], d["metadata"]["name"]): d
@@ -134,8 +138,11 @@ def test_chart_crds_are_the_generated_ones(helm: Helm) -> None:
     for key, document in rendered.items():
         assert document["spec"] == generated[key]["spec"]
         assert document["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    without = helm.template("--set", "crds.enabled=false")
     for kind in shipped:
-        assert by_kind(helm.template("--set", "crds.enabled=false"), kind) == []
+        assert [d["metadata"]["name"] for d in by_kind(without, kind)] == (
+            [] if kind == "CustomResourceDefinition" else ["clone-operator-webhook-configurations"]
+        )
 
 
 def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
@@ -175,6 +182,7 @@ def test_rendered_deployment_is_secure_by_default(helm: Helm) -> None:
         "CLONE_OPERATOR_REGION_ALIASES": "{}",
         "CLONE_OPERATOR_ALLOWED_REGIONS": "[]",
         "CLONE_OPERATOR_MAX_IN_PROGRESS": "10",
+        "CLONE_OPERATOR_MAX_TIMEOUT_SECONDS": "21600",
         "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "60",
         "CLONE_OPERATOR_CLUSTER_DOMAIN": "cluster.local",
         "CLONE_OPERATOR_NAMESPACES": "[]",
@@ -213,6 +221,10 @@ def test_operator_settings_parse_the_rendered_env(
             "--set",
             "operator.maxInProgress=3",
             "--set",
+            "operator.maxInProgressPerNamespace=2",
+            "--set",
+            "operator.maxTimeoutSeconds=3600",
+            "--set",
             "operator.logFormat=json",
             "--set",
             "operator.healthPort=9090",
@@ -226,6 +238,8 @@ def test_operator_settings_parse_the_rendered_env(
     assert settings.allowed_regions == ["oregon", "us-east-1"]
     assert settings.namespaces == ["team-a", "team-b"]
     assert settings.max_in_progress == 3
+    assert settings.namespace_share == 2
+    assert settings.max_timeout_seconds == 3600
     assert settings.log_format == "json"
     assert settings.health_port == 9090
 
@@ -355,7 +369,7 @@ def test_uninstall_keeps_crds_and_user_resources(
         } == set(names)
         assert {
             d["metadata"]["name"] for d in by_kind(release.manifest(), "ValidatingAdmissionPolicy")
-        } == set(policies)
+        } == {*policies, f"{release.fullname}-webhook-configurations"}
         for kind, name in shipped:
             annotations = admin.get(kind, name)["metadata"]["annotations"]
             assert annotations["helm.sh/resource-policy"] == "keep"
@@ -389,7 +403,7 @@ MUST = [
     ("watch", "cloningoperations.cloning.dev"),
     ("patch", "cloningoperations.cloning.dev"),
     ("patch", "cloningoperations.cloning.dev/status"),
-    ("update", "cloneobjects.cloning.dev/status"),
+    ("patch", "cloneobjects.cloning.dev/status"),
     ("list", "cloneobjects.cloning.dev"),
     ("create", "statefulsets.apps"),
     ("delete", "statefulsets.apps"),
@@ -408,6 +422,8 @@ MUST_NOT = [
     ("delete", "cloningoperations.cloning.dev"),
     ("create", "cloningoperations.cloning.dev"),
     ("update", "statefulsets.apps"),
+    ("update", "cloningoperations.cloning.dev"),  # patched, never replaced
+    ("update", "cloneobjects.cloning.dev/status"),
     ("delete", "pods"),
     ("create", "pods"),
     ("create", "pods/exec"),
@@ -415,6 +431,11 @@ MUST_NOT = [
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "deployments.apps"),
     ("delete", "persistentvolumes"),
+    # Read only by name, or listed by label: never watched (nor leases listed).
+    ("watch", "secrets"),
+    ("watch", "configmaps"),
+    ("watch", "services"),
+    ("list", "leases.coordination.k8s.io"),
 ]
 CLUSTER_MUST_NOT = [
     ("delete", "nodes"),
@@ -426,6 +447,7 @@ CLUSTER_MUST_NOT = [
     ("create", "namespaces"),
     ("delete", "namespaces"),
     ("list", "namespaces"),
+    ("get", "nodes"),  # watched for their regions, never read one by one
     # The webhook configuration it manages may be patched; any other may not.
     ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
     ("delete", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
@@ -573,3 +595,57 @@ def test_webhook_certificate_secret_rights_are_for_that_secret_only(helm: Helm) 
     }
     (deployment,) = by_kind(with_cert_manager, "Deployment")
     assert "CLONE_OPERATOR_WEBHOOK_CERT_SECRET" not in env_of(deployment)
+
+
+def test_the_webhook_port_can_be_narrowed_to_the_api_servers_addresses(helm: Helm) -> None:
+    """`networkPolicy.webhookFrom` limits who reaches the webhook port (every peer by
+    default); the local cluster enforces no NetworkPolicy, so it is checked as rendered."""
+
+    def webhook_rule(*args: str) -> dict[str, Any]:
+        policies = by_kind(helm.template(*args), "NetworkPolicy")
+        [policy] = [p for p in policies if p["metadata"]["name"] == "clone-operator"]
+        [rule] = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "webhook"]
+        return rule
+
+    assert "from" not in webhook_rule()
+    peers = [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    narrowed = webhook_rule("--set-json", f"networkPolicy.webhookFrom={json.dumps(peers)}")
+    assert narrowed == {"ports": [{"port": "webhook", "protocol": "TCP"}], "from": peers}
+
+
+def test_the_webhook_client_ca_is_passed_only_when_given(helm: Helm, tmp_path: Path) -> None:
+    (deployment,) = by_kind(helm.template(), "Deployment")
+    assert "CLONE_OPERATOR_WEBHOOK_CLIENT_CA" not in env_of(deployment)
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (deployment,) = by_kind(helm.template("--set-file", f"webhook.clientCA={ca}"), "Deployment")
+    assert env_of(deployment)["CLONE_OPERATOR_WEBHOOK_CLIENT_CA"] == ca.read_text()
+
+
+def test_the_operator_may_create_no_other_webhook_configuration(
+    release: Release, admin: Kubectl
+) -> None:
+    """RBAC cannot limit `create` by name; the chart's policy does: the operator's token
+    may create its own webhook configurations, and refuses to register any other."""
+    release.install(**{"crds.enabled": "false"})
+    sa = sa_name(release)
+
+    def create(kind: str, name: str) -> subprocess.CompletedProcess[str]:
+        manifest = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+                    "metadata": {"name": name}, "webhooks": []}  # fmt: skip
+        return admin("create", "--dry-run=server", f"--as={sa}", "-f", "-",
+                     stdin=json.dumps(manifest), check=False)  # fmt: skip
+
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        assert can_i(admin, sa, "create", f"{kind.lower()}s.admissionregistration.k8s.io")
+        refused = wait_for(
+            f"the policy to refuse another {kind}",
+            lambda k=kind: (r := create(k, "anything-else")).returncode != 0 and r,
+        )
+        assert "may create only the webhook configurations named" in refused.stderr
+        allowed = create(kind, "clone-operator.cloning.dev")
+        assert allowed.returncode == 0, allowed.stderr
+    # Anyone else (here the admin) is not this policy's concern.
+    assert admin("create", "--dry-run=server", "-f", "-", check=False, stdin=json.dumps(
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": "anything-else"}, "webhooks": []})).returncode == 0  # fmt: skip

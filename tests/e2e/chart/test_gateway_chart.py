@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chart.conftest import Helm, Release, can_i
+from tests.e2e.chart.helm import Helm, Release, can_i
 from tests.e2e.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.e2e

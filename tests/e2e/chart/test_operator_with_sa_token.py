@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OperatorProcess
-from tests.e2e.chart.conftest import Release
-from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, statefulset, wait_for
+from tests.e2e.chart.helm import Release
+from tests.e2e.clones import wait_state
+from tests.e2e.harness import OperatorProcess
+from tests.e2e.kube import Kubectl, ready_replicas, sa_kubeconfig, wait_for
+from tests.e2e.manifests import clone_object, operation, statefulset
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +38,7 @@ def phase(kubectl: Kubectl, name: str) -> str | None:
 def run_clone(kubectl: Kubectl, proc: OperatorProcess) -> dict[str, object]:
     kubectl.apply(statefulset("src", replicas=1))
     wait_for("the source to be ready", lambda: ready_replicas(kubectl, "src") == 1, timeout=90)
-    kubectl.apply(
-        {
-            "apiVersion": "cloning.dev/v1alpha1",
-            "kind": "CloningOperation",
-            "metadata": {"name": "copy"},
-            "spec": {"sourceCluster": "src", "targetName": "src-copy"},
-        }
-    )
+    kubectl.apply(operation("copy", "src", targetName="src-copy"))
     final = wait_for(
         "the operation to finish",
         lambda: (
@@ -83,7 +78,7 @@ def test_operator_with_chart_sa_token_reconciles(
         f"--clusterrole={scan}",
         f"--serviceaccount={namespace}:{release.fullname}",
     )
-    proc = OperatorProcess(config)
+    proc = OperatorProcess(config, name="sa-token")
     env = chart_env(release, namespace)
     try:
         proc.ensure(env)
@@ -94,6 +89,14 @@ def test_operator_with_chart_sa_token_reconciles(
         assert status["phase"] == "Succeeded", status
         assert status["targetCluster"] == "src-copy"
         assert ready_replicas(kubectl, "src-copy") == 1
+        # CloneObjects too: a ConfigMap and a Secret (listed by owner, never watched).
+        kubectl("create", "configmap", "seed", "--from-literal=k=v")
+        kubectl("create", "secret", "generic", "seed", "--from-literal=k=v")
+        for kind in ("ConfigMap", "Secret"):
+            name = f"seed-{kind.lower()}"
+            kubectl.apply(clone_object(name, kind, "seed", name=name))
+            assert wait_state(kubectl, name)["state"] == "Created"
+            assert kubectl.get(kind.lower(), name) is not None
     finally:
         proc.stop()
         admin("delete", f"clusterrolebinding/{scan}", f"clusterrole/{scan}", check=False)
@@ -115,7 +118,7 @@ def test_operator_with_namespaced_rbac_starts(
 ) -> None:
     release.install(**{"crds.enabled": "false", "watchNamespaces": json.dumps([namespace])})
     config = sa_kubeconfig(admin, namespace, release.fullname, tmp_path / "sa.kubeconfig")
-    proc = OperatorProcess(config)
+    proc = OperatorProcess(config, name="sa-token-namespaced")
     env = chart_env(release, namespace)
     try:
         proc.ensure(env)

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""`make deploy` / `make undeploy`: the chart, with the image built here, on the local cluster's real node.
+
+    hack/deploy.py up [helm args...]   # build, import into the node, helm upgrade --install, wait Ready
+    hack/deploy.py down                # helm uninstall
+
+The same code the in-cluster e2e harness installs with (tests/e2e/incluster.py:
+`build_and_import`, `chart_values`, `helm_install`): the image is tagged with its ID
+and imported into the real node's containerd (never pulled), the pods tolerate the
+node's taint, the chart's two replicas elect a leader. Unlike the harness it turns
+the webhook on (the chart's default) and names the local cluster's regions. The
+CRDs come from crds/ (`make crds-apply` runs first). DEPLOY_RELEASE and
+DEPLOY_NAMESPACE choose the release.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.cluster import localcluster, realnode  # noqa: E402
+from tests.e2e.incluster import (  # noqa: E402
+    all_ready_and_leading,
+    build_and_import,
+    chart_values,
+    fullname,
+    helm_install,
+)
+from tests.e2e.kube import Kubectl, wait_for  # noqa: E402
+
+RELEASE = os.environ.get("DEPLOY_RELEASE") or "clone-operator"
+NAMESPACE = os.environ.get("DEPLOY_NAMESPACE") or "clone-operator-system"
+# What a user of this cluster would set: the webhook (in-cluster, behind its Service)
+# and friendly names for the local cluster's two regions.
+SETTINGS = {
+    "CLONE_OPERATOR_WEBHOOK_MODE": "service",
+    "CLONE_OPERATOR_REGION_ALIASES": '{"virginia": "us-east-1", "oregon": "us-west-2"}',
+}
+
+
+def up(extra: list[str]) -> int:
+    cluster = localcluster.up()
+    if not realnode.running(localcluster.node_paths(cluster)):
+        reason = realnode.unavailable_reason() or "it is not running (see `make cluster`)"
+        print(f"deploy: the local cluster has no real node to run the image on: {reason}")
+        return 1
+    helm = [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
+    image = build_and_import(cluster.cache, cluster.cluster_dir)
+    print(f"deploy: helm upgrade --install {RELEASE} in {NAMESPACE} with {image}")
+    helm_install(helm, RELEASE, NAMESPACE, [*chart_values(image, SETTINGS), *extra])
+    kubectl = Kubectl(cluster.kube_bin / "kubectl", cluster.kubeconfig).in_namespace(NAMESPACE)
+    leader = wait_for(
+        "the operator's pods Ready and one leading",
+        lambda: all_ready_and_leading(kubectl, RELEASE),
+        timeout=180,
+    )
+    print(
+        f"deploy: {RELEASE} is Ready on the real node; {leader} leads. Look with:\n"
+        f"  export KUBECONFIG={cluster.kubeconfig}\n"
+        f"  {cluster.kube_bin / 'kubectl'} -n {NAMESPACE} get pods -o wide\n"
+        f"  {cluster.kube_bin / 'kubectl'} -n {NAMESPACE} logs deploy/{fullname(RELEASE)}"
+    )
+    return 0
+
+
+def down() -> int:
+    cluster = localcluster.paths()
+    helm = [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
+    args = [*helm, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait"]
+    return subprocess.run(args, check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["up"]:
+        return up(argv[1:])
+    if argv == ["down"]:
+        return down()
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
