@@ -181,6 +181,8 @@ def test_the_storages_refusal_is_quoted_and_transient_ones_are_not() -> None:
     )
     assert storage.storage_refusal([event(refused, "other")], "data-t-0") is None
     assert storage.storage_refusal([event("snapshot s is not Ready")], "data-t-0") is None
+    missing = 'storageclass.storage.k8s.io "no-such-class" not found'
+    assert storage.storage_refusal([event(missing)], "data-t-0") is None  # it may yet be made
 
 
 def test_a_snapshot_error_is_the_storages_words() -> None:

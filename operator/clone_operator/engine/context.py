@@ -17,6 +17,7 @@ from clone_operator.engine.events import Poster
 from clone_operator.engine.leadership import Elector
 from clone_operator.engine.metrics import Metrics
 from clone_operator.engine.runtime import Fresh, Runners, Slots, Wakeups, newer
+from clone_operator.engine.storage import Lists
 from clone_operator.k8s.api import Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile.regions import RegionTable
@@ -70,6 +71,8 @@ class Context:
     """Operation uid → the uid of the lock Lease it created here: released without a GET."""
     ready_seen: dict[str, float] = field(default_factory=dict)
     volumes_bound: set[str] = field(default_factory=set)
+    storage_lists: Lists = field(init=False)
+    """StorageClasses and snapshot classes read lately (engine.storage)."""
     """Owners whose target volumes were all seen Bound: no more looks for a refusal."""
     """Owner uid → when (monotonic) a watch event first showed its target ready: the
     start of the ready → done delay (`clone_operator_ready_to_done_seconds`)."""
@@ -94,6 +97,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.reset_slots()
+        self.storage_lists = Lists(self.kube)
 
     def reset_slots(self) -> None:
         """No slot taken: before they are counted from the resources (engine.lifecycle)."""

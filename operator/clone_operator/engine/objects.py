@@ -258,7 +258,7 @@ async def copy_method_of(ctx: Context, obj: CloneObject, source: JSON) -> CopyMe
         )
         pvcs = cluster_builders.source_pvc_names(plan)
     choice = await storage.decide(
-        ctx.kube,
+        ctx.storage_lists,
         obj.body,
         obj.namespace,
         pvcs,

@@ -189,7 +189,7 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         resolution = operation_rules.resolve(spec, owner, source, service, region, ctx.regions())
         plan = operation_rules.cluster_plan(spec, owner, resolution, source, service)
         choice = await storage.decide(
-            ctx.kube,
+            ctx.storage_lists,
             op.body,
             owner.namespace,
             cluster_builders.source_pvc_names(plan),

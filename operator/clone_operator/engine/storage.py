@@ -3,14 +3,15 @@ the requester may create VolumeSnapshots. Reads only; the one write is a
 SubjectAccessReview, which the API server answers without storing anything.
 
 The cluster-wide lists (StorageClasses, snapshot classes) are read once per
-`CACHE_SECONDS`: one read serves every clone that starts meanwhile.
+`CACHE_SECONDS` (kept in `Lists`, on the operator's context): one read serves
+every clone that starts meanwhile.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass, field
 
 from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.api.policies import REQUESTED_BY, SNAPSHOT_GROUP
@@ -19,24 +20,26 @@ from clone_operator.reconcile import storage
 from clone_operator.reconcile.storage import Facts, SnapshotClass, Volume
 
 CACHE_SECONDS = 30.0
-_cache: dict[tuple[int, str], tuple[float, Any]] = {}
 
 
-async def _cached_list(
-    kube: Kube, api_version: str, kind: str, fresh: bool = False
-) -> list[JSON] | None:
-    """A cluster-scoped LIST, cached briefly (unless `fresh`); None when the API is not
-    served."""
-    key = (id(kube), f"{api_version}/{kind}")
-    hit = _cache.get(key)
-    if not fresh and hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1]  # type: ignore[no-any-return]
-    try:
-        items: list[JSON] | None = await kube.list(api_version, kind)
-    except NotFound:
-        items = None
-    _cache[key] = (time.monotonic(), items)
-    return items
+@dataclass
+class Lists:
+    """Cluster-scoped lists read lately, by (apiVersion, kind): (when, items or None)."""
+
+    kube: Kube
+    read: dict[tuple[str, str], tuple[float, list[JSON] | None]] = field(default_factory=dict)
+
+    async def get(self, api_version: str, kind: str, fresh: bool = False) -> list[JSON] | None:
+        """The LIST, cached briefly (unless `fresh`); None when the API is not served."""
+        hit = self.read.get((api_version, kind))
+        if not fresh and hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        try:
+            items: list[JSON] | None = await self.kube.list(api_version, kind)
+        except NotFound:
+            items = None
+        self.read[(api_version, kind)] = (time.monotonic(), items)
+        return items
 
 
 def _classes(items: list[JSON] | None, default_key: str) -> tuple[SnapshotClass, ...] | None:
@@ -69,14 +72,15 @@ async def volume(kube: Kube, namespace: str, pvc_name: str, classes: dict[str, J
     )
 
 
-async def facts(kube: Kube, namespace: str, pvcs: Iterable[str], fresh: bool = False) -> Facts:
+async def facts(lists: Lists, namespace: str, pvcs: Iterable[str], fresh: bool = False) -> Facts:
     """What the cluster tells of these source PVCs' storage (`fresh`: no cached list)."""
+    kube = lists.kube
     names = list(pvcs)
     if not names:
         return Facts()
     classes = {
         c["metadata"]["name"]: c
-        for c in await _cached_list(kube, "storage.k8s.io/v1", "StorageClass", fresh) or []
+        for c in await lists.get("storage.k8s.io/v1", "StorageClass", fresh) or []
     }
     volumes = tuple([await volume(kube, namespace, n, classes) for n in names])
     zones: dict[str, frozenset[str]] = {}
@@ -92,13 +96,11 @@ async def facts(kube: Kube, namespace: str, pvcs: Iterable[str], fresh: bool = F
     return Facts(
         volumes=volumes,
         snapshot_classes=_classes(
-            await _cached_list(kube, "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", fresh),
+            await lists.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", fresh),
             storage.DEFAULT_SNAPSHOT_CLASS,
         ),
         group_snapshot_classes=_classes(
-            await _cached_list(
-                kube, "groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshotClass", fresh
-            ),
+            await lists.get("groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshotClass", fresh),
             storage.DEFAULT_GROUP_SNAPSHOT_CLASS,
         ),
         zones_by_region=zones,
@@ -134,7 +136,7 @@ async def may_snapshot(kube: Kube, owner_body: JSON, namespace: str) -> bool:
 
 
 async def decide(
-    kube: Kube,
+    lists: Lists,
     owner_body: JSON,
     namespace: str,
     pvcs: Iterable[str],
@@ -151,10 +153,10 @@ async def decide(
         return storage.Choice(CopyMethod.NONE)
     names = list(pvcs)
     for fresh in (False, True):
-        found = await facts(kube, namespace, names, fresh)
+        found = await facts(lists, namespace, names, fresh)
         may = False
         if requested is CopyMethod.AUTO and found.snapshot_classes:
-            may = await may_snapshot(kube, owner_body, namespace)
+            may = await may_snapshot(lists.kube, owner_body, namespace)
         try:
             choice = storage.choose(
                 requested, found, source_region, target_region, snapshot_class, may

@@ -327,9 +327,17 @@ def choose(
 
 
 PROVISIONING_FAILED = "ProvisioningFailed"
-TRANSIENT = ("not ready", "timed out", "deadlineexceeded", "code = unavailable", "being deleted")
+TRANSIENT = (
+    "not ready",
+    "timed out",
+    "deadlineexceeded",
+    "code = unavailable",
+    "being deleted",
+    "not found",
+)
 """Words of a ProvisioningFailed that retrying may fix (the provisioner retries): not
-taken as the storage's refusal."""
+taken as the storage's refusal. "not found": a StorageClass or a data source that may
+yet be made (Kubernetes waits for it, and so does the clone, until its timeout)."""
 
 
 def storage_refusal(
