@@ -72,12 +72,29 @@ async def volume(kube: Kube, namespace: str, pvc_name: str, classes: dict[str, J
     )
 
 
-async def facts(lists: Lists, namespace: str, pvcs: Iterable[str], fresh: bool = False) -> Facts:
-    """What the cluster tells of these source PVCs' storage (`fresh`: no cached list)."""
+async def facts(
+    lists: Lists, namespace: str, pvcs: Iterable[str], fresh: bool = False, elsewhere: bool = True
+) -> Facts:
+    """What the cluster tells of these source PVCs' storage (`fresh`: no cached list).
+
+    The volumes themselves (PVC, PV: two reads each) are read only when they can change
+    the choice: the target is `elsewhere` (another region than the source's), or a
+    snapshot API is served. A clone in its source's region, on a cluster without
+    snapshots, is a VolumeClone as before, at the cost of the cached lists alone."""
     kube = lists.kube
     names = list(pvcs)
     if not names:
         return Facts()
+    snapshot_classes = _classes(
+        await lists.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", fresh),
+        storage.DEFAULT_SNAPSHOT_CLASS,
+    )
+    group_snapshot_classes = _classes(
+        await lists.get("groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshotClass", fresh),
+        storage.DEFAULT_GROUP_SNAPSHOT_CLASS,
+    )
+    if not elsewhere and snapshot_classes is None and group_snapshot_classes is None:
+        return Facts(tuple(Volume(pvc=n) for n in names), None, None)
     classes = {
         c["metadata"]["name"]: c
         for c in await lists.get("storage.k8s.io/v1", "StorageClass", fresh) or []
@@ -93,18 +110,7 @@ async def facts(lists: Lists, namespace: str, pvcs: Iterable[str], fresh: bool =
             if region and zone:
                 found.setdefault(region, set()).add(zone)
         zones = {r: frozenset(z) for r, z in found.items()}
-    return Facts(
-        volumes=volumes,
-        snapshot_classes=_classes(
-            await lists.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", fresh),
-            storage.DEFAULT_SNAPSHOT_CLASS,
-        ),
-        group_snapshot_classes=_classes(
-            await lists.get("groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshotClass", fresh),
-            storage.DEFAULT_GROUP_SNAPSHOT_CLASS,
-        ),
-        zones_by_region=zones,
-    )
+    return Facts(volumes, snapshot_classes, group_snapshot_classes, zones)
 
 
 async def may_snapshot(kube: Kube, owner_body: JSON, namespace: str) -> bool:
@@ -152,10 +158,13 @@ async def decide(
     if requested is CopyMethod.NONE:
         return storage.Choice(CopyMethod.NONE)
     names = list(pvcs)
+    elsewhere = target_region is not None and target_region != source_region
     for fresh in (False, True):
-        found = await facts(lists, namespace, names, fresh)
+        found = await facts(lists, namespace, names, fresh, elsewhere)
         may = False
-        if requested is CopyMethod.AUTO and found.snapshot_classes:
+        with_class = {c.driver for c in found.snapshot_classes or ()}
+        snapshottable = all(v.csi and v.driver in with_class for v in found.volumes)
+        if requested is CopyMethod.AUTO and found.volumes and snapshottable:
             may = await may_snapshot(lists.kube, owner_body, namespace)
         try:
             choice = storage.choose(
