@@ -4,9 +4,11 @@
 # version: $CLONE_OPERATOR_CACHE/bin/<component>-<version>/. Only missing
 # binaries are built, so only the first run pays.
 #
-# Usage: build.sh [component ...]   (kubernetes etcd kwok helm node; default: all
-# but node, which only the real node needs: kubelet, kube-proxy, a pause binary
-# and the cluster DNS, a CoreDNS with three plugins from tests/cluster/dns)
+# Usage: build.sh [component ...]   (kubernetes etcd kwok helm snapshotter csi node;
+# default: all but node, which only the real node needs: kubelet, kube-proxy, a
+# pause binary and the cluster DNS, a CoreDNS with three plugins from tests/cluster/dns)
+# snapshotter: snapshot-controller, csi-snapshotter and the snapshot CRDs;
+# csi: csi-sanity and the test CSI driver's Python stubs (generated from csi.proto).
 # Prints nothing but progress; every build logs to $CACHE/logs/<component>.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -138,6 +140,50 @@ build_helm() {
   mkdir -p "$out" && mv "$out.tmp/helm" "$out/"; rmdir "$out.tmp"
 }
 
-for comp in ${*:-kwok helm etcd kubernetes}; do
+build_snapshotter() {
+  local out="$cache/bin/snapshotter-$SNAPSHOTTER_VERSION"
+  [ -x "$out/snapshot-controller" ] && [ -x "$out/csi-snapshotter" ] && [ -d "$out/crd" ] && return 0
+  local s=github.com/kubernetes-csi/external-snapshotter
+  check_gomod snapshotter "$s/v8" "$SNAPSHOTTER_VERSION"
+  check_gomod snapshotter "$s/client/v8" "$SNAPSHOTTER_VERSION"
+  mkdir -p "$out.tmp"
+  local ld="-s -w -X main.version=$SNAPSHOTTER_VERSION"
+  run_logged snapshotter bash -c "cd '$here/gomod/snapshotter' && go build -trimpath -ldflags '$ld' -o '$out.tmp/snapshot-controller' $s/v8/cmd/snapshot-controller && go build -trimpath -ldflags '$ld' -o '$out.tmp/csi-snapshotter' $s/v8/cmd/csi-snapshotter"
+  # The CRDs, as released with the client module (its config/crd), from the module cache.
+  local dir
+  dir=$(cd "$here/gomod/snapshotter" && go list -m -f '{{.Dir}}' "$s/client/v8")
+  rm -rf "$out.tmp/crd" && mkdir -p "$out.tmp/crd"
+  cp "$dir"/config/crd/*.storage.k8s.io_*.yaml "$out.tmp/crd/" && chmod u+w "$out.tmp/crd"/*.yaml
+  mkdir -p "$out" && rm -rf "$out/crd" && mv "$out.tmp"/* "$out/"; rmdir "$out.tmp"
+}
+
+build_csi() {
+  local out="$cache/bin/csi-$CSI_SPEC_VERSION-$CSI_TEST_VERSION"
+  check_gomod csi-test github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION"
+  check_gomod csi-test github.com/container-storage-interface/spec "$CSI_SPEC_VERSION"
+  if [ ! -x "$out/csi-sanity" ]; then
+    mkdir -p "$out.tmp"
+    run_logged csi-sanity bash -c "cd '$here/gomod/csi-test' && go build -trimpath -ldflags '-s -w' -o '$out.tmp/csi-sanity' github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity"
+    mkdir -p "$out" && mv "$out.tmp/csi-sanity" "$out/"; rmdir "$out.tmp"
+  fi
+  # The driver's gRPC stubs, keyed by the generator's version too (its runtime checks them).
+  local py=${CLONE_OPERATOR_PYTHON:-python3} gen
+  gen=$("$py" -c 'import grpc_tools, importlib.metadata as m; print(m.version("grpcio-tools"))' 2>/dev/null) ||
+    die "grpcio-tools is missing from $py: run make venv (the dev extra has it)"
+  local stubs="$out/python-$gen"
+  [ -f "$stubs/csi_pb2_grpc.py" ] && [ -f "$stubs/pluginregistration_pb2_grpc.py" ] && return 0
+  # csi.proto from the pinned spec; the kubelet's plugin registration API from the
+  # pinned Kubernetes' k8s.io/kubelet (both from the Go module cache).
+  local spec kubelet
+  spec=$(cd "$here/gomod/csi-test" && go list -m -f '{{.Dir}}' github.com/container-storage-interface/spec)
+  kubelet=$(cd "$here/gomod/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubelet)
+  rm -rf "$stubs.tmp" && mkdir -p "$stubs.tmp"
+  cp "$spec/csi.proto" "$stubs.tmp/"
+  cp "$kubelet/pkg/apis/pluginregistration/v1/api.proto" "$stubs.tmp/pluginregistration.proto"
+  run_logged csi-stubs bash -c "cd '$stubs.tmp' && '$py' -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. csi.proto pluginregistration.proto"
+  rm "$stubs.tmp"/*.proto && rm -rf "$stubs" && mv "$stubs.tmp" "$stubs"
+}
+
+for comp in ${*:-kwok helm etcd kubernetes snapshotter csi}; do
   "build_$comp"
 done

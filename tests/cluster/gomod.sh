@@ -60,7 +60,7 @@ write_simple() { # name "module version[,module version...]" tools...
   (cd "$dir" && go mod tidy)
 }
 
-targets=${1:-"kubernetes etcd kwok helm"}
+targets=${1:-"kubernetes etcd kwok helm snapshotter csi-test"}
 for t in $targets; do
   case $t in
     kubernetes) write_kubernetes ;;
@@ -79,5 +79,15 @@ for t in $targets; do
         "require github.com/coredns/coredns $COREDNS_VERSION" >"$here/dns/go.mod"
       (cd "$here/dns" && go mod tidy) ;;
     helm) write_simple helm "helm.sh/helm/v3 $HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;
+    snapshotter)
+      # `go install` refuses the module (its go.mod replaces client/v8 with ./client): this
+      # wrapper requires both modules at the same version instead.
+      s=github.com/kubernetes-csi/external-snapshotter
+      write_simple snapshotter "$s/v8 $SNAPSHOTTER_VERSION,$s/client/v8 $SNAPSHOTTER_VERSION" \
+        "$s/v8/cmd/snapshot-controller" "$s/v8/cmd/csi-snapshotter" ;;
+    csi-test)
+      # csi-sanity, and the CSI spec whose csi.proto the driver's stubs are generated from.
+      write_simple csi-test "github.com/kubernetes-csi/csi-test/v5 $CSI_TEST_VERSION,github.com/container-storage-interface/spec $CSI_SPEC_VERSION" \
+        github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity ;;
   esac
 done

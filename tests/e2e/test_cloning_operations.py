@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -32,6 +33,8 @@ from tests.e2e.manifests import operation, statefulset
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
+# Where the local storage's default class puts a source's volumes (tests/cluster/storage.py).
+SAME_REGION = "us-east-1"
 
 
 def test_example_operation_clones_the_example_cluster(
@@ -39,13 +42,18 @@ def test_example_operation_clones_the_example_cluster(
 ) -> None:
     kubectl("apply", "-f", str(EXAMPLES / "source-cluster.yaml"))
     wait_for("the example source", lambda: ready_replicas(kubectl, "search") == 3, timeout=90)
-    kubectl("apply", "-f", str(EXAMPLES / "cloningoperation.yaml"))
+    # The example clones into us-west-2; the local storage's volumes are regional, as a
+    # cloud's are, and the source's are in us-east-1: a clone stays there (the
+    # cross-region case is test_a_volume_clone_across_regions).
+    example = yaml.safe_load((EXAMPLES / "cloningoperation.yaml").read_text())
+    example["spec"]["targetRegion"] = SAME_REGION
+    kubectl.apply(example)
     st = wait_phase(kubectl, "search-to-28", TERMINAL)
     assert st["phase"] == "Succeeded", st
     target = st["targetCluster"]
     assert (st["serverVersion"], st["targetRegion"], st["sourceRegion"]) == (
         "28.0",
-        "us-west-2",
+        SAME_REGION,
         "us-east-1",
     )
     assert (st["readyReplicas"], st["replicas"], st["ready"]) == (3, 3, "3/3")
@@ -73,7 +81,7 @@ def test_example_operation_clones_the_example_cluster(
     clone_pods = kubectl.items("pods", "-l", f"cloning.dev/cluster={target}")
     assert len(clone_pods) == 3
     assert {nodes[p["spec"]["nodeName"]]["topology.kubernetes.io/region"] for p in clone_pods} == {
-        "us-west-2"
+        SAME_REGION
     }
     # ...and neither the source StatefulSet nor the source Service selects them.
     source_selector = ",".join(
@@ -254,6 +262,19 @@ def test_cancel_racing_pickup_never_lets_a_canceled_operation_go_on(
     assert set(outcomes) <= {"Canceled", "Succeeded"}
 
 
+def test_a_volume_clone_across_regions_is_refused_before_anything_is_made(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """A volume clone cannot leave its source's region on real storage (nor on the local
+    cluster's): refused at pickup, naming the class and both regions (issue 25)."""
+    source_cluster(kubectl, "src", replicas=1)
+    kubectl.apply(operation("west", "src", targetRegion="us-west-2", copyMethod="VolumeClone"))
+    st = wait_phase(kubectl, "west", TERMINAL, timeout=60)
+    assert (st["phase"], st["reason"]) == ("Failed", "CopyMethodUnsuitable"), st
+    assert "StorageClass clone-test keeps its volumes in region us-east-1" in st["message"]
+    assert "the target must run in region us-west-2" in st["message"]
+
+
 def test_failures_are_explained_and_leave_nothing_behind(
     kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
@@ -272,10 +293,10 @@ def test_failures_are_explained_and_leave_nothing_behind(
     assert "oregon" in st["message"]
     wait_finalized(kubectl, "far")
 
-    # Aliases from the operator's region table work.
-    kubectl.apply(operation("alias", "src", targetRegion="oregon"))
+    # Aliases from the operator's region table work (the source's region: its volumes').
+    kubectl.apply(operation("alias", "src", targetRegion="virginia"))
     st = wait_phase(kubectl, "alias", TERMINAL)
-    assert (st["phase"], st["targetRegion"]) == ("Succeeded", "us-west-2")
+    assert (st["phase"], st["targetRegion"]) == ("Succeeded", "us-east-1")
     wait_finalized(kubectl, "alias")
 
     # Pods that cannot be scheduled fail the operation, and its partial target is removed.

@@ -125,8 +125,10 @@ def test_pvc_with_pvc_data_source_is_bound_with_lineage(
     kubectl.apply(source)
     bound = wait_for("the source PVC to bind", lambda: _bound(kubectl, "origin"))
     # Data written into the source volume must show up in the clone.
-    volume_dir = cluster.workdir / "volumes" / bound["spec"]["volumeName"]
-    (volume_dir / "hello.txt").write_text("from origin")
+    # The CSI driver keeps a volume's files under volumes/<its handle> (tests/cluster/csidriver.py).
+    volumes = cluster.workdir / "volumes"
+    handle = kubectl.get("pv", bound["spec"]["volumeName"])["spec"]["csi"]["volumeHandle"]
+    (volumes / handle / "hello.txt").write_text("from origin")
     clone = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -144,7 +146,7 @@ def test_pvc_with_pvc_data_source_is_bound_with_lineage(
     assert annotations["cloning.dev/cloned-from-pvc"] == f"{kubectl.namespace}/origin"
     assert annotations["cloning.dev/cloned-from-pv"] == bound["spec"]["volumeName"]
     assert annotations["cloning.dev/cloned-from-pvc-uid"] == bound["metadata"]["uid"]
-    assert Path(pv["spec"]["hostPath"]["path"], "hello.txt").read_text() == "from origin"
+    assert (volumes / pv["spec"]["csi"]["volumeHandle"] / "hello.txt").read_text() == "from origin"
 
 
 def test_clone_smaller_than_source_is_not_provisioned(kubectl: Kubectl) -> None:
@@ -180,7 +182,11 @@ def test_clone_smaller_than_source_is_not_provisioned(kubectl: Kubectl) -> None:
             if e["involvedObject"]["name"] == "small" and e["reason"] == "ProvisioningFailed"
         ],
     )
-    assert "smaller than the source" in event[0]["message"]
+    # The external-provisioner's words (tests/cluster/provisioner.py).
+    assert (
+        "must be greater than or equal in size to the specified PVC data source"
+        in (event[0]["message"])
+    )
     assert kubectl.get("pvc", "small")["status"]["phase"] == "Pending"
 
 

@@ -316,8 +316,10 @@ def test_typesense_operation_succeeds_with_a_reference_and_lists_newest_first(
 ) -> None:
     source_cluster(alice.kubectl, "search", replicas=1)
     ids = []
+    # The source's volumes are regional (us-east-1): a clone stays in that region.
+    same_region = TS_CREATE.replace('"oregon"', '"virginia"')
     for _ in range(2):
-        made = ts(TS_CREATE, gateway, alice, "search")
+        made = ts(same_region, gateway, alice, "search")
         assert made.status == 201, made.text
         ids.append(made.json()["cloning_operation"]["id"])
         done = wait_for("the operation to succeed",
@@ -328,8 +330,8 @@ def test_typesense_operation_succeeds_with_a_reference_and_lists_newest_first(
         assert done["target_cluster_reference_id"] == alice.kubectl.get(
             "cloningoperation", ids[-1])["status"]["targetCluster"]  # fmt: skip
         assert done["completed_at"] >= done["created_at"]
-        assert done["target_region"] == "oregon"
-        assert done["source_region"] in ("us-east-1", "us-west-2")  # where its pod landed
+        assert done["target_region"] == "virginia"
+        assert done["source_region"] == "us-east-1"  # where its volume, and so its pod, is
     page = ts(TS_LIST.replace("?per_page=1", "?per_page=10"), gateway, alice, "search").json()
     assert [o["id"] for o in page["cloning_operations"]] == ids[::-1]
     assert page["total"] == 2
