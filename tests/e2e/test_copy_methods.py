@@ -29,6 +29,7 @@ from tests.e2e.snapshot_storage import SnapshotOnlyStorage
 pytestmark = pytest.mark.e2e
 
 STORAGE_CLASS = "clone-test"  # the local cluster's default class
+REAL_SNAPSHOT_ONLY = "clone-test-snapshot-only"  # tests/cluster/storage.py (issue 23)
 
 
 def finished(kubectl: Kubectl, name: str, timeout: float = 120) -> dict[str, Any]:
@@ -208,6 +209,10 @@ def snapshot_only(
     """The snapshot CRDs, a snapshot-only StorageClass of a CSI driver with its default
     VolumeSnapshotClass, and a 2-replica source `snapsrc` whose claims are bound to CSI
     volumes of that class."""
+    if admin("get", "storageclass", REAL_SNAPSHOT_ONLY, check=False).returncode == 0:
+        pytest.skip(
+            "the local cluster's own storage serves snapshots: see the *_on_the_local_storage tests"
+        )
     files = snapshot_storage.crd_files(cluster.cache)
     if not files:
         pytest.skip(
@@ -535,3 +540,130 @@ def test_a_pvc_clone_object_by_snapshot_and_by_clone_on_a_snapshot_only_class(
     assert st["state"] == "Failed", st
     assert "CSI driver does not support clone operations" in st["errorMessages"][-1]
     assert kubectl.get("pvc", "copy-clone") is None
+
+
+# ---- the local cluster's own storage (tests/cluster/storage.py): a real CSI driver behind
+# the real snapshot-controller and csi-snapshotter ----
+
+
+@pytest.fixture
+def local_storage(admin: Kubectl, kubectl: Kubectl) -> str:
+    """A 2-replica source `snapsrc` on the snapshot-only class (a driver that cannot clone)."""
+    if admin("get", "storageclass", REAL_SNAPSHOT_ONLY, check=False).returncode != 0:
+        pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
+    manifests = statefulset("snapsrc", replicas=2, region="us-east-1")
+    manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = REAL_SNAPSHOT_ONLY
+    kubectl.apply(manifests)
+    wait_for("source snapsrc ready", lambda: ready_replicas(kubectl, "snapsrc") == 2, timeout=120)
+    return REAL_SNAPSHOT_ONLY
+
+
+def left_over(admin: Kubectl, kubectl: Kubectl) -> list[str]:
+    """Snapshots, group snapshots and their contents of this namespace still there."""
+    namespace = kubectl.namespace
+    found = [f"volumesnapshots/{n}" for n in snapshots_left(kubectl)]
+    found += [
+        f"volumegroupsnapshots/{g['metadata']['name']}"
+        for g in kubectl.items("volumegroupsnapshots")
+    ]
+    for kind, ref in (("volumesnapshotcontents", "volumeSnapshotRef"),
+                      ("volumegroupsnapshotcontents", "volumeGroupSnapshotRef")):  # fmt: skip
+        found += [
+            f"{kind}/{c['metadata']['name']}"
+            for c in admin.items(kind)
+            if (c["spec"].get(ref) or {}).get("namespace") == namespace
+        ]
+    return found
+
+
+def test_snapshot_and_clone_on_the_local_storage_snapshot_only_class(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess, local_storage: str
+) -> None:
+    kubectl.apply(operation("by-snapshot", "snapsrc", copyMethod="Snapshot"))
+    st = finished(kubectl, "by-snapshot", timeout=180)
+    assert (st["phase"], st["copyMethod"]) == ("Succeeded", "Snapshot"), st
+    assert st["volumeSnapshotClass"] == "clone-test-snapshot-only-snapshots"
+    assert st["pointInTime"].endswith("Z")
+    assert all(v["snapshotReady"] and v["restoreSize"] for v in st["volumes"]), st["volumes"]
+    wait_for(
+        "no snapshot nor content left", lambda: left_over(admin, kubectl) == [] or None, timeout=60
+    )
+    started = time.monotonic()
+    kubectl.apply(operation("by-clone", "snapsrc", copyMethod="VolumeClone"))
+    st = finished(kubectl, "by-clone", timeout=90)
+    assert time.monotonic() - started < 60, "within a minute, never the Timeout"
+    assert (st["phase"], st["reason"]) == ("Failed", "StorageRefused"), st
+    assert f"(StorageClass {local_storage})" in st["message"]
+    assert "CSI driver does not support clone operations" in st["message"]
+    assert made_by(kubectl, "by-clone") == []
+
+
+def test_group_snapshot_on_the_local_storage(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """One VolumeGroupSnapshot of the disk driver over the source's volumes; nothing left."""
+    source(kubectl, "grpsrc", region="us-east-1")
+    if admin(
+        "get", "volumegroupsnapshotclass", "clone-test-group-snapshots", check=False
+    ).returncode:
+        pytest.skip("the local cluster has no group snapshot class")
+    kubectl.apply(operation("by-group", "grpsrc", copyMethod="GroupSnapshot"))
+    groups: set[str] = set()
+
+    def done() -> dict[str, Any] | None:
+        groups.update(g["metadata"]["uid"] for g in kubectl.items("volumegroupsnapshots"))
+        st = ((kubectl.get("cloningoperation", "by-group") or {}).get("status")) or {}
+        return st if st.get("finalized") else None
+
+    st = wait_for("by-group to finish", done, timeout=180)
+    assert (st["phase"], st["copyMethod"]) == ("Succeeded", "GroupSnapshot"), st
+    assert len(groups) == 1, "exactly one VolumeGroupSnapshot"
+    assert len({v["cutAt"] for v in st["volumes"]}) == 1
+    wait_for(
+        "no snapshot nor content left", lambda: left_over(admin, kubectl) == [] or None, timeout=60
+    )
+
+
+@pytest.mark.parametrize("fault", ["fail", "never-ready"])
+def test_the_local_storages_snapshot_faults_end_in_clear_failures(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess, local_storage: str, fault: str
+) -> None:
+    operator.ensure({**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_SNAPSHOT_DEADLINE_SECONDS": "15"})
+    cls = f"faulty-{kubectl.namespace}"
+    admin.apply({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+                 "metadata": {"name": cls}, "driver": "basic-disk.csi.cloning.dev",
+                 "deletionPolicy": "Delete", "parameters": {"snapshotFault": fault}})  # fmt: skip
+    try:
+        started = time.monotonic()
+        kubectl.apply(operation("faulty", "snapsrc", copyMethod="Snapshot",
+                                volumeSnapshotClassName=cls))  # fmt: skip
+        st = finished(kubectl, "faulty", timeout=120)
+        assert time.monotonic() - started < 90, "a clear failure, never the Timeout"
+        assert (st["phase"], st["reason"]) == ("Failed", "StorageRefused"), st
+        if fault == "never-ready":
+            assert "is not ready within 15 s of being taken" in st["message"], st
+        assert made_by(kubectl, "faulty") == []
+        wait_for("no snapshot left", lambda: snapshots_left(kubectl) == [] or None, timeout=60)
+    finally:
+        admin("delete", "volumesnapshotclass", cls, "--wait=false", check=False)
+
+
+def test_a_retain_class_of_the_local_storage_leaves_nothing_behind(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess, local_storage: str
+) -> None:
+    cls = f"retain-{kubectl.namespace}"
+    admin.apply({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+                 "metadata": {"name": cls}, "driver": "basic-disk.csi.cloning.dev",
+                 "deletionPolicy": "Retain"})  # fmt: skip
+    try:
+        kubectl.apply(operation("retained", "snapsrc", copyMethod="Snapshot",
+                                volumeSnapshotClassName=cls))  # fmt: skip
+        st = finished(kubectl, "retained", timeout=180)
+        assert st["phase"] == "Succeeded", st
+        wait_for(
+            "no snapshot nor content left",
+            lambda: left_over(admin, kubectl) == [] or None,
+            timeout=60,
+        )
+    finally:
+        admin("delete", "volumesnapshotclass", cls, "--wait=false", check=False)
