@@ -84,6 +84,8 @@ def test_auto_falls_back_to_volume_clone_where_snapshots_are_not_possible(
 def test_explicit_snapshot_is_refused_at_pickup_saying_what_is_missing(
     admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
+    if admin("get", "storageclass", REAL_SNAPSHOT_ONLY, check=False).returncode == 0:
+        pytest.skip("the local storage takes snapshots: see the *_on_the_local_storage tests")
     source(kubectl, "snap")
     started = time.monotonic()
     kubectl.apply(operation("snap-op", "snap", copyMethod="Snapshot"))
@@ -190,9 +192,12 @@ def test_a_cross_region_clone_of_zonal_volumes_is_refused_before_anything_is_mad
 
 
 def test_a_same_region_clone_of_zonal_volumes_goes_ahead(
-    kubectl: Kubectl, operator: OperatorProcess, zonal_volumes: list[str]
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess, zonal_volumes: list[str]
 ) -> None:
     """The clone stays in the source's zone, where the region has nodes: allowed."""
+    if admin("get", "storageclass", REAL_SNAPSHOT_ONLY, check=False).returncode == 0:
+        pytest.skip("the local storage's CSI driver cannot clone these hostPath volumes: "
+                    "see test_zonal_clones_on_the_local_storage")  # fmt: skip
     source(kubectl, "zonal", region="us-east-1")
     kubectl.apply(operation("east", "zonal", copyMethod="VolumeClone"))
     st = finished(kubectl, "east")
@@ -667,3 +672,29 @@ def test_a_retain_class_of_the_local_storage_leaves_nothing_behind(
         )
     finally:
         admin("delete", "volumesnapshotclass", cls, "--wait=false", check=False)
+
+
+def test_zonal_clones_on_the_local_storage(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """On the zonal class: a clone in the source's region goes ahead (it stays in its
+    source's zone); one into another region is refused at pickup, naming the class, the
+    zone and region its volumes live in, and the target's region."""
+    if admin("get", "storageclass", "clone-test-zonal", check=False).returncode != 0:
+        pytest.skip("the local cluster has no zonal class (tests/cluster/storage.py)")
+    manifests = statefulset("zsrc", replicas=1, region="us-east-1")
+    manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = "clone-test-zonal"
+    kubectl.apply(manifests)
+    wait_for("source zsrc ready", lambda: ready_replicas(kubectl, "zsrc") == 1, timeout=120)
+    kubectl.apply(operation("z-east", "zsrc", copyMethod="VolumeClone"))
+    st = finished(kubectl, "z-east", timeout=180)
+    assert (st["phase"], st["copyMethod"]) == ("Succeeded", "VolumeClone"), st
+    started = time.monotonic()
+    kubectl.apply(operation("z-west", "zsrc", copyMethod="VolumeClone", targetRegion="us-west-2"))
+    st = finished(kubectl, "z-west", timeout=60)
+    assert time.monotonic() - started < 30
+    assert (st["phase"], st["reason"]) == ("Failed", "CopyMethodUnsuitable"), st
+    assert "StorageClass clone-test-zonal keeps its volumes in zone us-east-1" in st["message"]
+    assert "of region us-east-1" in st["message"]
+    assert "the target must run in region us-west-2" in st["message"]
+    assert made_by(kubectl, "z-west") == []
