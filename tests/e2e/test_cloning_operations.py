@@ -42,11 +42,11 @@ def test_example_operation_clones_the_example_cluster(
 ) -> None:
     kubectl("apply", "-f", str(EXAMPLES / "source-cluster.yaml"))
     wait_for("the example source", lambda: ready_replicas(kubectl, "search") == 3, timeout=90)
-    # The example clones into us-west-2; the local storage's volumes are regional, as a
-    # cloud's are, and the source's are in us-east-1: a clone stays there (the
-    # cross-region case is test_a_volume_clone_across_regions).
+    # The local storage's volumes are regional, as a cloud's are, and the source's are in
+    # us-east-1: the example clones there (the cross-region case is
+    # test_a_volume_clone_across_regions_is_refused_before_anything_is_made).
     example = yaml.safe_load((EXAMPLES / "cloningoperation.yaml").read_text())
-    example["spec"]["targetRegion"] = SAME_REGION
+    assert example["spec"]["targetRegion"] == SAME_REGION
     kubectl.apply(example)
     st = wait_phase(kubectl, "search-to-28", TERMINAL)
     assert st["phase"] == "Succeeded", st
