@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     ] = "cluster.local"
     """The cluster's DNS domain (the kubelet's `clusterDomain`): a clone's references to
     its source's pods and Service are recognised with it (`….svc.<clusterDomain>`)."""
+    snapshot_deadline_seconds: Annotated[int, Field(ge=5)] = 600
+    """How long the snapshots of a snapshot copy may take to be cut and ready, from when
+    each was taken; then the clone fails (StorageRefused) instead of waiting out its
+    timeout. (CloudNativePG waits 10 minutes for the same.)"""
     object_timeout_seconds: Annotated[int, Field(ge=30)] = 1800
     """How long a CloneObject's PVC (to bind) or cluster (to get ready) may take, counted
     from when it went InProgress; then it fails with reason Timeout."""

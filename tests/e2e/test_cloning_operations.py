@@ -46,7 +46,8 @@ def test_example_operation_clones_the_example_cluster(
     assert st["phase"] == "Succeeded", st
     target = st["targetCluster"]
     # The example stays in the source's region: its volumes are regional (us-east-1), as
-    # a cloud's are (the cross-region case is test_a_volume_clone_across_regions).
+    # a cloud's are (the cross-region case is
+    # test_a_volume_clone_across_regions_is_refused_before_anything_is_made).
     assert (st["serverVersion"], st["targetRegion"], st["sourceRegion"]) == (
         "28.0",
         SAME_REGION,
@@ -58,6 +59,7 @@ def test_example_operation_clones_the_example_cluster(
     assert {c["type"]: c["status"] for c in st["conditions"]} == {
         "Ready": "True",
         "Progressing": "False",
+        "VolumesReady": "True",
     }
 
     sts = kubectl.get("statefulset", target)
@@ -259,16 +261,17 @@ def test_cancel_racing_pickup_never_lets_a_canceled_operation_go_on(
     assert set(outcomes) <= {"Canceled", "Succeeded"}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 25: a volume clone cannot leave its source's region on real storage (nor on "
-    "the local cluster's); the operator should refuse it early or copy another way",
-)
-def test_a_volume_clone_across_regions(kubectl: Kubectl, operator: OperatorProcess) -> None:
+def test_a_volume_clone_across_regions_is_refused_before_anything_is_made(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """A volume clone cannot leave its source's region on real storage (nor on the local
+    cluster's): refused at pickup, naming the class and both regions (issue 25)."""
     source_cluster(kubectl, "src", replicas=1)
-    kubectl.apply(operation("west", "src", targetRegion="us-west-2"))
-    st = wait_phase(kubectl, "west", TERMINAL, timeout=120)
-    assert st["phase"] == "Succeeded", st
+    kubectl.apply(operation("west", "src", targetRegion="us-west-2", copyMethod="VolumeClone"))
+    st = wait_phase(kubectl, "west", TERMINAL, timeout=60)
+    assert (st["phase"], st["reason"]) == ("Failed", "CopyMethodUnsuitable"), st
+    assert "StorageClass clone-test keeps its volumes in region us-east-1" in st["message"]
+    assert "the target must run in region us-west-2" in st["message"]
 
 
 def test_failures_are_explained_and_leave_nothing_behind(

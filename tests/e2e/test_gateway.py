@@ -235,7 +235,8 @@ def test_typesense_workflow_create_poll_cancel(
     make_unplaceable(kubectl, "stuck")
     source_cluster(kubectl, "search", replicas=1)
 
-    holder = ts(TS_CREATE, gateway, alice, "stuck")
+    # In the source's region: a volume copy cannot leave it, and is refused at pickup.
+    holder = ts(TS_CREATE.replace('"oregon"', '"virginia"'), gateway, alice, "stuck")
     assert holder.status == 201, holder.text
     holder_id = holder.json()["cloning_operation"]["id"]
     wait_for("the holder to be in_progress",

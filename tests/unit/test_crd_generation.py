@@ -232,7 +232,7 @@ def test_operation_spec_defaults_and_enums() -> None:
     props = spec["properties"]
     assert spec["required"] == ["sourceCluster"]
     assert props["copyMethod"]["enum"] == [m.value for m in CopyMethod]
-    assert props["copyMethod"]["default"] == "VolumeClone"
+    assert props["copyMethod"]["default"] == "Auto"
     assert props["cancel"] == {**props["cancel"], "type": "boolean", "default": False}
     assert props["timeoutSeconds"]["minimum"] == 30
     assert props["targetName"]["maxLength"] == 52

@@ -95,7 +95,15 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  # list: a target volume's ProvisioningFailed Events (the storage's own refusal).
+  verbs: ["create", "patch", "list"]
+# Snapshot copies: the snapshots a clone takes of its source (removed after it).
+- apiGroups: ["snapshot.storage.k8s.io"]
+  resources: ["volumesnapshots"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["groupsnapshot.storage.k8s.io"]
+  resources: ["volumegroupsnapshots"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -113,6 +121,28 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+# What the storage can do, read before a clone starts (engine/storage.py).
+- apiGroups: [""]
+  resources: ["persistentvolumes"]
+  verbs: ["get"]
+- apiGroups: ["storage.k8s.io"]
+  resources: ["storageclasses"]
+  verbs: ["list"]
+- apiGroups: ["snapshot.storage.k8s.io"]
+  resources: ["volumesnapshotclasses"]
+  verbs: ["list"]
+- apiGroups: ["groupsnapshot.storage.k8s.io"]
+  resources: ["volumegroupsnapshotclasses"]
+  verbs: ["list"]
+# A Retain class: the content of a snapshot the operator took is set to Delete, so the
+# storage's snapshot goes with it (only a content bound to that snapshot).
+- apiGroups: ["snapshot.storage.k8s.io"]
+  resources: ["volumesnapshotcontents"]
+  verbs: ["get", "patch"]
+# Auto: may the requester create VolumeSnapshots? (answered, never stored)
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
 {{- if .Values.webhook.enabled }}
 # kopf creates its webhook configurations once and then patches only those, named
 # clone-operator.cloning.dev. RBAC cannot limit `create` by name: the policy

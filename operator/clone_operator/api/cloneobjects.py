@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from clone_operator.api.cloningoperations import SNAPSHOT_METHODS, CopyMethod, VolumeStatus
 from clone_operator.api.common import (
     CamelModel,
     Conditions,
@@ -15,6 +16,7 @@ from clone_operator.api.common import (
     ShortText,
     Timestamp,
     cel_rules,
+    keyed_list,
     overrides_schema,
 )
 
@@ -111,6 +113,15 @@ class CloneOptions(CamelModel):
     """A JSON merge patch (RFC 7386) applied to the copy, e.g. `{"data": {"key": "v"}}`.
     It changes content, never what the copy is: `apiVersion`, `kind`, `metadata.name`,
     `metadata.namespace`, owners and finalizers are refused (use `name` and `namespace`)."""
+    copy_method: CopyMethod | None = None
+    """PersistentVolumeClaim and StatefulSet only: how the data is copied, as a
+    CloningOperation's spec.copyMethod (`GroupSnapshot`: StatefulSet only). Default:
+    `Auto`."""
+    volume_snapshot_class_name: DNSSubdomain | None = None
+    """The snapshot class of a snapshot copy. Default: the class marked default for the
+    volume's CSI driver (or its only class)."""
+    keep_snapshots: bool | None = None
+    """Keep the snapshots after a successful copy. Default: removed."""
 
 
 class CloneObjectSpec(CamelModel):
@@ -127,6 +138,28 @@ class CloneObjectSpec(CamelModel):
             "message": "options.namespace is not supported for StatefulSet and "
             "PersistentVolumeClaim: volume clones stay in the source's namespace",
             "fieldPath": ".options.namespace",
+        },
+        {
+            "rule": "!has(self.options) || (!has(self.options.copyMethod) && "
+            "!has(self.options.volumeSnapshotClassName) && !has(self.options.keepSnapshots)) "
+            "|| self.source.kind in ['StatefulSet', 'PersistentVolumeClaim']",
+            "message": "options.copyMethod, volumeSnapshotClassName and keepSnapshots apply to "
+            "StatefulSet and PersistentVolumeClaim sources only",
+            "fieldPath": ".options",
+        },
+        {
+            "rule": "!has(self.options) || !has(self.options.copyMethod) || "
+            "self.options.copyMethod != 'GroupSnapshot' || self.source.kind == 'StatefulSet'",
+            "message": "options.copyMethod GroupSnapshot needs a StatefulSet source (a group of "
+            "volumes); a single PersistentVolumeClaim takes Snapshot",
+            "fieldPath": ".options.copyMethod",
+        },
+        {
+            "rule": "!has(self.options) || !has(self.options.volumeSnapshotClassName) || "
+            f"!has(self.options.copyMethod) || self.options.copyMethod in {SNAPSHOT_METHODS}",
+            "message": "options.volumeSnapshotClassName is only used by copyMethod Auto, "
+            "Snapshot or GroupSnapshot",
+            "fieldPath": ".options.volumeSnapshotClassName",
         },
     )
 
@@ -155,6 +188,12 @@ class CloneObjectStatus(CamelModel):
     """The object the clone created."""
     error_messages: Annotated[list[ShortText], Field(max_length=32)] = []
     """Every problem met, in words a user can act on."""
+    copy_method: CopyMethod | None = None
+    """PersistentVolumeClaim and StatefulSet: the copy method used (`Auto` resolved)."""
+    point_in_time: Timestamp | None = None
+    """When the data was cut (the snapshots' latest creationTime)."""
+    volumes: Annotated[list[VolumeStatus], keyed_list("name", 256)] = []
+    """Per destination volume: its source, snapshot and progress."""
     parameters: Annotated[
         dict[str, Any] | None,
         Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
@@ -180,6 +219,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Source", "type": "string", "jsonPath": ".spec.source.name"},
     {"name": "Destination", "type": "string", "jsonPath": ".status.destination.name"},
     {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "Method", "type": "string", "jsonPath": ".status.copyMethod", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

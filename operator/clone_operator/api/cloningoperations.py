@@ -11,6 +11,7 @@ from clone_operator.api.common import (
     CamelModel,
     Conditions,
     DNSLabel,
+    DNSSubdomain,
     EmailAddress,
     RegionName,
     ShortText,
@@ -48,10 +49,49 @@ TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELED})
 
 
 class CopyMethod(StrEnum):
-    """How the target's volumes get their data."""
+    """How the target's volumes get their data (docs/copy-methods.md).
 
+    `Auto` is resolved once, when the operation starts, into one of the others
+    (`reconcile.storage.choose` writes the rule down); the resolved method is recorded in
+    status.copyMethod."""
+
+    AUTO = "Auto"
+    SNAPSHOT = "Snapshot"
+    GROUP_SNAPSHOT = "GroupSnapshot"
     VOLUME_CLONE = "VolumeClone"
     NONE = "None"
+
+    @property
+    def snapshots(self) -> bool:
+        """Whether the copy is cut with VolumeSnapshots (one each, or one group)."""
+        return self in (CopyMethod.SNAPSHOT, CopyMethod.GROUP_SNAPSHOT)
+
+    @property
+    def copies_data(self) -> bool:
+        return self is not CopyMethod.NONE
+
+
+SNAPSHOT_METHODS = "['Auto', 'Snapshot', 'GroupSnapshot']"
+"""CEL: the methods that may take snapshots (and so use a snapshot class)."""
+
+
+class VolumeStatus(CamelModel):
+    """One target volume: where its data comes from and how far it is."""
+
+    name: Annotated[str, StringConstraints(max_length=253)]
+    """The target PVC."""
+    source: Annotated[str, StringConstraints(max_length=253)]
+    """The source PVC it is copied from."""
+    snapshot: Annotated[str, StringConstraints(max_length=253)] | None = None
+    """The VolumeSnapshot it is restored from (Snapshot, GroupSnapshot)."""
+    cut_at: Timestamp | None = None
+    """When the storage took the snapshot (its creationTime): the data's point in time."""
+    snapshot_ready: bool | None = None
+    """Whether the snapshot is readyToUse."""
+    restore_size: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """The snapshot's restoreSize: the least the restored volume may ask for."""
+    bound: bool | None = None
+    """Whether the target PVC is Bound."""
 
 
 def _immutable(field: str) -> JsonValue:
@@ -72,6 +112,8 @@ IMMUTABLE_RULES: list[JsonValue] = [
         "notificationEmailAddresses",
         "targetName",
         "copyMethod",
+        "volumeSnapshotClassName",
+        "keepSnapshots",
         "timeoutSeconds",
         "serverContainer",
         "keepTargetOnFailure",
@@ -137,6 +179,12 @@ class CloningOperationSpec(CamelModel):
             "message": "spec.cancel cannot be unset once it is true",
             "fieldPath": ".cancel",
         },
+        {
+            "rule": f"!has(self.volumeSnapshotClassName) || self.copyMethod in {SNAPSHOT_METHODS}",
+            "message": "spec.volumeSnapshotClassName is only used by copyMethod Auto, Snapshot "
+            "or GroupSnapshot",
+            "fieldPath": ".volumeSnapshotClassName",
+        },
     )
 
     source_cluster: DNSLabel
@@ -156,9 +204,22 @@ class CloningOperationSpec(CamelModel):
     """Set to true to cancel. Accepted only while status.phase is Pending; cannot be unset."""
     target_name: StatefulSetName | None = None
     """Name of the target StatefulSet (and its Service). Default: `<source>-clone-<id>`."""
-    copy_method: CopyMethod = CopyMethod.VOLUME_CLONE
-    """`VolumeClone` pre-creates the target's PVCs as CSI clones of the source's;
-    `None` gives the target empty volumes."""
+    copy_method: CopyMethod = CopyMethod.AUTO
+    """`Snapshot` takes a VolumeSnapshot of each source PVC and restores the target's PVCs
+    from them; `GroupSnapshot` takes one VolumeGroupSnapshot of all of them (one
+    crash-consistent point for every replica); `VolumeClone` pre-creates the target's PVCs
+    as CSI clones of the source's; `None` gives the target empty volumes; `Auto` picks
+    what the storage can do where the target runs (status.copyMethod says what it
+    picked). A method that cannot deliver volumes where the target must run is refused
+    when the operation starts, before anything is created."""
+    volume_snapshot_class_name: DNSSubdomain | None = None
+    """VolumeSnapshotClass (or, for GroupSnapshot, VolumeGroupSnapshotClass) of the
+    snapshots. Default: the class marked default for the volumes' CSI driver (or its only
+    class)."""
+    keep_snapshots: bool = False
+    """Keep the snapshots after a successful copy (they outlive the operation, like the
+    target). By default they are removed once the target's volumes are bound, and always
+    when the operation fails or is deleted."""
     timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = 1800
     """How long the target may take to become ready before the operation fails."""
     server_container: DNSLabel | None = None
@@ -268,6 +329,16 @@ class CloningOperationStatus(CamelModel):
     spec.template.spec.containers` (for `kubectl get -o wide`)."""
     target_cluster: StatefulSetName | None = None
     """Name of the new StatefulSet (the clone)."""
+    copy_method: CopyMethod | None = None
+    """The copy method used (spec.copyMethod, with `Auto` resolved), decided when the
+    operation started."""
+    volume_snapshot_class: DNSSubdomain | None = None
+    """The snapshot class used (Snapshot, GroupSnapshot)."""
+    point_in_time: Timestamp | None = None
+    """When the data was cut: the latest snapshot creationTime (one instant for a
+    GroupSnapshot)."""
+    volumes: Annotated[list[VolumeStatus], keyed_list("name", 256)] = []
+    """Per target volume: its source, snapshot and progress."""
     replicas: Annotated[int, Field(ge=0)] | None = None
     """Desired replicas of the target."""
     ready_replicas: Annotated[int, Field(ge=0)] | None = None
@@ -328,6 +399,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Source", "type": "string", "jsonPath": ".spec.sourceCluster"},
     {"name": "Target", "type": "string", "jsonPath": ".status.targetCluster"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
+    {"name": "Method", "type": "string", "jsonPath": ".status.copyMethod"},
+    {"name": "Point-In-Time", "type": "string", "jsonPath": ".status.pointInTime", "priority": 1},
     {"name": "Region", "type": "string", "jsonPath": ".status.targetRegion", "priority": 1},
     {"name": "Version", "type": "string", "jsonPath": ".status.serverVersion", "priority": 1},
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},

@@ -13,6 +13,10 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 LABEL_PREFIX = f"{GROUP}/"
 
+VOLUME_SNAPSHOT = ("snapshot.storage.k8s.io/v1", "VolumeSnapshot")
+VOLUME_GROUP_SNAPSHOT = ("groupsnapshot.storage.k8s.io/v1", "VolumeGroupSnapshot")
+"""The (apiVersion, kind) of the snapshots a snapshot copy takes."""
+
 # Kubernetes adds `controller-revision-hash: <name>-<10 chars>` to StatefulSet
 # pods, a label value of at most 63 characters: so StatefulSet names stop at 52.
 STATEFULSET_NAME_MAX = 52

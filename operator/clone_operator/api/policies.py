@@ -25,6 +25,7 @@ from typing import Any
 
 from clone_operator.api import cloneobjects, cloningoperations
 from clone_operator.api.cloneobjects import SourceKind
+from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.api.common import GROUP, LABEL_PREFIX
 
 REQUESTED_BY = f"{LABEL_PREFIX}requested-by"
@@ -98,6 +99,19 @@ REQUIRED_RIGHTS: dict[SourceKind, tuple[Right, ...]] = {kind: _rights(kind) for 
 """Per source kind: what the creator of a CloneObject (or, for StatefulSet, a
 CloningOperation) must be allowed to do."""
 
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
+
+METHOD_RIGHTS: dict[CopyMethod, tuple[Right, ...]] = {
+    CopyMethod.SNAPSHOT: (_create(SNAPSHOT_GROUP, "volumesnapshots"),),
+    CopyMethod.GROUP_SNAPSHOT: (_create(GROUP_SNAPSHOT_GROUP, "volumegroupsnapshots"),),
+}
+"""What an explicit snapshot copy method needs besides its kind's rights: it makes
+VolumeSnapshots (or one VolumeGroupSnapshot, whose member snapshots the
+snapshot-controller makes). `Auto` asks for nothing more than a VolumeClone: the
+operator picks a snapshot for it only after asking the API server whether the
+requester may create VolumeSnapshots (a SubjectAccessReview, engine.storage)."""
+
 
 def _cel_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -150,7 +164,9 @@ def _rights_validations(purpose: str) -> list[dict[str, Any]]:
     whole requirement (`variables.needs`, plain text). The API server reports the
     first missing permission.
     """
-    most = max(len(rights) for rights in REQUIRED_RIGHTS.values())
+    most = max(len(rights) for rights in REQUIRED_RIGHTS.values()) + max(
+        len(rights) for rights in METHOD_RIGHTS.values()
+    )
     return [
         {
             "expression": f"request.operation != 'CREATE' || size(variables.required) <= {i} ||\n"
@@ -201,12 +217,25 @@ class PolicyDefinition:
         return f"{self.plural}.{GROUP}-requester"
 
 
+def _with_method_rights(required: str, method: str) -> str:
+    """CEL: `required` plus what the copy method (`method`, a CEL string) needs."""
+    unnamed = "''"  # the rights of a copy method are asked in the destination namespace
+    extra = " + ".join(
+        f"({method} == {_cel_string(m.value)} ? {_cel_rights(rights, unnamed)} : [])"
+        for m, rights in METHOD_RIGHTS.items()
+    )
+    return f"{required} + {extra}"
+
+
 def _cloneobject_required() -> str:
     by_kind = ",\n".join(
         f"{_cel_string(kind.value)}: {_cel_rights(rights, 'object.spec.source.name')}"
         for kind, rights in REQUIRED_RIGHTS.items()
     )
-    return "{\n" + by_kind + "\n}[object.spec.source.kind]"
+    return _with_method_rights(
+        "{\n" + by_kind + "\n}[object.spec.source.kind]",
+        "object.spec.?options.?copyMethod.orValue('Auto')",
+    )
 
 
 POLICIES = [
@@ -221,7 +250,10 @@ POLICIES = [
         plural=cloningoperations.PLURAL,
         kind=cloningoperations.KIND,
         destination="request.namespace",
-        required=_cel_rights(REQUIRED_RIGHTS[SourceKind.STATEFUL_SET], "object.spec.sourceCluster"),
+        required=_with_method_rights(
+            _cel_rights(REQUIRED_RIGHTS[SourceKind.STATEFUL_SET], "object.spec.sourceCluster"),
+            "object.spec.?copyMethod.orValue('Auto')",
+        ),
         purpose="'cloning a cluster needs'",
     ),
 ]

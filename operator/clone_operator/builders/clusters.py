@@ -75,6 +75,8 @@ class ClusterPlan:
     copy_method: CopyMethod = CopyMethod.VOLUME_CLONE
     source_pvc_sizes: dict[str, str] = field(default_factory=dict)
     """Capacity of each source PVC by name: a clone is at least as large as its source."""
+    snapshots: dict[str, str] = field(default_factory=dict)
+    """Snapshot, GroupSnapshot: the VolumeSnapshot each source PVC is restored from."""
     extra_labels: dict[str, str] = field(default_factory=dict)
     extra_annotations: dict[str, str] = field(default_factory=dict)
     statefulset_overrides: dict[str, Any] | None = None
@@ -160,7 +162,7 @@ def source_server_version(source: dict[str, Any], container: str | None) -> str:
     return images.image_tag(server_container(source, container)["image"])
 
 
-def _metadata(
+def metadata(
     plan: ClusterPlan, name: str, extra_labels: dict[str, str] | None = None
 ) -> dict[str, Any]:
     labels = {
@@ -332,7 +334,7 @@ def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
     statefulset = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _metadata(plan, plan.target_name),
+        "metadata": metadata(plan, plan.target_name),
         "spec": spec,
     }
     if plan.statefulset_overrides:
@@ -350,7 +352,7 @@ def with_overrides(
     patched: dict[str, Any] = object_builders.merge_patch(statefulset, overrides)
     if not isinstance(patched.get("metadata"), dict) or not isinstance(patched.get("spec"), dict):
         raise BuildError("overrides must not remove metadata or spec")
-    base = _metadata(plan, plan.target_name)
+    base = metadata(plan, plan.target_name)
     meta = patched["metadata"]
     meta["labels"] = {**(meta.get("labels") or {}), **base["labels"]}
     meta["annotations"] = {**(meta.get("annotations") or {}), **base["annotations"]}
@@ -376,24 +378,44 @@ def build_service(plan: ClusterPlan) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(plan, plan.target_name),
+        "metadata": metadata(plan, plan.target_name),
         "spec": spec,
     }
 
 
-def source_pvc_names(plan: ClusterPlan) -> list[str]:
-    """The source PVCs that the target's volumes are cloned from."""
+def volume_pairs(plan: ClusterPlan) -> list[tuple[str, str]]:
+    """(source PVC, target PVC) for every volume the target's data is copied into."""
     if plan.copy_method is CopyMethod.NONE:
         return []
     return [
-        f"{t['metadata']['name']}-{plan.source_name}-{i}"
+        (
+            f"{t['metadata']['name']}-{plan.source_name}-{i}",
+            f"{t['metadata']['name']}-{plan.target_name}-{i}",
+        )
         for t in _claim_templates(plan)
         for i in plan.ordinals
     ]
 
 
+def source_pvc_names(plan: ClusterPlan) -> list[str]:
+    """The source PVCs that the target's volumes are copied from."""
+    return [source for source, _ in volume_pairs(plan)]
+
+
+def data_source(plan: ClusterPlan, source_pvc: str) -> dict[str, Any]:
+    """Where a target volume's data comes from: the source PVC (a CSI clone), or the
+    VolumeSnapshot taken of it."""
+    if plan.copy_method.snapshots:
+        snapshot = plan.snapshots.get(source_pvc)
+        if snapshot is None:
+            raise BuildError(f"no snapshot of source PVC {source_pvc} was taken")
+        return {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot}
+    return {"kind": "PersistentVolumeClaim", "name": source_pvc}
+
+
 def build_pvcs(plan: ClusterPlan) -> list[dict[str, Any]]:
-    """One PVC per claim template and ordinal, each a CSI clone of the source's."""
+    """One PVC per claim template and ordinal, each a CSI clone of the source's, or
+    restored from its snapshot."""
     if plan.copy_method is CopyMethod.NONE:
         return []
     pvcs = []
@@ -408,19 +430,19 @@ def build_pvcs(plan: ClusterPlan) -> list[dict[str, Any]]:
             spec = copy.deepcopy(template["spec"])
             spec.pop("selector", None)
             spec.pop("dataSourceRef", None)
-            spec["dataSource"] = {"kind": "PersistentVolumeClaim", "name": source_pvc}
+            spec["dataSource"] = data_source(plan, source_pvc)
             resources = spec.setdefault("resources", {})
             resources.setdefault("requests", {})["storage"] = plan.source_pvc_sizes[source_pvc]
-            metadata = _metadata(
+            meta = metadata(
                 plan, f"{claim}-{plan.target_name}-{i}", template["metadata"].get("labels")
             )
-            metadata["labels"].update({k: v for k, v in plan.selector["matchLabels"].items()})
-            metadata["annotations"][provenance.SOURCE] = f"{plan.namespace}/{source_pvc}"
+            meta["labels"].update({k: v for k, v in plan.selector["matchLabels"].items()})
+            meta["annotations"][provenance.SOURCE] = f"{plan.namespace}/{source_pvc}"
             pvcs.append(
                 {
                     "apiVersion": "v1",
                     "kind": "PersistentVolumeClaim",
-                    "metadata": metadata,
+                    "metadata": meta,
                     "spec": spec,
                 }
             )
@@ -434,12 +456,10 @@ def build_configs(plan: ClusterPlan) -> list[dict[str, Any]]:
         source = plan.source_configs.get((kind, name))
         if source is None:
             continue  # optional and missing: the clone does without, as its source does
-        metadata = _metadata(plan, copy_name)
-        metadata["annotations"][provenance.SOURCE] = f"{plan.namespace}/{kind}/{name}"
-        metadata["annotations"][provenance.SOURCE_UID] = str(source["metadata"].get("uid", ""))
-        copies.append(
-            configs.build_copy({"kind": kind, **source}, copy_name, metadata, plan.rename)
-        )
+        meta = metadata(plan, copy_name)
+        meta["annotations"][provenance.SOURCE] = f"{plan.namespace}/{kind}/{name}"
+        meta["annotations"][provenance.SOURCE_UID] = str(source["metadata"].get("uid", ""))
+        copies.append(configs.build_copy({"kind": kind, **source}, copy_name, meta, plan.rename))
     return copies
 
 

@@ -78,6 +78,8 @@ class CopyPlan:
     overrides: dict[str, Any] | None = None
     source_size: str | None = None
     """For a PVC: the source's capacity (a clone is at least that large)."""
+    snapshot: str | None = None
+    """For a PVC copied by `Snapshot`: the VolumeSnapshot it is restored from."""
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -121,18 +123,27 @@ def _strip_service(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _strip_pvc(spec: dict[str, Any], source_name: str, size: str | None) -> dict[str, Any]:
+def _strip_pvc(
+    spec: dict[str, Any], source_name: str, size: str | None, snapshot: str | None = None
+) -> dict[str, Any]:
     out = copy.deepcopy(spec)
     for key in ("volumeName", "dataSourceRef", "selector"):
         out.pop(key, None)
-    out["dataSource"] = {"kind": "PersistentVolumeClaim", "name": source_name}
+    out["dataSource"] = (
+        {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot}
+        if snapshot
+        else {"kind": "PersistentVolumeClaim", "name": source_name}
+    )
     if size:
         out.setdefault("resources", {}).setdefault("requests", {})["storage"] = size
     return out
 
 
 def stripped(
-    source: dict[str, Any], kind: SourceKind, source_size: str | None = None
+    source: dict[str, Any],
+    kind: SourceKind,
+    source_size: str | None = None,
+    snapshot: str | None = None,
 ) -> dict[str, Any]:
     """The source with every server-assigned field removed, ready to be created anew."""
     meta = source["metadata"]
@@ -157,7 +168,7 @@ def stripped(
     elif kind is SourceKind.SERVICE:
         obj["spec"] = _strip_service(source.get("spec") or {})
     elif kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
-        obj["spec"] = _strip_pvc(source.get("spec") or {}, meta["name"], source_size)
+        obj["spec"] = _strip_pvc(source.get("spec") or {}, meta["name"], source_size, snapshot)
     else:
         raise CopyError(f"{kind.value} is cloned by the cluster engine, not copied")
     return obj
@@ -165,7 +176,7 @@ def stripped(
 
 def build_copy(plan: CopyPlan, kind: SourceKind) -> dict[str, Any]:
     """The destination object: stripped source, overrides, options, provenance."""
-    obj = stripped(plan.source, kind, plan.source_size)
+    obj = stripped(plan.source, kind, plan.source_size, plan.snapshot)
     if plan.overrides:
         touched = identity_overrides(plan.overrides)
         if touched:

@@ -16,15 +16,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from clone_operator.api.cloningoperations import CopyMethod, VolumeStatus
+from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import identity, provenance
 from clone_operator.builders.provenance import Owner
+from clone_operator.engine import snapshots
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import IDLE, guarded_patch
 from clone_operator.engine.writes import OutsideAdmitted, Writes
 from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import regions, writes
+from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
 
@@ -35,6 +39,8 @@ CLUSTER_KINDS = [
     ("v1", "PersistentVolumeClaim"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
+    VOLUME_GROUP_SNAPSHOT,
+    VOLUME_SNAPSHOT,
 ]
 
 
@@ -60,14 +66,19 @@ class Target:
     timeout_seconds: float
     plan: Callable[[JSON, JSON | None], cluster_builders.ClusterPlan]
     """What to build, from the source StatefulSet and its Service (None when it has none)."""
+    method: CopyMethod = CopyMethod.VOLUME_CLONE
+    """The copy method, resolved (never Auto)."""
+    snapshot_class: str | None = None
+    keep_snapshots: bool = False
 
     @property
     def namespace(self) -> str:
         return self.owner.namespace
 
     def writes(self, kube: Kube) -> Writes:
-        """The funnel for this target: its own objects, named from its name."""
-        return Writes(kube, writes.cluster(self.namespace, self.name))
+        """The funnel for this target: its own objects, named from its name (and the
+        snapshots of its copy method)."""
+        return Writes(kube, writes.cluster(self.namespace, self.name, self.method.value))
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,11 @@ class Waiting:
     note: str | None = None
     """What the target waits for, when the pods tell (its volumes being provisioned);
     "": the pods were looked at and nothing holds them; None: they were not looked at."""
+    volumes: list[VolumeStatus] | None = None
+    """Per volume progress of a snapshot copy's cut (None: not looked at)."""
+    point_in_time: str | None = None
+    bound: dict[str, tuple[str, bool]] | None = None
+    """Target volume → (its source PVC, whether it is Bound) (None: not looked at)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,15 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     if sts is not None:
         readiness = cluster_rules.readiness(sts)
         if readiness.done:
-            await hand_over(target.writes(ctx.kube), owner, namespace, record.parts)
+            funnel = target.writes(ctx.kube)
+            if target.method.snapshots and not target.keep_snapshots:
+                await snapshots.remove(funnel, owner, namespace)  # the restores are independent
+            elif target.method.snapshots:
+                for kind in (VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT):
+                    for kept in await snapshots.owned(funnel, owner, namespace, kind):
+                        await release(funnel, kept, owner)  # they outlive the request
+            await hand_over(funnel, owner, namespace, record.parts)
+            ctx.metrics.stage_done("ready", target.method.value, target.started_at)
             return Ready(readiness, sts["metadata"]["uid"])
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, datetime.now(UTC))
     if left <= 0:
@@ -131,13 +155,23 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
     waited = target.timeout_seconds - left
     grace = ctx.settings.unschedulable_grace_seconds
     if sts is None:
+        restored: dict[str, str] = {}
+        cut: snapshots.Cut | None = None
+        if target.method.snapshots:
+            looked = await cut_of(ctx, target)
+            if isinstance(looked, snapshots.Refused):
+                return Failed(Reason.STORAGE_REFUSED, looked.message)
+            if isinstance(looked, snapshots.Cutting):
+                wait = min(left, looked.wait)
+                return Waiting(wait, None, None, looked.volumes, looked.point_in_time)
+            cut, restored = looked, looked.snapshots
         if record.pods is None:
             record.pods = {}  # its pods' events are kept from now on
         try:
             async with ctx.building:  # the source and what is built from it: held in here
                 source = record.take_source()
                 made, rewritten = await create(
-                    ctx.kube, target, ctx.settings.cluster_domain, source
+                    ctx.kube, target, ctx.settings.cluster_domain, source, restored
                 )
         except SourceNotFound as e:
             return Failed(Reason.SOURCE_NOT_FOUND, str(e))
@@ -156,9 +190,21 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)
         for message in identity.audit(rewritten, AUDIT_EVENT_LENGTH, MAX_AUDIT_EVENTS):
             ctx.emit(target.owner_body, Reason.IDENTITY_REWRITTEN, message, False)
+        if cut is not None:
+            ctx.emit(target.owner_body, Reason.SNAPSHOTS_TAKEN, cut_message(cut), False)
+            ctx.metrics.stage_done("cut", target.method.value, target.started_at)
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
-        return Waiting(max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1))
+        wait = max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1)
+        if cut is not None:
+            return Waiting(wait, None, None, cut.volumes, cut.point_in_time)
+        return Waiting(wait)
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
+    bound = None
+    if target.method.copies_data and not record.volumes_bound:
+        refused, bound = await storage_refusal(ctx, target)
+        if refused is not None:
+            return Failed(Reason.STORAGE_REFUSED, refused)
+        next_look = min(next_look or VOLUME_CHECK_SECONDS, VOLUME_CHECK_SECONDS)
     if next_look is None:
         now = datetime.now(UTC)
         pods = await scheduling_of(ctx, owner, namespace)
@@ -172,7 +218,81 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         # Pod events wake the engine whenever a pod's scheduling changes; a deadline only
         # for a refused pod's grace, and for the safety net.
         next_look = cluster_rules.stuck_check_in(pods, now, grace) or IDLE
-    return Waiting(max(min(left, next_look), 0.1), readiness, note)
+    return Waiting(max(min(left, next_look), 0.1), readiness, note, bound=bound)
+
+
+VOLUME_CHECK_SECONDS = 10.0
+"""How often a target whose volumes are not all bound looks for the storage's refusal."""
+
+
+async def storage_refusal(
+    ctx: Context, target: Target
+) -> tuple[str | None, dict[str, tuple[str, bool]]]:
+    """The storage's own words if it refused one of the target's volumes (a
+    ProvisioningFailed Event that retrying cannot fix), and each volume's source and
+    whether it is Bound; remembers when all are bound."""
+    owner = target.owner
+    pvcs = await ctx.kube.list(
+        "v1",
+        "PersistentVolumeClaim",
+        target.namespace,
+        label_selector=f"{owner.uid_label}={owner.uid}",
+    )
+    bound = {
+        p["metadata"]["name"]: (
+            str((p["metadata"].get("annotations") or {}).get(provenance.SOURCE) or "").rpartition(
+                "/"
+            )[2],
+            (p.get("status") or {}).get("phase") == "Bound",
+        )
+        for p in pvcs
+    }
+    pending = {
+        p["metadata"]["name"]: (p.get("spec") or {}).get("storageClassName")
+        for p in pvcs
+        if not bound[p["metadata"]["name"]][1]
+    }
+    if pvcs and not pending:
+        ctx.record(owner.uid).volumes_bound = True
+        ctx.metrics.stage_done("volumes", target.method.value, target.started_at)
+        return None, bound
+    if not pending:
+        return None, bound
+    events = await ctx.kube.list(
+        "v1",
+        "Event",
+        target.namespace,
+        field_selector=f"involvedObject.kind=PersistentVolumeClaim,reason={storage_rules.PROVISIONING_FAILED}",
+    )
+    for name, storage_class in pending.items():
+        refused = storage_rules.storage_refusal(events, name, storage_class)
+        if refused is not None:
+            return refused, bound
+    return None, bound
+
+
+def cut_message(cut: snapshots.Cut) -> str:
+    names = ", ".join(sorted(cut.snapshots.values()))
+    return f"{len(cut.snapshots)} snapshots cut at {cut.point_in_time} and ready: {names}"
+
+
+async def cut_of(
+    ctx: Context, target: Target
+) -> snapshots.Cut | snapshots.Cutting | snapshots.Refused:
+    """One look at a snapshot copy's cut (the source as kept at pickup, else read)."""
+    record = ctx.record(target.owner.uid)
+    source = record.take_source() or await load_source(
+        ctx.kube, target.namespace, target.source_name
+    )
+    record.keep_source(*source)  # the target is built from it after the cut
+    plan = target.plan(*source)
+    return await snapshots.take(
+        target.writes(ctx.kube),
+        plan,
+        target.snapshot_class,
+        target.keep_snapshots,
+        ctx.settings.snapshot_deadline_seconds,
+    )
 
 
 async def scheduling_of(
@@ -250,7 +370,11 @@ def is_target(sts: JSON, target: Target) -> bool:
 
 
 async def create(
-    kube: Kube, target: Target, cluster_domain: str, source: tuple[JSON, JSON | None] | None
+    kube: Kube,
+    target: Target,
+    cluster_domain: str,
+    source: tuple[JSON, JSON | None] | None,
+    restored: dict[str, str] | None = None,
 ) -> tuple[list[JSON], list[identity.Rewrite]]:
     """Build the target from its source (`source`: the StatefulSet and Service as read
     this attempt; None: read them now), and create it (config and volumes first);
@@ -260,7 +384,9 @@ async def create(
     (say, an override makes it invalid), or its name is taken by something else,
     nothing at all is created."""
     statefulset, service = source or await load_source(kube, target.namespace, target.source_name)
-    plan = dataclasses.replace(target.plan(statefulset, service), cluster_domain=cluster_domain)
+    plan = dataclasses.replace(
+        target.plan(statefulset, service), cluster_domain=cluster_domain, snapshots=restored or {}
+    )
     objects = await build(kube, plan)
     funnel = target.writes(kube)
     funnel.check(*objects)
@@ -311,7 +437,11 @@ async def owned(funnel: Writes, owner: Owner, namespace: str) -> list[JSON]:
     for api_version, kind in CLUSTER_KINDS:
         if (api_version, kind) not in kinds:
             continue
-        for item in await funnel.kube.list(api_version, kind, namespace, label_selector=selector):
+        try:
+            items = await funnel.kube.list(api_version, kind, namespace, label_selector=selector)
+        except NotFound:  # a snapshot API that is not served: nothing of it to find
+            continue
+        for item in items:
             obj = {"apiVersion": api_version, "kind": kind, **item}
             if writes.refusal(funnel.admitted, obj) is None:
                 found.append(obj)

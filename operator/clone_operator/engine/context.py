@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from clone_operator.engine.storage import Lists
 from clone_operator.k8s.api import Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile.regions import RegionTable
@@ -64,6 +65,8 @@ class InFlight:
     ready_seen: float | None = None
     """When (monotonic) a watch event first showed its target ready: the start of the
     ready → done delay (`clone_operator_ready_to_done_seconds`)."""
+    volumes_bound: bool = False
+    """Every target volume was seen Bound: no more looks for a storage refusal."""
 
     def keep_source(self, source: dict[str, Any], service: dict[str, Any] | None) -> None:
         self.source = json.dumps([source, service], separators=(",", ":")).encode()
@@ -105,6 +108,8 @@ class Context:
     engine task starts and dropped when it ends (engine.loop.drive), nowhere else."""
     building: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(BUILDS_AT_ONCE))
     """Held while a clone builds and creates its target (BUILDS_AT_ONCE)."""
+    storage_lists: Lists = field(init=False)
+    """StorageClasses and snapshot classes read lately (engine.storage)."""
     deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """Operation uid → its running notification delivery worker (services.delivery)."""
     monitoring: web.AppRunner | None = None
@@ -126,6 +131,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.reset_slots()
+        self.storage_lists = Lists(self.kube)
 
     def reset_slots(self) -> None:
         """No slot taken: before they are counted from the resources (engine.lifecycle)."""

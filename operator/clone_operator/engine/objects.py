@@ -27,17 +27,20 @@ from clone_operator.api.cloneobjects import (
     SourceKind,
     State,
 )
-from clone_operator.api.common import API_VERSION, now_rfc3339
+from clone_operator.api.cloningoperations import CopyMethod
+from clone_operator.api.common import API_VERSION, VOLUME_SNAPSHOT, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import objects as object_builders
 from clone_operator.builders import provenance
-from clone_operator.engine import clusters, loop
+from clone_operator.builders import snapshots as snapshot_builders
+from clone_operator.engine import clusters, loop, snapshots, storage
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
 from clone_operator.engine.writes import OutsideAdmitted, Writes
 from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
+from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.conditions import Reason, Transition
 from clone_operator.reconcile.objects import Step
@@ -69,14 +72,25 @@ class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
         """The funnel for this clone: its declared destination (a whole cluster, for a
         StatefulSet), of the declared kind, and nothing else."""
         if self.kind is SourceKind.STATEFUL_SET:
-            return Writes(kube, writes.cluster(self.namespace, self.destination_name))
+            method = self.status.copy_method
+            return Writes(
+                kube,
+                writes.cluster(self.namespace, self.destination_name, method and method.value),
+            )
         admitted = writes.copy(
             self.kind.api_version,
             self.kind.value,
             self.destination_namespace,
             self.destination_name,
+            self.status.copy_method.value if self.status.copy_method else None,
         )
         return Writes(kube, admitted)
+
+    @property
+    def method(self) -> CopyMethod:
+        """The copy method a volume clone was started with (recorded in status)."""
+        method = self.status.copy_method or CopyMethod.VOLUME_CLONE
+        return CopyMethod.VOLUME_CLONE if method is CopyMethod.AUTO else method
 
     @property
     def started_at(self) -> str | None:
@@ -109,9 +123,16 @@ async def move(
     log: ObjectLog,
     parameters: dict[str, Any] | None = None,
     destination: Destination | None = None,
+    copy_method: CopyMethod | None = None,
 ) -> bool:
     status = object_rules.apply(
-        obj.status, transition, now_rfc3339(), obj.generation, parameters, destination
+        obj.status,
+        transition,
+        now_rfc3339(),
+        obj.generation,
+        parameters,
+        destination,
+        copy_method,
     )
     state, reason, message = transition.to, transition.reason, transition.message
     if not await loop.write_status(ctx, obj.body, status.wire()):
@@ -196,29 +217,75 @@ async def start(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
             Reason.NAMESPACE_NOT_FOUND,
             f"destination namespace {obj.destination_namespace} does not exist",
         )
+    method = None
+    if obj.kind.namespace_local:  # volumes: what the storage can do, before anything is made
+        try:
+            method = await copy_method_of(ctx, obj, source)
+        except storage_rules.Refused as e:
+            return await fail(ctx, obj, log, Reason.COPY_METHOD_UNSUITABLE, str(e))
     await move(
         ctx,
         obj,
         Transition(
             State.IN_PROGRESS,
             Reason.STARTED,
-            f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}",
+            f"cloning {obj.kind.value} {obj.spec.source.name} into {obj.destination_namespace}/{obj.destination_name}"
+            + (f", copy method {method.value}" if method else ""),
         ),
         log,
         destination=destination(obj),
+        copy_method=method,
     )
     return AGAIN
+
+
+async def copy_method_of(ctx: Context, obj: CloneObject, source: JSON) -> CopyMethod:
+    """The copy method of a volume clone (raises Refused), as a CloningOperation's."""
+    requested = obj.spec.options.copy_method or CopyMethod.AUTO
+    if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
+        pvcs = [obj.spec.source.name]
+    else:
+        plan = cluster_builders.ClusterPlan(
+            owner=obj.owner,
+            source=source,
+            source_service=None,
+            target_name=obj.destination_name,
+            copy_method=CopyMethod.VOLUME_CLONE if requested is CopyMethod.AUTO else requested,
+        )
+        pvcs = cluster_builders.source_pvc_names(plan)
+    choice = await storage.decide(
+        ctx.storage_lists,
+        obj.body,
+        obj.namespace,
+        pvcs,
+        requested,
+        None,
+        None,
+        obj.spec.options.volume_snapshot_class_name,
+    )
+    return choice.method
 
 
 async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     if obj.kind is SourceKind.STATEFUL_SET:
         return await clone_cluster(ctx, obj, log)
+    snapshot = None
+    if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM and obj.method.snapshots:
+        cut = await snapshot_of(ctx, obj)
+        if isinstance(cut, snapshots.Refused):
+            return await fail(ctx, obj, log, Reason.STORAGE_REFUSED, cut.message)
+        if not isinstance(cut, str):
+            return cut  # not cut and ready yet: look again then
+        snapshot = cut
     try:
-        created = await ensure_copy(ctx, obj)
+        created = await ensure_copy(ctx, obj, snapshot)
     except COPY_ERRORS as e:
         return await fail(ctx, obj, log, *failure_of(obj, e))
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
         if not object_rules.pvc_bound(created):
+            refused = await refusal_of(ctx, obj, created)
+            if refused is not None:
+                return await fail(ctx, obj, log, Reason.STORAGE_REFUSED, refused)
             timeout = ctx.settings.object_timeout_seconds
             left = cluster_rules.seconds_left(obj.started_at, timeout, datetime.now(UTC))
             if left <= 0:
@@ -231,7 +298,13 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
                     f"bound within {timeout} s",
                 )
             return max(min(left, 5.0), 0.1)  # the PVC watch wakes us sooner
-        await clusters.release(obj.writes(ctx.kube), created, obj.owner)
+        funnel = obj.writes(ctx.kube)
+        if obj.method.snapshots and not obj.spec.options.keep_snapshots:
+            await snapshots.remove(funnel, obj.owner, obj.namespace)  # the copy is independent
+        elif obj.method.snapshots:
+            for kept in await snapshots.owned(funnel, obj.owner, obj.namespace, VOLUME_SNAPSHOT):
+                await clusters.release(funnel, kept, obj.owner)
+        await clusters.release(funnel, created, obj.owner)
     await move(
         ctx,
         obj,
@@ -279,7 +352,60 @@ def failure_of(obj: CloneObject, error: Exception) -> tuple[Reason, str]:
     )
 
 
-async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
+async def snapshot_of(ctx: Context, obj: CloneObject) -> str | float | snapshots.Refused:
+    """The VolumeSnapshot a PVC copy is restored from, once it is cut and ready (taken
+    here if missing); else how long until the next look, or the storage's refusal."""
+    funnel, name = obj.writes(ctx.kube), obj.destination_name
+    snap = await funnel.get(*VOLUME_SNAPSHOT, obj.namespace, name)
+    if snap is None:
+        source = await ctx.kube.get(
+            "v1", "PersistentVolumeClaim", obj.namespace, obj.spec.source.name
+        )
+        if source is None:
+            return snapshots.Refused(
+                f"source PersistentVolumeClaim {obj.spec.source.name} no longer exists"
+            )
+        plan = object_builders.CopyPlan(
+            owner=obj.owner, source=source, name=name, namespace=obj.namespace,
+            labels=obj.spec.options.labels,
+        )  # fmt: skip
+        try:
+            [snap] = await clusters.ensure(
+                funnel,
+                [
+                    snapshot_builders.copy_snapshot(
+                        plan, obj.spec.options.volume_snapshot_class_name
+                    )
+                ],
+                obj.owner,
+            )
+        except (clusters.TargetExists, OutsideAdmitted, Invalid) as e:
+            return snapshots.Refused(str(e))
+    body = {"apiVersion": VOLUME_SNAPSHOT[0], "kind": VOLUME_SNAPSHOT[1], **snap}
+    error = storage_rules.snapshot_error(body) or storage_rules.snapshot_late(
+        body, datetime.now(UTC), ctx.settings.snapshot_deadline_seconds
+    )
+    if error is not None:
+        return snapshots.Refused(error)
+    if not (snap.get("status") or {}).get("readyToUse"):
+        return snapshots.POLL_SECONDS
+    return name
+
+
+async def refusal_of(ctx: Context, obj: CloneObject, pvc: JSON) -> str | None:
+    """The storage's own words if it refused to provision the copy (ProvisioningFailed)."""
+    events = await ctx.kube.list(
+        "v1",
+        "Event",
+        obj.destination_namespace,
+        field_selector=f"involvedObject.name={obj.destination_name},"
+        f"reason={storage_rules.PROVISIONING_FAILED}",
+    )
+    storage_class = (pvc.get("spec") or {}).get("storageClassName")
+    return storage_rules.storage_refusal(events, obj.destination_name, storage_class)
+
+
+async def ensure_copy(ctx: Context, obj: CloneObject, snapshot: str | None = None) -> JSON:
     """Create the copy, or return it if this CloneObject created it before a restart."""
     owner = obj.owner
     existing = await ctx.kube.get(
@@ -306,6 +432,7 @@ async def ensure_copy(ctx: Context, obj: CloneObject) -> JSON:
         annotations=obj.spec.options.annotations,
         overrides=obj.spec.options.overrides,
         source_size=size,
+        snapshot=snapshot,
     )
     copy = object_builders.build_copy(plan, obj.kind)
     [created] = await clusters.ensure(obj.writes(ctx.kube), [copy], owner)
@@ -316,6 +443,7 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
     """A StatefulSet source: the cluster engine that CloningOperation uses."""
     owner, options = obj.owner, obj.spec.options
     ctx.slots.occupy(owner.uid, owner.namespace)
+    method = obj.method
     followed = await clusters.follow_target(
         ctx,
         clusters.Target(
@@ -330,10 +458,14 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
                 source=source,
                 source_service=service,
                 target_name=obj.destination_name,
+                copy_method=method,
                 extra_labels=options.labels,
                 extra_annotations=options.annotations,
                 statefulset_overrides=options.overrides,
             ),
+            method=method,
+            snapshot_class=obj.spec.options.volume_snapshot_class_name,
+            keep_snapshots=bool(options.keep_snapshots),
         ),
     )
     if isinstance(followed, clusters.Failed):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
 from clone_operator.api.cloningoperations import (
@@ -35,12 +36,13 @@ from clone_operator.api.cloningoperations import (
 from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks
-from clone_operator.engine import clusters, loop
+from clone_operator.engine import clusters, loop, storage
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
 from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, Conflict
 from clone_operator.reconcile import operations as operation_rules
+from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
@@ -183,9 +185,25 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         source, service = await clusters.load_source(ctx.kube, owner.namespace, spec.source_cluster)
         region = await clusters.source_region(ctx.kube, source, ctx.node_regions)
         resolution = operation_rules.resolve(spec, owner, source, service, region, ctx.regions())
+        plan = operation_rules.cluster_plan(spec, owner, resolution, source, service)
+        choice = await storage.decide(
+            ctx.storage_lists,
+            op.body,
+            owner.namespace,
+            cluster_builders.source_pvc_names(plan),
+            spec.copy_method,
+            resolution.source_region,
+            resolution.target_region,
+            spec.volume_snapshot_class_name,
+        )
+        resolution = dataclasses.replace(
+            resolution, copy_method=choice.method, snapshot_class=choice.snapshot_class
+        )
         # The target is built from this very read:
         ctx.record(owner.uid).keep_source(source, service)
-        del source, service
+        del source, service, plan
+    except storage_rules.Refused as e:
+        return await fail(ctx, op, log, Reason.COPY_METHOD_UNSUITABLE, str(e))
     except clusters.SourceNotFound as e:
         return await fail(ctx, op, log, Reason.SOURCE_NOT_FOUND, str(e))
     except UnknownRegion as e:
@@ -215,6 +233,9 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
             plan=lambda source, service: operation_rules.cluster_plan(
                 spec, owner, resolution, source, service
             ),
+            method=operation_rules.method_of(spec.copy_method, resolution.copy_method),
+            snapshot_class=resolution.snapshot_class,
+            keep_snapshots=spec.keep_snapshots,
         ),
     )
     if isinstance(followed, clusters.Failed):
@@ -226,6 +247,20 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         if await move(ctx, op, transition, log, readiness=ready):
             ctx.metrics.done_after_ready(KIND, ctx.record(owner.uid).take_ready_seen())
         return AGAIN
+    if followed.volumes is not None:
+        cutting = operation_rules.cut_progress(
+            status, followed.volumes, followed.point_in_time, now_rfc3339(), op.generation
+        )
+        if cutting is not None and not await loop.write_status(ctx, op.body, cutting.wire()):
+            return AGAIN
+    if followed.bound is not None:
+        binding = operation_rules.volumes_bound(
+            status, followed.bound, now_rfc3339(), op.generation
+        )
+        if binding is not None:
+            if not await loop.write_status(ctx, op.body, binding.wire()):
+                return AGAIN
+            status = binding
     if followed.readiness is not None:
         updated = operation_rules.progress(status, followed.readiness, now_rfc3339(), followed.note)
         if updated is not None and not await loop.write_status(ctx, op.body, updated.wire()):
@@ -251,7 +286,8 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     # A Succeeded target was handed over before the phase was written.
     if op.status.phase is not Phase.SUCCEEDED and not op.spec.keep_target_on_failure:
         target = op.status.target_cluster  # recorded before anything was created
-        admitted = writes.cluster(owner.namespace, target) if target else ()
+        method = op.status.copy_method or op.spec.copy_method
+        admitted = writes.cluster(owner.namespace, target, method.value) if target else ()
         removed = await clusters.remove(Writes(ctx.kube, admitted), owner, owner.namespace)
         if removed:
             log.info("removed %d objects of the partial target", removed)

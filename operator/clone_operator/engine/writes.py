@@ -59,3 +59,32 @@ class Writes:
         """Delete that very object (uid precondition), if admitted."""
         self.check(obj)
         return await self.kube.delete(obj, uid=uid)
+
+    async def release_content(self, snapshot: JSON, content: JSON, patch: JSON) -> JSON:
+        """Patch the (cluster-scoped) VolumeSnapshotContent bound to an admitted snapshot
+        (`deletionPolicy: Delete`, so the storage's snapshot goes with ours): the content
+        is not named from the destination, so it is admitted through its snapshot, and
+        only when it points back at that very snapshot (name, namespace and uid)."""
+        self.check(snapshot)
+        ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
+        meta = snapshot["metadata"]
+        if (
+            (ref.get("namespace"), ref.get("name"), ref.get("uid"))
+            != (
+                meta.get("namespace"),
+                meta.get("name"),
+                meta.get("uid"),
+            )
+            or set(patch) != {"spec"}
+            or set(patch["spec"]) != {"deletionPolicy"}
+        ):
+            raise OutsideAdmitted(
+                f"VolumeSnapshotContent {content['metadata']['name']} is not bound to "
+                f"{meta.get('namespace')}/{meta.get('name')}; nothing was written"
+            )
+        body = {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotContent",
+            **content,
+        }
+        return await self.kube.merge_patch(body, patch)

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, State
+from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.reconcile.clusters import Readiness, progress_message
 from clone_operator.reconcile.conditions import Reason, Transition, moved, set_condition
 
@@ -44,6 +45,7 @@ def apply(
     generation: int | None,
     parameters: dict[str, Any] | None = None,
     destination: Destination | None = None,
+    copy_method: CopyMethod | None = None,
 ) -> CloneObjectStatus:
     """The status after a transition; a failure's message joins errorMessages."""
     state, reason, message = transition.to, transition.reason, transition.message
@@ -66,6 +68,8 @@ def apply(
         updated.parameters = parameters
     if destination is not None:
         updated.destination = destination
+    if copy_method is not None:
+        updated.copy_method = copy_method
     return updated
 
 

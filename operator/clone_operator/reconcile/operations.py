@@ -17,7 +17,9 @@ from typing import Any
 from clone_operator.api.cloningoperations import (
     CloningOperationSpec,
     CloningOperationStatus,
+    CopyMethod,
     Phase,
+    VolumeStatus,
 )
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders.provenance import Owner
@@ -63,11 +65,17 @@ class Resolution:
     target_region: str | None
     replicas: int
     target_overrides: dict[str, Any] | None = None
+    copy_method: CopyMethod | None = None
+    """The copy method (`Auto` resolved); None: not decided yet (`resolve`), or an
+    operation started before copy methods were recorded (its spec's then)."""
+    snapshot_class: str | None = None
 
     @classmethod
     def recorded(cls, status: CloningOperationStatus) -> Resolution:
         """The resolution an InProgress operation's status holds."""
         return cls(
+            copy_method=status.copy_method,
+            snapshot_class=status.volume_snapshot_class,
             target_cluster=str(status.target_cluster),
             server_version=status.server_version or "",
             source_region=status.source_region,
@@ -105,11 +113,15 @@ def resolve(
 def started(spec: CloningOperationSpec, resolution: Resolution) -> Transition:
     """The move to InProgress that records `resolution`."""
     where = f" in {resolution.target_region}" if resolution.target_region else ""
+    method = resolution.copy_method or spec.copy_method
+    how = f", copy method {method.value}"
+    if resolution.snapshot_class:
+        how += f" (snapshot class {resolution.snapshot_class})"
     return Transition(
         Phase.IN_PROGRESS,
         Reason.STARTED,
         f"cloning {spec.source_cluster} into {resolution.target_cluster}{where} "
-        f"on version {resolution.server_version}",
+        f"on version {resolution.server_version}{how}",
     )
 
 
@@ -129,9 +141,17 @@ def cluster_plan(
         server_version=resolution.server_version or None,
         server_container=spec.server_container,
         region=resolution.target_region,
-        copy_method=spec.copy_method,
+        copy_method=method_of(spec.copy_method, resolution.copy_method),
         statefulset_overrides=spec.target_overrides,
     )
+
+
+def method_of(requested: CopyMethod, resolved: CopyMethod | None) -> CopyMethod:
+    """The method a target is built with: the resolved one; before it is resolved, `Auto`
+    stands for the volumes to copy (VolumeClone builds the same PVC names)."""
+    if resolved is not None:
+        return resolved
+    return CopyMethod.VOLUME_CLONE if requested is CopyMethod.AUTO else requested
 
 
 def timeout_refused(spec: CloningOperationSpec, max_timeout_seconds: int) -> Transition | None:
@@ -194,6 +214,13 @@ def apply(
         conditions = set_condition(
             conditions, "Failed", True, transition.reason, transition.message, now, generation
         )
+    method = resolution.copy_method if resolution is not None else status.copy_method
+    if phase is Phase.SUCCEEDED and method is not None and method.copies_data:
+        # Every replica is ready, so every volume it mounts is Bound.
+        message = "every target volume is Bound (every replica is ready)"
+        conditions = set_condition(
+            conditions, "VolumesReady", True, Reason.VOLUMES_READY.value, message, now, generation
+        )
     updated = moved(
         status,
         {
@@ -214,12 +241,84 @@ def apply(
         updated.source_region = resolution.source_region
         updated.target_region = resolution.target_region
         updated.target_overrides = resolution.target_overrides
+        updated.copy_method = resolution.copy_method
+        updated.volume_snapshot_class = resolution.snapshot_class
         updated.overridden = overridden_fields(resolution.target_overrides)
         readiness = readiness or Readiness(0, resolution.replicas, False)
     if readiness is not None:
         updated.ready_replicas, updated.replicas = readiness.ready, readiness.desired
         updated.ready = str(readiness)
     return updated
+
+
+def cut_progress(
+    status: CloningOperationStatus,
+    volumes: list[VolumeStatus],
+    point_in_time: str | None,
+    now: str,
+    generation: int | None,
+) -> CloningOperationStatus | None:
+    """The status with a snapshot copy's per-volume progress, its point in time once
+    every snapshot is cut, and the `SnapshotsTaken` condition; None when unchanged."""
+    cut = bool(volumes) and all(v.cut_at for v in volumes)
+    ready = cut and all(v.snapshot_ready for v in volumes)
+    if volumes == status.volumes and point_in_time == status.point_in_time:
+        return None
+    message = (
+        f"{sum(1 for v in volumes if v.cut_at)}/{len(volumes)} snapshots cut, "
+        f"{sum(1 for v in volumes if v.snapshot_ready)}/{len(volumes)} ready"
+    )
+    conditions = set_condition(
+        status.conditions,
+        "SnapshotsTaken",
+        ready,
+        Reason.SNAPSHOTS_TAKEN.value if ready else "Cutting",
+        message,
+        now,
+        generation,
+    )
+    return status.model_copy(
+        update={
+            "volumes": volumes,
+            "point_in_time": point_in_time if cut else None,
+            "conditions": conditions,
+            "updated_at": now,
+        }
+    )
+
+
+def volumes_bound(
+    status: CloningOperationStatus,
+    bound: dict[str, tuple[str, bool]],
+    now: str,
+    generation: int | None,
+) -> CloningOperationStatus | None:
+    """The status with each target volume's `bound`, and the `VolumesReady` condition;
+    None when unchanged."""
+    known = {v.name: v for v in status.volumes}
+    volumes = [
+        known[name].model_copy(update={"bound": is_bound})
+        if name in known
+        else VolumeStatus(name=name, source=source, bound=is_bound)
+        for name, (source, is_bound) in sorted(bound.items())
+    ]
+    volumes += [v for v in status.volumes if v.name not in bound]
+    if volumes == status.volumes:
+        return None
+    ready = bool(volumes) and all(v.bound for v in volumes)
+    count = sum(1 for v in volumes if v.bound)
+    conditions = set_condition(
+        status.conditions,
+        "VolumesReady",
+        ready,
+        Reason.VOLUMES_READY.value if ready else "Provisioning",
+        f"{count}/{len(volumes)} target volumes Bound",
+        now,
+        generation,
+    )
+    return status.model_copy(
+        update={"volumes": volumes, "conditions": conditions, "updated_at": now}
+    )
 
 
 def progress(

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
+
 
 class Names(StrEnum):
     """How an admitted object is named from the name admission saw."""
@@ -65,14 +67,31 @@ CLUSTER_PARTS: tuple[tuple[str, str, Names], ...] = (
 (the kinds the policies require `create` of for a cluster clone)."""
 
 
-def cluster(namespace: str, target: str) -> tuple[Admitted, ...]:
-    """What a clone of a whole cluster named `target` may write."""
-    return tuple(Admitted(v, k, namespace, target, names) for v, k, names in CLUSTER_PARTS)
+SNAPSHOT_PARTS: dict[str, tuple[tuple[str, str, Names], ...]] = {
+    "Snapshot": ((*VOLUME_SNAPSHOT, Names.CLAIM),),
+    "GroupSnapshot": ((*VOLUME_GROUP_SNAPSHOT, Names.EXACT),),
+}
+"""What a snapshot copy method adds to a cluster clone, by the method (its value):
+one VolumeSnapshot per target PVC, named as that PVC; or one VolumeGroupSnapshot named
+as the target (its member snapshots are the snapshot-controller's, not ours). A
+CloneObject of a PVC with `Snapshot` adds one VolumeSnapshot named as its destination.
+Admitted only when the copy method was admitted with its rights (api.policies)."""
 
 
-def copy(api_version: str, kind: str, namespace: str, name: str) -> tuple[Admitted, ...]:
-    """What a CloneObject of one object may write: its declared destination, only."""
-    return (Admitted(api_version, kind, namespace, name),)
+def cluster(namespace: str, target: str, method: str | None = None) -> tuple[Admitted, ...]:
+    """What a clone of a whole cluster named `target` may write (`method`: the copy
+    method it was admitted with, which may add snapshots)."""
+    parts = (*CLUSTER_PARTS, *SNAPSHOT_PARTS.get(method or "", ()))
+    return tuple(Admitted(v, k, namespace, target, names) for v, k, names in parts)
+
+
+def copy(
+    api_version: str, kind: str, namespace: str, name: str, method: str | None = None
+) -> tuple[Admitted, ...]:
+    """What a CloneObject of one object may write: its declared destination, only (and,
+    for a PVC copied by `Snapshot`, one VolumeSnapshot of the same name)."""
+    extra = (Admitted(*VOLUME_SNAPSHOT, namespace, name),) if method == "Snapshot" else ()
+    return (Admitted(api_version, kind, namespace, name), *extra)
 
 
 def refusal(admitted: Iterable[Admitted], obj: dict[str, Any]) -> str | None:

@@ -117,6 +117,15 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
+        self.stages = Histogram(
+            "clone_operator_stage_duration_seconds",
+            "Time from a clone's start (InProgress) to the end of a stage of its copy, by "
+            "stage (`cut`: every snapshot cut and ready; `volumes`: every target volume "
+            "Bound; `ready`: every replica ready) and copy method.",
+            ["stage", "method"],
+            buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+            registry=self.registry,
+        )
         self.reconcile_errors = Counter(
             "clone_operator_reconcile_errors",
             "Errors of a resource's engine that a retry cannot fix (an API refusal, an internal "
@@ -210,6 +219,12 @@ class Metrics:
         None: read ready by the engine itself, no watch event to count from)."""
         if seen is not None:
             self.ready_to_done.labels(kind).observe(max(0.0, time.monotonic() - seen))
+
+    def stage_done(self, stage: str, method: str, started_at: str | None) -> None:
+        """A stage of a clone's copy ended just now (`started_at`: when it went InProgress)."""
+        if started_at:
+            waited = (datetime.now(UTC) - parse_rfc3339(started_at)).total_seconds()
+            self.stages.labels(stage, method).observe(max(0.0, waited))
 
     def reconcile_error(self, kind: str) -> None:
         self.reconcile_errors.labels(kind).inc()
