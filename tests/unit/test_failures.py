@@ -218,3 +218,53 @@ async def test_a_resource_that_cannot_be_failed_is_retried_with_backoff() -> Non
     assert backoff.attempts == 1
     text = ctx.metrics.exposition().decode()
     assert 'clone_operator_retries_total{kind="CloneObject",reason="permanent"} 1.0' in text
+
+
+# --- fail: one for both front doors -------------------------------------------------------------
+
+
+def door_body(kind: str, status: JSON) -> JSON:
+    meta = {"name": "x", "namespace": "ns", "uid": "u", "generation": 2}
+    spec = (
+        {"sourceCluster": "search"}
+        if kind == "CloningOperation"
+        else {"source": {"kind": "Secret", "name": "s"}}
+    )
+    return {"apiVersion": "cloning.dev/v1alpha1", "kind": kind, "metadata": meta, "spec": spec,
+            "status": status}  # fmt: skip
+
+
+async def test_both_front_doors_fail_by_the_same_transition_each_in_its_own_status() -> None:
+    from clone_operator.api.cloneobjects import State
+    from clone_operator.api.cloningoperations import Phase
+    from clone_operator.engine.objects import CloneObject
+    from clone_operator.engine.operations import Operation
+    from clone_operator.reconcile import objects as object_rules
+    from clone_operator.reconcile import operations as operation_rules
+    from clone_operator.reconcile.conditions import Transition
+
+    now = "2026-01-01T00:00:00Z"
+    op = Operation.parse(door_body("CloningOperation", {"phase": "InProgress"}))
+    obj = CloneObject.parse(door_body("CloneObject", {"state": "Pending"}))
+    assert (op.stage, op.failed, obj.stage, obj.failed) == (
+        Phase.IN_PROGRESS,
+        Phase.FAILED,
+        State.PENDING,
+        State.FAILED,
+    )
+    to_op = Transition(op.failed, Reason.TIMEOUT, "too slow")
+    to_obj = Transition(obj.failed, Reason.TIMEOUT, "too slow")
+    assert op.after(to_op, now) == operation_rules.apply(op.status, to_op, now, 2)
+    assert obj.after(to_obj, now) == object_rules.apply(obj.status, to_obj, now, 2)
+    assert op.after(to_op, now).phase is Phase.FAILED
+    assert obj.after(to_obj, now).error_messages == ["too slow"]
+
+
+async def test_a_terminal_resource_is_not_failed_again_and_nothing_is_sent() -> None:
+    from clone_operator.engine.loop import give_up
+    from clone_operator.engine.operations import Operation
+
+    ctx = context()  # its Kube has no connection: a request would raise
+    done = Operation.parse(door_body("CloningOperation", {"phase": "Succeeded"}))
+    assert not await give_up(ctx, done, LOG, Reason.INTERNAL_ERROR, "late")
+    assert ctx.kube.requests == {}

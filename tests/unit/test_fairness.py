@@ -14,7 +14,8 @@ from clone_operator.api.cloningoperations import (
 from clone_operator.reconcile import objects as object_rules
 from clone_operator.reconcile import operations as operation_rules
 from clone_operator.reconcile.conditions import Reason
-from clone_operator.services.runtime import Slots, admitted
+from clone_operator.reconcile.slots import admitted
+from clone_operator.services.runtime import Slots
 from clone_operator.settings import Settings
 
 T0, T1, T2, T3 = (f"2024-01-01T00:00:0{i}Z" for i in range(4))
@@ -117,3 +118,18 @@ def test_a_cluster_clone_object_says_it_waits_for_a_slot_in_its_ready_condition(
         "waiting for a slot: x",
     )
     assert object_rules.waiting(waiting, "waiting for a slot: x", T2, 1) is None
+
+
+def test_a_waiter_is_told_which_limit_holds_it() -> None:
+    from clone_operator.reconcile.slots import why_waiting
+
+    assert why_waiting({"x": "a", "y": "b"}, "c", limit=2, share=2) == (
+        "waiting for a slot: all 2 are taken by clones InProgress (operator setting maxInProgress)"
+    )
+    assert why_waiting({"x": "a"}, "a", limit=3, share=1) == (
+        "waiting for a slot: namespace a holds 1 of the 3 already, its share "
+        "(operator setting maxInProgressPerNamespace)"
+    )
+    assert why_waiting({"x": "a"}, "b", limit=3, share=1) == (
+        "waiting for a slot: older clones are waiting too"
+    )

@@ -9,8 +9,11 @@ import pytest
 from clone_operator.api.cloneobjects import CloneObjectStatus, SourceKind, State
 from clone_operator.builders import objects
 from clone_operator.builders.provenance import Owner, created_by
+from clone_operator.kube.errors import Invalid, NotFound
 from clone_operator.reconcile import objects as decide
+from clone_operator.reconcile.clusters import SourceNotFound, TargetExists
 from clone_operator.reconcile.conditions import Reason, Transition
+from clone_operator.reconcile.writes import OutsideAdmitted
 
 OWNER = Owner(kind="CloneObject", name="copy-it", namespace="shop", uid="1234abcd-0000")
 
@@ -208,3 +211,29 @@ def test_cluster_progress_says_what_it_waits_for_in_the_ready_condition() -> Non
     assert ready.message == "cluster tgt: 0/1 replicas ready; waiting for volumes"
     assert decide.progress(noted, "tgt", Readiness(0, 1, False), "T4", 1) is None
     assert decide.progress(noted, "tgt", Readiness(0, 1, False), "T4", 1, "") is not None
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "message"),
+    [
+        (objects.CopyError("no copy"), Reason.INVALID_SOURCE, "no copy"),
+        (SourceNotFound("gone"), Reason.SOURCE_NOT_FOUND, "gone"),
+        (TargetExists("taken"), Reason.DESTINATION_EXISTS, "taken"),
+        (OutsideAdmitted("elsewhere"), Reason.OUTSIDE_ADMITTED, "elsewhere"),
+        (
+            Invalid(422, "Invalid", "spec.x: bad"),
+            Reason.INVALID_DESTINATION,
+            "the API server refused the Secret built from the source and options: spec.x: bad",
+        ),
+        (
+            NotFound(404, "NotFound", "namespaces dst not found"),
+            Reason.NAMESPACE_NOT_FOUND,
+            "destination namespace dst does not exist",
+        ),
+    ],
+)
+def test_every_copy_error_fails_with_a_reason_and_words_a_user_can_act_on(
+    error: Exception, reason: Reason, message: str
+) -> None:
+    assert isinstance(error, decide.COPY_ERRORS)
+    assert decide.failure_of(SourceKind.SECRET, "dst", error) == (reason, message)

@@ -335,3 +335,45 @@ def test_resolve_refuses_what_cannot_work() -> None:
             CloningOperationSpec(source_cluster="search"),
             factories.OWNER, loose, service, None, regions,
         )  # fmt: skip
+
+
+# --- the per-source lock's holder --------------------------------------------------------------
+
+
+def holder(uid: str, phase: str | None) -> dict[str, Any]:
+    return {"metadata": {"name": "first", "uid": uid}, "status": {"phase": phase} if phase else {}}
+
+
+@pytest.mark.parametrize(
+    ("found", "expected"),
+    [
+        (holder("h", None), Phase.PENDING),  # not admitted yet: it holds the lock
+        (holder("h", "Pending"), Phase.PENDING),
+        (holder("h", "InProgress"), Phase.IN_PROGRESS),
+        (holder("h", "Succeeded"), None),  # finished: the lock is stale
+        (holder("h", "Failed"), None),
+        (holder("h", "Canceled"), None),
+        (holder("other", "InProgress"), None),  # the name made anew: not the holder
+        (None, None),  # gone
+    ],
+)
+def test_a_lock_is_held_only_by_that_very_operation_while_it_is_not_terminal(
+    found: dict[str, Any] | None, expected: Phase | None
+) -> None:
+    from clone_operator.reconcile.operations import lock_holder_phase
+
+    assert lock_holder_phase(found, "h") is expected
+
+
+def test_another_active_operation_fails_the_newcomer_naming_the_holder() -> None:
+    from clone_operator.reconcile.operations import another_active
+
+    failed = another_active("first", Phase.IN_PROGRESS, "search")
+    assert (failed.to, failed.reason, failed.warning) == (
+        Phase.FAILED,
+        Reason.ANOTHER_OPERATION_ACTIVE,
+        True,
+    )
+    assert failed.message.startswith(
+        "operation first is already InProgress for source cluster search; only one operation"
+    )

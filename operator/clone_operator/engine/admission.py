@@ -39,18 +39,18 @@ async def target_problems(
         target_region=None,
         replicas=int(source["spec"].get("replicas", 1)),
     )
-    plan = dataclasses.replace(
-        operation_rules.cluster_plan(spec, owner, resolution, source, service),
-        cluster_domain=ctx.settings.cluster_domain,
-    )
+    plan = operation_rules.cluster_plan(spec, owner, resolution, source, service)
+    domain = ctx.settings.cluster_domain
     try:
-        await clusters.build(ctx.kube, dataclasses.replace(plan, statefulset_overrides=None))
+        await clusters.build(
+            ctx.kube, dataclasses.replace(plan, statefulset_overrides=None), domain
+        )
     except cluster_builders.BuildError as e:
         return [f"spec.sourceCluster: {e}"]
     if not spec.target_overrides:
         return []
     try:
-        objects = await clusters.build(ctx.kube, plan)
+        objects = await clusters.build(ctx.kube, plan, domain)
         await ctx.kube.create(objects[-1], dry_run=True)
     except cluster_builders.BuildError as e:
         return [f"spec.targetOverrides: {e}"]

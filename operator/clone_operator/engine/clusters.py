@@ -24,13 +24,16 @@ from clone_operator.builders.provenance import Owner
 from clone_operator.engine import snapshots
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import IDLE, guarded_patch
-from clone_operator.engine.writes import OutsideAdmitted, Writes
+from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, Conflict, Invalid, Kube, NotFound
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import regions, writes
 from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile.clusters import Readiness
+from clone_operator.reconcile.clusters import SourceNotFound as SourceNotFound
+from clone_operator.reconcile.clusters import TargetExists as TargetExists
 from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.writes import OutsideAdmitted
 
 # The kinds a target cluster is made of, in deletion order.
 CLUSTER_KINDS = [
@@ -42,14 +45,6 @@ CLUSTER_KINDS = [
     VOLUME_GROUP_SNAPSHOT,
     VOLUME_SNAPSHOT,
 ]
-
-
-class SourceNotFound(Exception):
-    pass
-
-
-class TargetExists(Exception):
-    """An object with the target's name exists and is not ours: never overwritten."""
 
 
 @dataclass(frozen=True)
@@ -336,10 +331,12 @@ async def source_region(kube: Kube, source: JSON, node_regions: Mapping[str, str
     )
 
 
-async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
-    """Read what the target is built from besides its source (the source PVCs' sizes,
-    the ConfigMaps and Secrets its template names) and build every object. Raises
-    BuildError, or SourceReferenced when the guard finds the source still referred to."""
+async def complete(
+    kube: Kube, plan: cluster_builders.ClusterPlan, cluster_domain: str
+) -> cluster_builders.ClusterPlan:
+    """The plan with what the target is built from besides its source: the source PVCs'
+    sizes and the ConfigMaps and Secrets its template names (read), and the cluster's DNS
+    domain (the operator setting `clusterDomain`). The one place a plan gets them."""
     sizes: dict[str, str] = {}
     for name in cluster_builders.source_pvc_names(plan):
         pvc = await kube.get("v1", "PersistentVolumeClaim", plan.namespace, name)
@@ -354,8 +351,15 @@ async def build(kube: Kube, plan: cluster_builders.ClusterPlan) -> list[JSON]:
     for ref in cluster_builders.config_references(plan.source):
         if (ref.kind, ref.name) not in found:
             found[(ref.kind, ref.name)] = await kube.get("v1", ref.kind, plan.namespace, ref.name)
-    plan = dataclasses.replace(plan, source_pvc_sizes=sizes, source_configs=found)
-    return cluster_builders.build_cluster(plan)
+    return dataclasses.replace(
+        plan, source_pvc_sizes=sizes, source_configs=found, cluster_domain=cluster_domain
+    )
+
+
+async def build(kube: Kube, plan: cluster_builders.ClusterPlan, cluster_domain: str) -> list[JSON]:
+    """Every object of the target, from the plan `complete`d. Raises BuildError, or
+    SourceReferenced when the guard finds the source still referred to."""
+    return cluster_builders.build_cluster(await complete(kube, plan, cluster_domain))
 
 
 MAX_AUDIT_EVENTS = 5
@@ -384,10 +388,9 @@ async def create(
     (say, an override makes it invalid), or its name is taken by something else,
     nothing at all is created."""
     statefulset, service = source or await load_source(kube, target.namespace, target.source_name)
-    plan = dataclasses.replace(
-        target.plan(statefulset, service), cluster_domain=cluster_domain, snapshots=restored or {}
-    )
-    objects = await build(kube, plan)
+    planned = dataclasses.replace(target.plan(statefulset, service), snapshots=restored or {})
+    plan = await complete(kube, planned, cluster_domain)
+    objects = cluster_builders.build_cluster(plan)
     funnel = target.writes(kube)
     funnel.check(*objects)
     try:

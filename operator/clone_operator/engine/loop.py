@@ -1,6 +1,7 @@
 """The loop every resource's engine runs in: read, decide one step, act, wait.
 
-Shared by both front doors. A step returns how long to wait for a watch event
+Shared by both front doors, with the one way they record a transition (`moved`)
+and the one `fail`. A step returns how long to wait for a watch event
 (0: go on at once; None: done). After a write of our own, the body it returned
 is the next read; after a wait, the newest body known (services.runtime.Fresh: the
 watch's, or our last write's), else a GET; after a deadline of the safety net
@@ -18,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from clone_operator.api.common import now_rfc3339
 from clone_operator.builders.provenance import Owner
 from clone_operator.engine import failures
 from clone_operator.engine.context import Context, InFlight
@@ -29,7 +31,7 @@ from clone_operator.k8s.api import (
     NotFound,
     NotLeading,
 )
-from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.conditions import Reason, To, Transition
 from clone_operator.services.retries import Backoff
 
 AGAIN = 0.0  # loop at once: the state just changed
@@ -42,13 +44,32 @@ Spec = TypeVar("Spec", bound=BaseModel)
 Status = TypeVar("Status", bound=BaseModel)
 
 
+class Wire(Protocol):
+    def wire(self) -> JSON: ...
+
+
 @dataclass(frozen=True)
-class Resource(Generic[Spec, Status]):
-    """One read of a custom resource, its spec and status parsed."""
+class Resource(Generic[Spec, Status, To]):
+    """One read of a custom resource, its spec and status parsed; each front door says
+    where it stands (`stage`), what failing moves it to (`failed`) and the status a
+    plain transition writes (`after`)."""
 
     body: JSON
     spec: Spec
     status: Status
+
+    @property
+    def stage(self) -> To | None:
+        """Its phase (CloningOperation) or state (CloneObject); None: new."""
+        raise NotImplementedError
+
+    @property
+    def failed(self) -> To:
+        raise NotImplementedError
+
+    def after(self, transition: Transition[To], now: str) -> Wire:
+        """The status `transition` writes, nothing else recorded with it."""
+        raise NotImplementedError
 
     @property
     def namespace(self) -> str:
@@ -168,6 +189,48 @@ async def drive(
         ctx.fresh.forget(uid)
         if ctx.in_flight.get(uid) is record:
             del ctx.in_flight[uid]
+
+
+async def moved(
+    ctx: Context,
+    resource: Resource[Any, Any, To],
+    transition: Transition[To],
+    status: Wire,
+    log: ObjectLog,
+) -> bool:
+    """Write the status a transition decided (guarded: False when the resource changed
+    since it was read), then tell it: the log, an Event (a Warning for a failure), and,
+    when it is terminal, the slot it frees and the metrics. Both front doors move so."""
+    if not await write_status(ctx, resource.body, status.wire()):
+        return False
+    to, reason, message = transition.to, transition.reason, transition.message
+    log.info("%s → %s (%s): %s", resource.stage or "new", to, reason, message)
+    ctx.emit(resource.body, reason, message, transition.warning)
+    if to.terminal:
+        ctx.slots.release(resource.owner.uid)
+        ctx.metrics.finished(str(resource.body["kind"]), to.value, resource.created)
+    return True
+
+
+async def fail(
+    ctx: Context, resource: Resource[Any, Any, To], log: ObjectLog, reason: Reason, message: str
+) -> float:
+    """Move the resource to Failed with the reason and message users read; then go on at
+    once (its next step finishes it). The one `fail` of both front doors."""
+    await give_up(ctx, resource, log, reason, message)
+    return AGAIN
+
+
+async def give_up(
+    ctx: Context, resource: Resource[Any, Any, To], log: ObjectLog, reason: Reason, message: str
+) -> bool:
+    """Move the resource to Failed; False when it cannot be: it is terminal already, or
+    the write was refused (then `recover` retries)."""
+    stage = resource.stage
+    if stage is not None and stage.terminal:
+        return False
+    transition = Transition(resource.failed, reason, message)
+    return await moved(ctx, resource, transition, resource.after(transition, now_rfc3339()), log)
 
 
 class Patcher(Protocol):

@@ -35,23 +35,35 @@ from clone_operator.builders import provenance
 from clone_operator.builders import snapshots as snapshot_builders
 from clone_operator.engine import clusters, loop, snapshots, storage
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
-from clone_operator.engine.writes import OutsideAdmitted, Writes
-from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube, NotFound
+from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource, fail
+from clone_operator.engine.writes import Writes
+from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
 from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.conditions import Reason, Transition
 from clone_operator.reconcile.objects import Step
+from clone_operator.reconcile.writes import OutsideAdmitted
 
 
-class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus]):
+class CloneObject(Resource[CloneObjectSpec, CloneObjectStatus, State]):
     """One read of a CloneObject, parsed, with its options' defaults resolved."""
 
     @classmethod
     def parse(cls, body: JSON) -> CloneObject:
         return cls(*loop.parsed(body, CloneObjectSpec, CloneObjectStatus))
+
+    @property
+    def stage(self) -> State | None:
+        return self.status.state
+
+    @property
+    def failed(self) -> State:
+        return State.FAILED
+
+    def after(self, transition: Transition[State], now: str) -> CloneObjectStatus:
+        return object_rules.apply(self.status, transition, now, self.generation)
 
     @property
     def kind(self) -> SourceKind:
@@ -105,10 +117,7 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         return await STEPS[object_rules.next_step(obj.status.state)](ctx, obj, log)
 
     async def give_up(body: JSON, reason: Reason, message: str, log: ObjectLog) -> bool:
-        obj = CloneObject.parse(body)
-        if obj.status.state is not None and obj.status.state.terminal:
-            return False
-        return await move(ctx, obj, Transition(State.FAILED, reason, message), log)
+        return await loop.give_up(ctx, CloneObject.parse(body), log, reason, message)
 
     try:
         await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger, give_up)
@@ -125,6 +134,8 @@ async def move(
     destination: Destination | None = None,
     copy_method: CopyMethod | None = None,
 ) -> bool:
+    """Move by `transition`, recording the applied options, the destination or the copy
+    method with it (engine.loop.moved)."""
     status = object_rules.apply(
         obj.status,
         transition,
@@ -134,22 +145,7 @@ async def move(
         destination,
         copy_method,
     )
-    state, reason, message = transition.to, transition.reason, transition.message
-    if not await loop.write_status(ctx, obj.body, status.wire()):
-        return False
-    log.info("%s → %s (%s): %s", obj.status.state or "new", state, reason, message)
-    ctx.emit(obj.body, reason, message, transition.warning)
-    if state.terminal:
-        ctx.slots.release(obj.owner.uid)
-        ctx.metrics.finished(KIND, state.value, obj.created)
-    return True
-
-
-async def fail(
-    ctx: Context, obj: CloneObject, log: ObjectLog, reason: Reason, message: str
-) -> float:
-    await move(ctx, obj, Transition(State.FAILED, reason, message), log)
-    return AGAIN
+    return await loop.moved(ctx, obj, transition, status, log)
 
 
 def parameters(obj: CloneObject) -> dict[str, Any]:
@@ -279,8 +275,9 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         snapshot = cut
     try:
         created = await ensure_copy(ctx, obj, snapshot)
-    except COPY_ERRORS as e:
-        return await fail(ctx, obj, log, *failure_of(obj, e))
+    except object_rules.COPY_ERRORS as e:
+        reason, message = object_rules.failure_of(obj.kind, obj.destination_namespace, e)
+        return await fail(ctx, obj, log, reason, message)
     if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
         if not object_rules.pvc_bound(created):
             refused = await refusal_of(ctx, obj, created)
@@ -317,39 +314,6 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         destination=destination(obj, created["metadata"]["uid"]),
     )
     return AGAIN
-
-
-COPY_ERRORS = (
-    object_builders.CopyError,
-    clusters.SourceNotFound,
-    clusters.TargetExists,
-    OutsideAdmitted,
-    Invalid,
-    NotFound,
-)
-
-
-def failure_of(obj: CloneObject, error: Exception) -> tuple[Reason, str]:
-    """The reason and the message a user can act on, for an error of a copy."""
-    if isinstance(error, object_builders.CopyError):
-        return Reason.INVALID_SOURCE, str(error)
-    if isinstance(error, clusters.SourceNotFound):
-        return Reason.SOURCE_NOT_FOUND, str(error)
-    if isinstance(error, clusters.TargetExists):
-        return Reason.DESTINATION_EXISTS, str(error)
-    if isinstance(error, OutsideAdmitted):
-        return Reason.OUTSIDE_ADMITTED, str(error)
-    if isinstance(error, Invalid):
-        return (
-            Reason.INVALID_DESTINATION,
-            f"the API server refused the {obj.kind.value} built from the source and options: "
-            f"{error.message}",
-        )
-    # NotFound on create: the destination namespace is missing.
-    return (
-        Reason.NAMESPACE_NOT_FOUND,
-        f"destination namespace {obj.destination_namespace} does not exist",
-    )
 
 
 async def snapshot_of(ctx: Context, obj: CloneObject) -> str | float | snapshots.Refused:

@@ -38,7 +38,7 @@ from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks
 from clone_operator.engine import clusters, loop, storage
 from clone_operator.engine.context import Context
-from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource
+from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource, fail
 from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, Conflict
 from clone_operator.reconcile import operations as operation_rules
@@ -53,12 +53,23 @@ from clone_operator.services import delivery
 LEASE = ("coordination.k8s.io/v1", "Lease")
 
 
-class Operation(Resource[CloningOperationSpec, CloningOperationStatus]):
+class Operation(Resource[CloningOperationSpec, CloningOperationStatus, Phase]):
     """One read of a CloningOperation, parsed."""
 
     @classmethod
     def parse(cls, body: JSON) -> Operation:
         return cls(*loop.parsed(body, CloningOperationSpec, CloningOperationStatus))
+
+    @property
+    def stage(self) -> Phase | None:
+        return self.status.phase
+
+    @property
+    def failed(self) -> Phase:
+        return Phase.FAILED
+
+    def after(self, transition: Transition, now: str) -> CloningOperationStatus:
+        return operation_rules.apply(self.status, transition, now, self.generation)
 
 
 async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging.Logger) -> None:
@@ -69,10 +80,7 @@ async def run(ctx: Context, namespace: str, name: str, uid: str, logger: logging
         return await STEPS[operation_rules.next_step(op.status.phase, op.spec.cancel)](ctx, op, log)
 
     async def give_up(body: JSON, reason: Reason, message: str, log: ObjectLog) -> bool:
-        op = Operation.parse(body)
-        if op.status.phase is not None and op.status.phase.terminal:
-            return False
-        return await move(ctx, op, Transition(Phase.FAILED, reason, message), log)
+        return await loop.give_up(ctx, Operation.parse(body), log, reason, message)
 
     try:
         await loop.drive(ctx, API_VERSION, KIND, namespace, name, uid, step, logger, give_up)
@@ -90,28 +98,12 @@ async def move(
     resolution: Resolution | None = None,
     readiness: Readiness | None = None,
 ) -> bool:
+    """Move by `transition`, recording the resolution (to InProgress) or the final
+    readiness (to Succeeded) with it (engine.loop.moved)."""
     status = operation_rules.apply(
         op.status, transition, now_rfc3339(), op.generation, resolution, readiness
     )
-    if not await loop.write_status(ctx, op.body, status.wire()):
-        return False
-    log.info(
-        "%s → %s (%s): %s",
-        op.status.phase or "new",
-        transition.to,
-        transition.reason,
-        transition.message,
-    )
-    ctx.emit(op.body, transition.reason, transition.message, transition.warning)
-    if transition.to.terminal:
-        ctx.slots.release(op.owner.uid)
-        ctx.metrics.finished(KIND, transition.to.value, op.created)
-    return True
-
-
-async def fail(ctx: Context, op: Operation, log: ObjectLog, reason: Reason, message: str) -> float:
-    await move(ctx, op, Transition(Phase.FAILED, reason, message), log)
-    return AGAIN
+    return await loop.moved(ctx, op, transition, status, log)
 
 
 async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
@@ -132,26 +124,15 @@ async def admit(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         holder_name, holder_uid = locks.parse_holder(existing["spec"].get("holderIdentity", ""))
         if holder_uid != owner.uid:
             holder = await ctx.kube.get(API_VERSION, KIND, owner.namespace, holder_name)
-            holder_phase = ((holder or {}).get("status") or {}).get("phase")
-            alive = (
-                holder is not None
-                and holder["metadata"]["uid"] == holder_uid
-                and not (holder_phase and Phase(holder_phase).terminal)
-            )
-            if not alive:  # a stale lock: break it (only that very version of it)
+            holder_phase = operation_rules.lock_holder_phase(holder, holder_uid)
+            if holder_phase is None:  # a stale lock: break it (only that very version of it)
                 await ctx.kube.delete(
                     existing, resource_version=existing["metadata"]["resourceVersion"]
                 )
                 return AGAIN
-            return await fail(
-                ctx,
-                op,
-                log,
-                Reason.ANOTHER_OPERATION_ACTIVE,
-                f"operation {holder_name} is already {holder_phase or 'Pending'} for source "
-                f"cluster {source}; only one operation per cluster may be active. Wait for it "
-                "to finish (or cancel it while Pending) and create a new operation.",
-            )
+            transition = operation_rules.another_active(holder_name, holder_phase, source)
+            await move(ctx, op, transition, log)
+            return AGAIN
     if ctx.slots.try_take(owner.uid, op.created or "", owner.namespace):
         # A slot is free: start at once. Pending means "waiting for a slot".
         return await start(ctx, op, log)

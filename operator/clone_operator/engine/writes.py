@@ -17,11 +17,7 @@ from dataclasses import dataclass
 
 from clone_operator.k8s.api import JSON, Kube
 from clone_operator.reconcile import writes
-from clone_operator.reconcile.writes import Admitted
-
-
-class OutsideAdmitted(Exception):
-    """A write the requester's admission did not check: never sent."""
+from clone_operator.reconcile.writes import Admitted, OutsideAdmitted
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,14 @@ from typing import Any
 from clone_operator.api.common import parse_rfc3339
 
 
+class SourceNotFound(Exception):
+    """The source a clone is made from does not exist (any more)."""
+
+
+class TargetExists(Exception):
+    """An object with the target's name exists and is not ours: never overwritten."""
+
+
 @dataclass(frozen=True)
 class Readiness:
     """How far a target StatefulSet is: `ready` of `desired` replicas."""

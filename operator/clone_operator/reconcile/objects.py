@@ -1,14 +1,27 @@
-"""The CloneObject state machine: Pending → InProgress → Created | Failed. Pure."""
+"""The CloneObject state machine: Pending → InProgress → Created | Failed. Pure.
+
+`next_step` says what the engine does next, `apply` the status a transition writes,
+`waiting` and `progress` the status while it waits for a slot or for its cluster;
+`failure_of` what a copy's error means to the user (`COPY_ERRORS`).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
 
-from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, State
+from clone_operator.api.cloneobjects import CloneObjectStatus, Destination, SourceKind, State
 from clone_operator.api.cloningoperations import CopyMethod
-from clone_operator.reconcile.clusters import Readiness, progress_message
+from clone_operator.builders.objects import CopyError
+from clone_operator.kube.errors import Invalid, NotFound
+from clone_operator.reconcile.clusters import (
+    Readiness,
+    SourceNotFound,
+    TargetExists,
+    progress_message,
+)
 from clone_operator.reconcile.conditions import Reason, Transition, moved, set_condition
+from clone_operator.reconcile.writes import OutsideAdmitted
 
 
 class Step(StrEnum):
@@ -36,6 +49,36 @@ _DESTINATION_REASONS = {
 def destination_reason(reason: Reason) -> Reason:
     """A failure reason of the cluster engine, in a CloneObject's words."""
     return _DESTINATION_REASONS.get(reason, reason)
+
+
+COPY_ERRORS = (CopyError, SourceNotFound, TargetExists, OutsideAdmitted, Invalid, NotFound)
+"""What making a copy may raise that ends the CloneObject Failed (`failure_of`)."""
+
+
+def failure_of(
+    kind: SourceKind, destination_namespace: str, error: Exception
+) -> tuple[Reason, str]:
+    """The reason and the message a user can act on, for an error of a copy of `kind`
+    (one of `COPY_ERRORS`)."""
+    if isinstance(error, CopyError):
+        return Reason.INVALID_SOURCE, str(error)
+    if isinstance(error, SourceNotFound):
+        return Reason.SOURCE_NOT_FOUND, str(error)
+    if isinstance(error, TargetExists):
+        return Reason.DESTINATION_EXISTS, str(error)
+    if isinstance(error, OutsideAdmitted):
+        return Reason.OUTSIDE_ADMITTED, str(error)
+    if isinstance(error, Invalid):
+        return (
+            Reason.INVALID_DESTINATION,
+            f"the API server refused the {kind.value} built from the source and options: "
+            f"{error.message}",
+        )
+    # NotFound on create: the destination namespace is missing.
+    return (
+        Reason.NAMESPACE_NOT_FOUND,
+        f"destination namespace {destination_namespace} does not exist",
+    )
 
 
 def apply(

@@ -169,6 +169,29 @@ def timeout_refused(spec: CloningOperationSpec, max_timeout_seconds: int) -> Tra
     )
 
 
+def lock_holder_phase(holder: dict[str, Any] | None, holder_uid: str) -> Phase | None:
+    """Where the operation a source's lock names stands while it still holds the lock
+    (it exists as that very object, by its uid, and is not terminal); None: the lock is
+    stale (its holder is gone, was made anew, or is finished) and may be broken."""
+    if holder is None or holder["metadata"]["uid"] != holder_uid:
+        return None
+    phase = ((holder.get("status") or {}).get("phase")) or None
+    if phase is None:
+        return Phase.PENDING  # not admitted yet
+    return None if Phase(phase).terminal else Phase(phase)
+
+
+def another_active(holder_name: str, holder_phase: Phase, source: str) -> Transition:
+    """The move to Failed of an operation whose source another live operation holds."""
+    return Transition(
+        Phase.FAILED,
+        Reason.ANOTHER_OPERATION_ACTIVE,
+        f"operation {holder_name} is already {holder_phase.value} for source cluster "
+        f"{source}; only one operation per cluster may be active. Wait for it to finish "
+        "(or cancel it while Pending) and create a new operation.",
+    )
+
+
 def waiting(status: CloningOperationStatus, why: str, now: str) -> CloningOperationStatus | None:
     """A Pending operation's status while it waits for a slot (`why`: services.runtime.Slots),
     or None when it says so already."""

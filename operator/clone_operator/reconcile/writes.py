@@ -24,6 +24,10 @@ from typing import Any
 from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 
 
+class OutsideAdmitted(Exception):
+    """A write the requester's admission did not check: never sent (engine.writes)."""
+
+
 class Names(StrEnum):
     """How an admitted object is named from the name admission saw."""
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from clone_operator.k8s.api import NotLeading
+from clone_operator.reconcile import slots
 from clone_operator.services.retries import Backoff
 
 
@@ -160,7 +160,7 @@ class Fresh:
 @dataclass
 class Slots:
     """The limit of clones InProgress, cluster-wide and per namespace, handed out oldest
-    first.
+    first (the rules: reconcile.slots).
 
     A slot is held by every whole-cluster clone, whichever front door asked for it: a
     CloningOperation, or a CloneObject of a StatefulSet. The operator is the only writer
@@ -193,52 +193,20 @@ class Slots:
         if uid in self.taken:
             return True
         self.waiting[uid] = (created, namespace)
-        if uid not in admitted(self.waiting, self.taken, self.limit, self.share):
+        if uid not in slots.admitted(self.waiting, self.taken, self.limit, self.share):
             return False
         self.occupy(uid, namespace)
         return True
 
     def why_waiting(self, namespace: str) -> str:
         """Why a waiter of `namespace` has no slot yet, for its status."""
-        if len(self.taken) >= self.limit:
-            return (
-                f"waiting for a slot: all {self.limit} are taken by clones InProgress "
-                "(operator setting maxInProgress)"
-            )
-        if sum(1 for ns in self.taken.values() if ns == namespace) >= self.share:
-            return (
-                f"waiting for a slot: namespace {namespace} holds {self.share} of the "
-                f"{self.limit} already, its share (operator setting maxInProgressPerNamespace)"
-            )
-        return "waiting for a slot: older clones are waiting too"
+        return slots.why_waiting(self.taken, namespace, self.limit, self.share)
 
     def release(self, uid: str) -> None:
         self.waiting.pop(uid, None)
         if self.taken.pop(uid, None) is not None:
             for waiter in list(self.waiting):
                 self.on_free(waiter)
-
-
-def admitted(
-    waiting: Mapping[str, tuple[str, str]], taken: Mapping[str, str], limit: int, share: int
-) -> set[str]:
-    """The waiters (uid → (creationTimestamp, namespace)) that may take a slot now: the
-    oldest first, across namespaces, skipping those whose namespace holds its `share`,
-    while any of the `limit` slots is free."""
-    free = limit - len(taken)
-    if free <= 0:
-        return set()
-    held = Counter(taken.values())
-    chosen: set[str] = set()
-    for uid in sorted(waiting, key=lambda u: (waiting[u][0], u)):
-        namespace = waiting[uid][1]
-        if held[namespace] >= share:
-            continue
-        held[namespace] += 1
-        chosen.add(uid)
-        if len(chosen) == free:
-            break
-    return chosen
 
 
 @dataclass
