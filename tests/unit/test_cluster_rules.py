@@ -11,12 +11,12 @@ import pytest
 from clone_operator.api.common import parse_rfc3339
 from clone_operator.reconcile.clusters import (
     Readiness,
-    followed,
     next_pod_check,
     readiness,
     scheduling,
     seconds_left,
     stuck_check_in,
+    target_summary,
     unschedulable_message,
     volumes_message,
 )
@@ -230,8 +230,8 @@ def test_what_is_kept_of_a_target_decides_as_the_whole_statefulset_does() -> Non
         {"name": "t", "namespace": "ns", "uid": "s", "resourceVersion": "7", "labels": {"a": "b"}}
     )
     sts["spec"]["template"] = {"spec": {"containers": [{"name": "db", "image": "db:1"}]}}
-    kept = followed(sts)
+    kept = target_summary(sts)
     assert "template" not in kept["spec"]
     assert readiness(kept) == readiness(sts) == Readiness(2, 3, False)
     assert kept["metadata"] == {k: v for k, v in sts["metadata"].items()}
-    assert readiness(followed(statefulset(None, 1, 1, 1))) == Readiness(1, 1, True)
+    assert readiness(target_summary(statefulset(None, 1, 1, 1))) == Readiness(1, 1, True)

@@ -46,7 +46,7 @@ def readiness(statefulset: dict[str, Any]) -> Readiness:
     return Readiness(ready, desired, observed and ready >= desired)
 
 
-def followed(statefulset: dict[str, Any]) -> dict[str, Any]:
+def target_summary(statefulset: dict[str, Any]) -> dict[str, Any]:
     """What following a target reads of its StatefulSet (`readiness`, its provenance
     labels, its uid and version): kept per clone in flight instead of the whole object
     with its pod template (a few hundred bytes instead of about 15 KB)."""
