@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,16 @@ def test_kopfs_watches_log_in_as_the_engine_does(tmp_path: Path) -> None:
         None,
     )
     assert info.as_http_headers() == {"Authorization": "Bearer w4tch"}
+
+
+def test_no_client_librarys_own_kubeconfig_loader_is_loaded() -> None:
+    """The engine, kopf's login and the gateway find the API server through kube.endpoint
+    alone (checked in a fresh interpreter: this one may have loaded anything)."""
+    code = (
+        "import sys, clone_operator.cli, clone_operator.handlers, clone_operator.gateway.app\n"
+        "print(sorted(m for m in sys.modules if m.startswith('kubernetes_asyncio.config')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"
