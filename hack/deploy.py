@@ -90,7 +90,12 @@ def uninstall_others(helm: list[str], admin: Kubectl) -> None:
 def down() -> int:
     cluster = localcluster.paths()
     helm = [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
-    args = [*helm, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--ignore-not-found"]
+    status = [*helm, "status", RELEASE, "--namespace", NAMESPACE]
+    if subprocess.run(status, check=False, capture_output=True).returncode != 0:
+        # (helm's --ignore-not-found says "uninstalled" even when there was nothing.)
+        print(f"undeploy: no release {RELEASE} in {NAMESPACE}: nothing to uninstall")
+        return 0
+    args = [*helm, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait"]
     return subprocess.run(args, check=False).returncode
 
 

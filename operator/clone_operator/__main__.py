@@ -1,3 +1,5 @@
+"""`python -m clone_operator`: the command line (`cli.main`); owns nothing else."""
+
 import sys
 
 from clone_operator.cli import main

@@ -1,8 +1,8 @@
 """kubernetes_asyncio without its generated API classes and models (32 MiB at start).
 
-The operator speaks JSON (`k8s/api.py`). From kubernetes_asyncio it uses only the
-credential loaders, `Configuration` and `ApiClient`'s authenticated pool, never a model
-or a typed API class. Yet `import kubernetes_asyncio.client` runs a package `__init__`
+The operator speaks JSON (`k8s/api.py`). From kubernetes_asyncio it uses only
+`Configuration` and `ApiClient`'s authenticated pool (the credentials are found by
+`kube.endpoint`), never a model or a typed API class. Yet `import kubernetes_asyncio.client` runs a package `__init__`
 that imports all of them (about 1,000 modules), and kopf imports it whenever the package
 is installed. At 1,000 clones in flight that was a fifth of the operator's memory.
 
@@ -32,7 +32,7 @@ DEFERRED = ("kubernetes_asyncio", "kubernetes_asyncio.client", "kubernetes_async
 
 FROM_OWN_MODULE: dict[str, dict[str, str]] = {
     "kubernetes_asyncio.client": {
-        # What kubernetes_asyncio.config and k8s/api.py import from the package:
+        # What k8s/api.py (and kubernetes_asyncio.config, if anyone loads it) imports:
         "ApiClient": "kubernetes_asyncio.client.api_client",
         "Configuration": "kubernetes_asyncio.client.configuration",
         # What kopf imports from it (for isinstance checks on objects it is given):

@@ -11,12 +11,12 @@ import pytest
 from clone_operator.api.common import parse_rfc3339
 from clone_operator.reconcile.clusters import (
     Readiness,
-    followed,
     next_pod_check,
     readiness,
     scheduling,
     seconds_left,
     stuck_check_in,
+    target_summary,
     unschedulable_message,
     volumes_message,
 )
@@ -230,8 +230,38 @@ def test_what_is_kept_of_a_target_decides_as_the_whole_statefulset_does() -> Non
         {"name": "t", "namespace": "ns", "uid": "s", "resourceVersion": "7", "labels": {"a": "b"}}
     )
     sts["spec"]["template"] = {"spec": {"containers": [{"name": "db", "image": "db:1"}]}}
-    kept = followed(sts)
+    kept = target_summary(sts)
     assert "template" not in kept["spec"]
     assert readiness(kept) == readiness(sts) == Readiness(2, 3, False)
     assert kept["metadata"] == {k: v for k, v in sts["metadata"].items()}
-    assert readiness(followed(statefulset(None, 1, 1, 1))) == Readiness(1, 1, True)
+    assert readiness(target_summary(statefulset(None, 1, 1, 1))) == Readiness(1, 1, True)
+
+
+def test_every_creation_error_fails_the_clone_with_a_reason_a_user_can_act_on() -> None:
+    from clone_operator.builders.clusters import BuildError, SourceReferenced
+    from clone_operator.kube.errors import Invalid
+    from clone_operator.reconcile.clusters import (
+        CREATION_ERRORS,
+        SourceNotFound,
+        TargetExists,
+        creation_failure,
+    )
+    from clone_operator.reconcile.conditions import Reason
+    from clone_operator.reconcile.writes import OutsideAdmitted
+
+    referenced = SourceReferenced([])  # a BuildError, named for what the guard found
+    cases = [
+        (SourceNotFound("gone"), Reason.SOURCE_NOT_FOUND, "gone"),
+        (referenced, Reason.SOURCE_REFERENCED, str(referenced)),
+        (BuildError("no container db"), Reason.INVALID_SOURCE, "no container db"),
+        (TargetExists("taken"), Reason.TARGET_EXISTS, "taken"),
+        (OutsideAdmitted("elsewhere"), Reason.OUTSIDE_ADMITTED, "elsewhere"),
+        (
+            Invalid(422, "Invalid", "spec.replicas: bad"),
+            Reason.INVALID_TARGET,
+            "the API server refused the target: spec.replicas: bad",
+        ),
+    ]
+    for error, reason, message in cases:
+        assert isinstance(error, CREATION_ERRORS)
+        assert creation_failure(error) == (reason, message)

@@ -33,7 +33,6 @@ from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.clusters import SourceNotFound as SourceNotFound
 from clone_operator.reconcile.clusters import TargetExists as TargetExists
 from clone_operator.reconcile.conditions import Reason
-from clone_operator.reconcile.writes import OutsideAdmitted
 
 # The kinds a target cluster is made of, in deletion order.
 CLUSTER_KINDS = [
@@ -168,18 +167,8 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
                 made, rewritten = await create(
                     ctx.kube, target, ctx.settings.cluster_domain, source, restored
                 )
-        except SourceNotFound as e:
-            return Failed(Reason.SOURCE_NOT_FOUND, str(e))
-        except cluster_builders.SourceReferenced as e:
-            return Failed(Reason.SOURCE_REFERENCED, str(e))
-        except cluster_builders.BuildError as e:
-            return Failed(Reason.INVALID_SOURCE, str(e))
-        except TargetExists as e:
-            return Failed(Reason.TARGET_EXISTS, str(e))
-        except OutsideAdmitted as e:
-            return Failed(Reason.OUTSIDE_ADMITTED, str(e))
-        except Invalid as e:
-            return Failed(Reason.INVALID_TARGET, f"the API server refused the target: {e.message}")
+        except cluster_rules.CREATION_ERRORS as e:
+            return Failed(*cluster_rules.creation_failure(e))
         record.parts = [provenance.part(obj) for obj in made]
         ctx.target_changed(owner.uid, made[-1])  # unless its watch event brought a newer one
         ctx.emit(target.owner_body, Reason.PROVISIONING, f"created target cluster {name}", False)

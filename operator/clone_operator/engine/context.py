@@ -48,7 +48,7 @@ class InFlight:
 
     target: dict[str, Any] | None = None
     """The newest version of its target StatefulSet, as far as following it goes
-    (`reconcile.clusters.followed`), from its watch events and the engine's create."""
+    (`reconcile.clusters.target_summary`), from its watch events and the engine's create."""
     pods: dict[str, dict[str, Any]] | None = None
     """Its target's pods as far as scheduling goes (pod name →
     `reconcile.clusters.scheduling`), kept by a pod watch from when its engine creates
@@ -154,7 +154,7 @@ class Context:
             allowed=frozenset(self.settings.allowed_regions),
         )
 
-    def follow(
+    def resource_changed(
         self,
         event_type: str | None,
         body: dict[str, Any],
@@ -194,7 +194,7 @@ class Context:
             # (An event that arrives after a newer version, e.g. after the create's own
             # response, is older and dropped; versions that cannot be compared: the newest
             # to arrive.)
-            record.target = cluster_rules.followed(body)
+            record.target = cluster_rules.target_summary(body)
             if cluster_rules.readiness(body).done and record.ready_seen is None:
                 record.ready_seen = time.monotonic()
         self.wakeups.poke(owner_uid)

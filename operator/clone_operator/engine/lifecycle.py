@@ -61,11 +61,11 @@ FRONT_DOORS = (
 )
 
 
-def follow(ctx: Context, door: FrontDoor, event_type: str | None, body: JSON) -> None:
+def resource_changed(ctx: Context, door: FrontDoor, event_type: str | None, body: JSON) -> None:
     """A watch event (or a rescan) of one resource: make sure its engine runs."""
     meta = body["metadata"]
     namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
-    ctx.follow(
+    ctx.resource_changed(
         event_type, body, uid, lambda: door.run(ctx, namespace, name, uid, door.log), door.log
     )
 
@@ -169,7 +169,7 @@ async def take_over(ctx: Context) -> None:
             for door in FRONT_DOORS:
                 for namespace in namespaces:
                     for body in await ctx.kube.list(API_VERSION, door.kind, namespace):
-                        follow(ctx, door, None, body)
+                        resource_changed(ctx, door, None, body)
         except (ApiError, OSError, TimeoutError) as e:
             log.warning("taking over as leader: %s; again in %.1f s", e, delay)
             await asyncio.sleep(delay)

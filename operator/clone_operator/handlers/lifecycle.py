@@ -1,4 +1,5 @@
-"""Operator startup and cleanup: kopf's settings, and the engine's Context in kopf's memo."""
+"""Operator startup and cleanup: kopf's settings and login, and the engine's Context in
+kopf's memo."""
 
 from __future__ import annotations
 
@@ -10,7 +11,28 @@ import kopf
 from clone_operator.engine import lifecycle
 from clone_operator.engine.context import Context
 from clone_operator.handlers import admission
+from clone_operator.kube.endpoint import Endpoint
 from clone_operator.settings import Settings
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's own connection (its watches) as the engine's (`k8s.api.Kube.connect`) and
+    the gateway's: where `kube.endpoint` finds the API server and the operator's
+    identity, the one kubeconfig loading. kopf logs in again on a 401 (a rotated token)."""
+    return connection_info(Endpoint.discover())
+
+
+def connection_info(endpoint: Endpoint) -> kopf.ConnectionInfo:
+    identity = endpoint.identity
+    return kopf.ConnectionInfo(
+        server=endpoint.server,
+        ca_path=endpoint.ca_file,
+        insecure=not endpoint.verify,
+        token=identity.bearer(),
+        certificate_path=identity.cert_file or None,
+        private_key_path=identity.key_file or None,
+    )
 
 
 # A startup that meets an API server still initializing (429 "storage is

@@ -14,7 +14,7 @@ def route(door: lifecycle.FrontDoor) -> None:
     """Created, changed (a cancel), or seen at startup: make sure its engine runs."""
 
     async def changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        lifecycle.follow(memo.ctx, door, type, dict(body))
+        lifecycle.resource_changed(memo.ctx, door, type, dict(body))
 
     kopf.on.event(GROUP, VERSION, door.plural, id=f"{door.plural}-changed")(changed)
 

@@ -1,14 +1,17 @@
 """The operator's client: a small JSON client over kubernetes_asyncio's authenticated
 connection pool, fenced by leader election and counted.
 
-Paths and errors are the shared core's (`clone_operator.kube`), re-exported here so
-the engine imports one module; this module owns the operator's identity (`connect`).
+Paths, errors and where the API server is (the pod's ServiceAccount, else the
+kubeconfig) are the shared core's (`clone_operator.kube`), re-exported here so the
+engine imports one module; this module owns the operator's identity (`connect`: the
+connection pool made from what `kube.endpoint` found).
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -16,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio import client
 
 from clone_operator import __version__
+from clone_operator.kube.endpoint import Endpoint
 from clone_operator.kube.errors import JSON as JSON
 from clone_operator.kube.errors import ApiError as ApiError
 from clone_operator.kube.errors import Conflict as Conflict
@@ -43,6 +46,39 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 
+TOKEN_REREAD_SECONDS = 60.0
+"""A token file (a projected ServiceAccount token, rotated by the kubelet) or an exec
+plugin's token is asked again at most this often."""
+
+
+def configuration(
+    endpoint: Endpoint, reread_seconds: float = TOKEN_REREAD_SECONDS
+) -> client.Configuration:
+    """kubernetes_asyncio's configuration for the operator's own identity at `endpoint`:
+    its client certificate, or its bearer token, asked again now and then (it rotates)."""
+    conf = client.Configuration(host=endpoint.server)
+    conf.ssl_ca_cert = endpoint.ca_file
+    conf.verify_ssl = endpoint.verify
+    identity = endpoint.identity
+    conf.cert_file = identity.cert_file or None
+    conf.key_file = identity.key_file or None
+    # Enough parallelism for bursts; every connection costs TLS and read buffers.
+    conf.connection_pool_maxsize = ENGINE_POOL + ELECTION_POOL
+    if identity.bearer() is None:
+        return conf
+    asked = [0.0]
+
+    def bearer(conf: client.Configuration) -> None:
+        if asked[0] and time.monotonic() - asked[0] < reread_seconds:
+            return
+        asked[0] = time.monotonic()
+        conf.api_key["BearerToken"] = f"Bearer {identity.bearer()}"
+
+    bearer(conf)
+    conf.refresh_api_key_hook = bearer
+    return conf
+
+
 @dataclass
 class Kube:
     """One authenticated connection pool; lives in kopf's memo, never in a global."""
@@ -61,16 +97,10 @@ class Kube:
     behind the engine's)."""
 
     @classmethod
-    async def connect(cls) -> Kube:
-        """In-cluster credentials when running in a pod, else the kubeconfig."""
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except ConfigException:
-            await config.load_kube_config()
-        configuration = client.Configuration.get_default_copy()
-        # Enough parallelism for bursts; every connection costs TLS and read buffers.
-        configuration.connection_pool_maxsize = ENGINE_POOL + ELECTION_POOL
-        api = client.ApiClient(configuration)
+    async def connect(cls, endpoint: Endpoint | None = None) -> Kube:
+        """In-cluster credentials when running in a pod, else the kubeconfig (as
+        `kube.endpoint` finds them: the gateway's loading too)."""
+        api = client.ApiClient(configuration(endpoint or Endpoint.discover()))
         api.user_agent = USER_AGENT
         kube = cls(api=api)
         kube.fence_at_the_wire()

@@ -4,7 +4,8 @@ One timeout rule (from when the clone went InProgress), one readiness rule (ever
 desired replica ready, on the generation the StatefulSet controller observed) and
 one rule for pods that cannot start. A pod waiting for its volumes to be
 provisioned is progress, not a placement failure: a real CSI clone can take
-minutes, and the timeout bounds that wait.
+minutes, and the timeout bounds that wait. What an error of building and creating
+a target means to the user: `creation_failure` (`CREATION_ERRORS`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from clone_operator.api.common import parse_rfc3339
+from clone_operator.builders.clusters import BuildError, SourceReferenced
+from clone_operator.kube.errors import Invalid
+from clone_operator.reconcile.conditions import Reason
+from clone_operator.reconcile.writes import OutsideAdmitted
 
 
 class SourceNotFound(Exception):
@@ -22,6 +27,28 @@ class SourceNotFound(Exception):
 
 class TargetExists(Exception):
     """An object with the target's name exists and is not ours: never overwritten."""
+
+
+CREATION_ERRORS = (SourceNotFound, BuildError, TargetExists, OutsideAdmitted, Invalid)
+"""What building and creating a target may raise that fails the clone (`creation_failure`)."""
+
+
+def creation_failure(error: Exception) -> tuple[Reason, str]:
+    """The reason and the message a user can act on, for an error of building and
+    creating a target cluster (one of `CREATION_ERRORS`), in the cluster engine's words
+    (a CloneObject's are `reconcile.objects.destination_reason`'s)."""
+    if isinstance(error, SourceNotFound):
+        return Reason.SOURCE_NOT_FOUND, str(error)
+    if isinstance(error, SourceReferenced):
+        return Reason.SOURCE_REFERENCED, str(error)
+    if isinstance(error, BuildError):
+        return Reason.INVALID_SOURCE, str(error)
+    if isinstance(error, TargetExists):
+        return Reason.TARGET_EXISTS, str(error)
+    if isinstance(error, Invalid):
+        return Reason.INVALID_TARGET, f"the API server refused the target: {error.message}"
+    # A write outside what admission checked (OutsideAdmitted): nothing was sent.
+    return Reason.OUTSIDE_ADMITTED, str(error)
 
 
 @dataclass(frozen=True)
@@ -46,7 +73,7 @@ def readiness(statefulset: dict[str, Any]) -> Readiness:
     return Readiness(ready, desired, observed and ready >= desired)
 
 
-def followed(statefulset: dict[str, Any]) -> dict[str, Any]:
+def target_summary(statefulset: dict[str, Any]) -> dict[str, Any]:
     """What following a target reads of its StatefulSet (`readiness`, its provenance
     labels, its uid and version): kept per clone in flight instead of the whole object
     with its pod template (a few hundred bytes instead of about 15 KB)."""

@@ -18,6 +18,7 @@ from clone_operator.reconcile.clusters import (
     Readiness,
     SourceNotFound,
     TargetExists,
+    creation_failure,
     progress_message,
 )
 from clone_operator.reconcile.conditions import Reason, Transition, moved, set_condition
@@ -59,26 +60,23 @@ def failure_of(
     kind: SourceKind, destination_namespace: str, error: Exception
 ) -> tuple[Reason, str]:
     """The reason and the message a user can act on, for an error of a copy of `kind`
-    (one of `COPY_ERRORS`)."""
+    (one of `COPY_ERRORS`): the cluster engine's (`reconcile.clusters.creation_failure`)
+    in a CloneObject's words, and the copy's own."""
     if isinstance(error, CopyError):
         return Reason.INVALID_SOURCE, str(error)
-    if isinstance(error, SourceNotFound):
-        return Reason.SOURCE_NOT_FOUND, str(error)
-    if isinstance(error, TargetExists):
-        return Reason.DESTINATION_EXISTS, str(error)
-    if isinstance(error, OutsideAdmitted):
-        return Reason.OUTSIDE_ADMITTED, str(error)
+    if isinstance(error, NotFound):  # on create: the destination namespace is missing
+        return (
+            Reason.NAMESPACE_NOT_FOUND,
+            f"destination namespace {destination_namespace} does not exist",
+        )
     if isinstance(error, Invalid):
         return (
             Reason.INVALID_DESTINATION,
             f"the API server refused the {kind.value} built from the source and options: "
             f"{error.message}",
         )
-    # NotFound on create: the destination namespace is missing.
-    return (
-        Reason.NAMESPACE_NOT_FOUND,
-        f"destination namespace {destination_namespace} does not exist",
-    )
+    reason, message = creation_failure(error)
+    return destination_reason(reason), message
 
 
 def apply(

@@ -93,7 +93,7 @@ def lean(body: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Fresh:
-    """Bodies that spare a GET of a resource an engine follows.
+    """Bodies that spare a GET of a resource an engine drives.
 
     * `bodies`: the next read, used at most once (`take`): what our own write (or the
       read after a refused write) returned, or what the watch brought to a task being
