@@ -13,6 +13,7 @@ KUBECONFIG_LOCAL := $(CACHE)/kwok/clusters/clone-operator/kubeconfig.yaml
 TOOLS := $(CACHE)/path
 PYTEST_ARGS ?=
 IMAGE ?= ghcr.io/clone-operator/clone-operator
+MOVER_IMAGE ?= ghcr.io/clone-operator/clone-operator-mover
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 HELM ?= $(TOOLS)/helm
 CHART := helm/clone-operator
@@ -127,6 +128,10 @@ crds-apply: venv
 .PHONY: image
 image: ## Build the image (IMAGE, IMAGE_TAG; BASE_IMAGE= a registry base, default a debootstrap Debian one).
 	hack/image.sh $(IMAGE):$(IMAGE_TAG)
+
+.PHONY: mover-image
+mover-image: ## Build the data mover's image (MOVER_IMAGE:IMAGE_TAG; rsync + stunnel from Debian's packages).
+	IMAGE_KIND=mover hack/image.sh $(MOVER_IMAGE):$(IMAGE_TAG)
 
 .PHONY: chart-lint
 chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.

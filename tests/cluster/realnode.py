@@ -88,6 +88,9 @@ class NodeSpec:
     veth: str | None = None  # the host's end of the veth pair (the node's end is eth0)
     link: str | None = None  # the veth pair's /30
     cgroup_root: str = "/"  # the kubelet's: two kubelets must never share `kubepods`
+    # The value of its `cloning.dev/real-node` label: `true` is the first node (pods
+    # that select `cloning.dev/real-node=true` land there, as they always have).
+    label: str = "true"
 
     @property
     def node_ip(self) -> str:
@@ -155,6 +158,7 @@ WEST = NodeSpec(
     veth="cloneop-w0",
     link="10.215.0.0/30",
     cgroup_root="/clone-operator-west",
+    label="west",
 )
 SPECS = {spec.key: spec for spec in (EAST, WEST)}
 
@@ -885,7 +889,7 @@ def up(np: NodePaths, api_port: int, cluster_interfaces: tuple[str, ...] = ()) -
         "topology.kubernetes.io/region": spec.region,
         "topology.kubernetes.io/zone": spec.zone,
         "type": "real",
-        "cloning.dev/real-node": "true",
+        TAINT_KEY: spec.label,
     }
     _start(
         np,

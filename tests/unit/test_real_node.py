@@ -96,6 +96,8 @@ def test_the_second_node_shares_nothing_with_the_first(tmp_path: Path) -> None:
     assert proxy["hostnameOverride"] == realnode.WEST.name
     assert f"bind {realnode.WEST.gateway}" in realnode._corefile(west)
     assert realnode.WEST.host_address == "10.215.0.1"
+    # Pods that select the real node (`cloning.dev/real-node=true`) stay on the first.
+    assert (realnode.EAST.label, realnode.WEST.label) == ("true", "west")
     # Daemons join its network namespace only (not a mount namespace of their own).
     argv = realnode._in_netns(realnode.WEST, ["kubelet"])
     assert argv == ["nsenter", "--net=/run/netns/cloneop-west", "--", "kubelet"]
