@@ -564,8 +564,9 @@ def down() -> None:
     p = paths()
     for spec in realnode.SPECS.values():
         np = node_paths(p, spec)
-        # Only a node this cluster ever started: another cluster's must never be touched.
-        if np.state.exists() or _owner_is(np):
+        # Only a node this cluster configured: another cluster's must never be touched (the
+        # test storage makes the first node's kubelet dir in every cluster's cache).
+        if (np.state / "containerd.toml").exists() or _owner_is(np):
             realnode.down(np)
     storage.down(p.storage)
     if (p.kwok_bin / "kwokctl").exists() and p.cluster_dir.exists():
