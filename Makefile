@@ -75,6 +75,10 @@ bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; p
 bench-scale: venv cluster ## 100 then 1,000 CloningOperations at once: peak RSS, requests per operation, pickup.
 	$(PY) -m tests.bench.scale
 
+.PHONY: bench-mover
+bench-mover: venv ## The data mover (Docker): throughput against cp -a, and a killed transfer resumes.
+	$(PY) -m tests.bench.mover
+
 .PHONY: bench-guard
 bench-guard: venv ## The identity rewrite and its guard on 1 MB of hostile text: medians and ratios.
 	$(PY) -m tests.bench.guard

@@ -97,6 +97,11 @@ CONF
   tunnel=$!
   trap 'kill $tunnel 2>/dev/null || true' EXIT
   trap 'exit 143' INT TERM
+  # rsync's first attempt only once the tunnel listens (perl-base is in every Debian).
+  for _ in $(seq 50); do
+    perl -MIO::Socket::INET -e 'exit !IO::Socket::INET->new(shift)' "127.0.0.1:$local_port" && break
+    sleep 0.1
+  done
   # Owner and group stay the target's (a non-root receiver cannot set them; the
   # target pod's fsGroup owns its volume). Hard links, sparse files, and deletes
   # (a resumed copy's leftovers of files gone since) are kept exact.
