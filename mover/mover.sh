@@ -12,7 +12,7 @@
 # Resumable: a file cut short stays in .mover-partial/ on the target (never in
 # place, where it would look complete) and is the delta basis of the next attempt;
 # finished files are skipped by size and time. Progress goes to stdout as rsync's
-# `--info=progress2` lines; the end as its `--stats`.
+# `--info=progress2` lines (one per update); the end as its `--stats`.
 #
 # Runs as any non-root uid with a read-only root filesystem: it writes only in
 # $TMPDIR (an emptyDir) and /data. The key file holds `<identity>:<key>` (one line,
@@ -110,8 +110,12 @@ CONF
     --timeout="${MOVER_IO_TIMEOUT:-60}" ${MOVER_BWLIMIT:+--bwlimit=$MOVER_BWLIMIT}
   attempt=1
   while :; do
-    rsync "$@" "$data/" "rsync://127.0.0.1:$local_port/data/" && break
-    status=$?
+    # One line per progress update (rsync rewrites its line with carriage returns, and
+    # container logs are read by line), each written at once.
+    { rsync --outbuf=N "$@" "$data/" "rsync://127.0.0.1:$local_port/data/"; echo $? >"$work/status"; } |
+      stdbuf -oL tr '\r' '\n'
+    status=$(cat "$work/status")
+    [ "$status" = 0 ] && break
     [ "$attempt" -lt "$retries" ] || { log "source: giving up after $attempt attempts"; exit "$status"; }
     log "source: attempt $attempt ended with rsync status $status; resuming in 2 s"
     attempt=$((attempt + 1))

@@ -1,0 +1,176 @@
+"""The data mover's pods on a real node: built by builders/mover.py, admitted under the
+restricted Pod Security profile, copying through TLS behind their Service, and
+resuming after the source's container is killed mid-transfer.
+
+The volumes are emptyDirs here (the test storage mounts volumes on the first real
+node only); everything else is what the operator will create. With both real
+nodes up, the source runs on real-east-c and the target on real-west-c: across
+regions. Skipped without a real node.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clone_operator.builders import mover
+from clone_operator.builders.provenance import Owner
+from clone_operator.reconcile.transfer import Progress, progress
+from tests.cluster import localcluster, realnode
+from tests.e2e.kube import Kubectl, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "clone-operator.local/mover:e2e"
+MEGABYTES = 60
+BWLIMIT_KIB = 6 * 1024  # ~10 s for the whole copy: the kill lands mid-way
+
+
+def nodes_up(cluster: localcluster.Paths) -> list[realnode.NodeSpec]:
+    return [
+        spec
+        for spec in realnode.SPECS.values()
+        if realnode.running(localcluster.node_paths(cluster, spec))
+    ]
+
+
+@pytest.fixture(scope="module")
+def mover_image(cluster: localcluster.Paths) -> tuple[realnode.NodeSpec, realnode.NodeSpec]:
+    """The mover's image on the real nodes; (the source's node, the target's node)."""
+    up = nodes_up(cluster)
+    if not up:
+        pytest.skip(f"needs a real node: {realnode.unavailable_reason() or 'none is up'}")
+    built = subprocess.run([str(ROOT / "hack" / "image.sh"), IMAGE], capture_output=True,
+                           text=True, env={**os.environ, "IMAGE_KIND": "mover"}, check=False)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    for spec in up:
+        realnode.import_image(localcluster.node_paths(cluster, spec), IMAGE)
+    return up[0], up[-1]
+
+
+def on(node: realnode.NodeSpec) -> mover.Placement:
+    return mover.Placement(
+        node_selector={"kubernetes.io/hostname": node.name},
+        tolerations=({"key": realnode.TAINT_KEY, "operator": "Exists"},),
+    )
+
+
+def with_scratch_volume(pod: dict[str, Any], fill_mb: int | None = None) -> dict[str, Any]:
+    """The pod with its claim replaced by an emptyDir; filled first when asked (an init
+    container under the same restricted security context)."""
+    spec = pod["spec"]
+    spec["volumes"] = [
+        {"name": "data", "emptyDir": {}} if v["name"] == "data" else v for v in spec["volumes"]
+    ]
+    spec["containers"][0]["imagePullPolicy"] = "Never"
+    if fill_mb:
+        main = spec["containers"][0]
+        script = (
+            f"head -c {fill_mb * 3 // 4}000000 /dev/urandom >/data/large && mkdir /data/many && "
+            f"for i in $(seq {fill_mb * 10 // 4}); do "
+            "head -c 100000 /dev/urandom >/data/many/f$i; done"
+        )
+        spec["initContainers"] = [
+            {
+                "name": "fill",
+                "image": main["image"],
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+                "securityContext": main["securityContext"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ]
+    return pod
+
+
+def state(kubectl: Kubectl, pod: str, previous: bool = False) -> Progress | None:
+    args = ["logs", pod, *(["--previous"] if previous else [])]
+    result = kubectl(*args, check=False)
+    return progress(result.stdout + result.stderr) if result.returncode == 0 else None
+
+
+def container_id(kubectl: Kubectl, pod: str) -> str | None:
+    statuses = ((kubectl.get("pod", pod) or {}).get("status") or {}).get("containerStatuses")
+    for status in statuses or []:
+        if status.get("state", {}).get("running"):
+            return str(status["containerID"]).removeprefix("containerd://")
+    return None
+
+
+def phase(kubectl: Kubectl, pod: str) -> str:
+    return str(((kubectl.get("pod", pod) or {}).get("status") or {}).get("phase"))
+
+
+def test_a_killed_mover_resumes_under_the_restricted_profile(
+    cluster: localcluster.Paths,
+    admin: Kubectl,
+    kubectl: Kubectl,
+    mover_image: tuple[realnode.NodeSpec, realnode.NodeSpec],
+) -> None:
+    source_node, target_node = mover_image
+    ns = kubectl.namespace
+    assert ns
+    # The API server's PodSecurity admission refuses any pod that is not restricted.
+    admin("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    plan = mover.TransferPlan(
+        owner=Owner(kind="CloningOperation", name="copy", namespace=ns, uid="0" * 8),
+        name="copy-data-0",
+        namespace=ns,
+        image=IMAGE,
+        source_claim="unused",
+        target_claim="unused",
+        source_place=on(source_node),
+        target_place=on(target_node),
+        run_as_user=1000,
+        run_as_group=2000,
+        bwlimit_kib=BWLIMIT_KIB,
+    )
+    objects = [
+        mover.credentials(plan, secrets.token_hex(32)),
+        mover.target_service(plan),
+        with_scratch_volume(mover.target_pod(plan)),
+        with_scratch_volume(mover.source_pod(plan), fill_mb=MEGABYTES),
+    ]
+    for obj in objects:  # no owner here: the test's namespace goes with everything
+        obj["metadata"].pop("ownerReferences")
+    created = kubectl.apply(objects, check=False)
+    assert created.returncode == 0, created.stderr  # admitted as restricted
+
+    source, target = f"{plan.name}-source", f"{plan.name}-target"
+    started = wait_for(
+        "the source a fifth of the way",
+        lambda: (s := state(kubectl, source)) and s.total and s.percent >= 20 and s,
+        timeout=180,
+        interval=0.5,
+    )
+    assert not started.finished
+    # Kill the source's container (its whole process tree) as the node would.
+    np = localcluster.node_paths(cluster, source_node)
+    cid = container_id(kubectl, source)
+    assert cid
+    realnode.ctr(np, "tasks", "kill", "--signal", "SIGKILL", cid)
+
+    wait_for("the source to finish", lambda: phase(kubectl, source) == "Succeeded", timeout=180)
+    wait_for("the target to finish", lambda: phase(kubectl, target) == "Succeeded", timeout=60)
+    pod = kubectl.get("pod", source)
+    assert pod["spec"]["nodeName"] == source_node.name
+    assert kubectl.get("pod", target)["spec"]["nodeName"] == target_node.name
+    assert pod["status"]["containerStatuses"][0]["restartCount"] >= 1  # killed, restarted
+    end = state(kubectl, source)
+    assert end is not None
+    assert end.finished, "the restarted source reported no end"
+    total = MEGABYTES * 1_000_000
+    assert end.total == total
+    # The restarted container did not start from zero: what the first had sent stayed
+    # on the target (partial file included) and was not sent again.
+    assert end.literal_bytes is not None
+    print(f"mover on {source_node.name} -> {target_node.name}: killed at {started.bytes_done:,} "
+          f"bytes; after the restart {end.literal_bytes:,} sent, {end.matched_bytes:,} found "
+          f"on the target, {end.attempts} attempt(s) in the restarted container")  # fmt: skip
+    assert end.literal_bytes < total - started.bytes_done // 2, (started, end)
