@@ -482,34 +482,44 @@ def _network_up(np: NodePaths, api_port: int, cluster_interfaces: tuple[str, ...
         _run(*ip, "addr", "add", f"{spec.gateway}/24", "dev", spec.bridge)
     _run(*ip, "link", "set", spec.bridge, "up")
     chain = spec.chain
-    allowed = (
-        "lo",
-        spec.host_interface,
-        *(i for i in cluster_interfaces if i != spec.host_interface),
-    )
-    # Our chain, rebuilt from scratch: pods may talk to each other and to the host
-    # (dockerd's FORWARD policy is DROP); the API server and kubelet ports answer
-    # only on loopback and the bridge (and the other real nodes' interfaces).
+    # Our chain, rebuilt from scratch.
     if not _iptables("-N", chain, check=False):
         _iptables("-F", chain)
+    for rule in chain_rules(spec, api_port, cluster_interfaces):
+        _iptables("-A", chain, *rule)
+    for hook in ("INPUT", "FORWARD"):
+        if not _iptables("-C", hook, "-j", chain, check=False):
+            _iptables("-I", hook, "1", "-j", chain)
+
+
+def chain_rules(
+    spec: NodeSpec, api_port: int, cluster_interfaces: tuple[str, ...] = ()
+) -> list[list[str]]:
+    """Our chain's rules (hooked into INPUT and FORWARD): pods may talk to each other and
+    to the host (dockerd's FORWARD policy is DROP); the API server and kubelet ports
+    answer only on loopback and the bridge (and the other real nodes' interfaces)."""
+    own = spec.host_interface
+    allowed = ("lo", own, *(i for i in cluster_interfaces if i != own))
+    rules = []
     # A node in its own namespace has its kubelet there: the host's port is not its own.
     ports = (api_port,) if spec.netns is not None else (api_port, spec.kubelet_port)
     for port in ports:
         for iface in allowed:
-            _iptables("-A", chain, "-i", iface, "-p", "tcp", "--dport", str(port), "-j", "RETURN")
-        _iptables("-A", chain, "-p", "tcp", "--dport", str(port), "-j", "DROP")
+            # A second node's own link is let in outright: the first node's chain (which
+            # may come later in INPUT) knows its interface only once it is rebuilt.
+            verdict = "ACCEPT" if spec.veth is not None and iface == spec.veth else "RETURN"
+            rules.append(["-i", iface, "-p", "tcp", "--dport", str(port), "-j", verdict])
+        rules.append(["-p", "tcp", "--dport", str(port), "-j", "DROP"])
     if spec.netns is None:
-        _iptables("-A", chain, "-i", spec.bridge, "-o", spec.bridge, "-j", "ACCEPT")
+        rules.append(["-i", spec.bridge, "-o", spec.bridge, "-j", "ACCEPT"])
     else:
         # Forwarded between this node's pods and the other real nodes' (both ways).
         for other in allowed[2:]:
-            _iptables("-A", chain, "-i", spec.host_interface, "-o", other, "-j", "ACCEPT")
-            _iptables("-A", chain, "-i", other, "-o", spec.host_interface, "-j", "ACCEPT")
-    _iptables("-A", chain, "-o", spec.host_interface, "-m", "conntrack", "--ctstate",
-              "RELATED,ESTABLISHED", "-j", "ACCEPT")  # fmt: skip
-    for hook in ("INPUT", "FORWARD"):
-        if not _iptables("-C", hook, "-j", chain, check=False):
-            _iptables("-I", hook, "1", "-j", chain)
+            rules.append(["-i", own, "-o", other, "-j", "ACCEPT"])
+            rules.append(["-i", other, "-o", own, "-j", "ACCEPT"])
+    rules.append(["-o", own, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+                  "-j", "ACCEPT"])  # fmt: skip
+    return rules
 
 
 def _ip_in(spec: NodeSpec) -> list[str]:

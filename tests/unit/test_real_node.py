@@ -144,3 +144,34 @@ def test_real_nodes_are_chosen_by_key(monkeypatch: pytest.MonkeyPatch) -> None:
         realnode.wanted_specs()
     monkeypatch.setenv("CLONE_OPERATOR_REAL_NODE", "0")
     assert realnode.wanted_specs() == ()
+
+
+def test_the_first_nodes_chain_is_what_it_always_was() -> None:
+    # The rules the first node had before there was a second (realnode.py at aeaf790).
+    expected = []
+    for port in ("36443", "10250"):
+        for iface in ("lo", "cloneop0"):
+            expected.append(["-i", iface, "-p", "tcp", "--dport", port, "-j", "RETURN"])
+        expected.append(["-p", "tcp", "--dport", port, "-j", "DROP"])
+    expected.append(["-i", "cloneop0", "-o", "cloneop0", "-j", "ACCEPT"])
+    expected.append(["-o", "cloneop0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+                     "-j", "ACCEPT"])  # fmt: skip
+    assert realnode.chain_rules(realnode.EAST, 36443) == expected
+    # Beside the second node, its link may reach the API server and the kubelet too.
+    both = realnode.chain_rules(realnode.EAST, 36443, ("cloneop0", "cloneop-w0"))
+    assert ["-i", "cloneop-w0", "-p", "tcp", "--dport", "36443", "-j", "RETURN"] in both
+
+
+def test_the_second_nodes_chain_forwards_to_the_first_only_and_guards_the_api_port() -> None:
+    alone = realnode.chain_rules(realnode.WEST, 18446)
+    assert alone == [
+        ["-i", "lo", "-p", "tcp", "--dport", "18446", "-j", "RETURN"],
+        ["-i", "cloneop-w0", "-p", "tcp", "--dport", "18446", "-j", "ACCEPT"],
+        ["-p", "tcp", "--dport", "18446", "-j", "DROP"],
+        ["-o", "cloneop-w0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+         "-j", "ACCEPT"],
+    ]  # fmt: skip
+    both = realnode.chain_rules(realnode.WEST, 36443, ("cloneop0", "cloneop-w0"))
+    assert ["-i", "cloneop-w0", "-o", "cloneop0", "-j", "ACCEPT"] in both
+    assert ["-i", "cloneop0", "-o", "cloneop-w0", "-j", "ACCEPT"] in both
+    assert not any("10250" in rule for rule in both)  # its kubelet is in its namespace
