@@ -93,6 +93,11 @@ class Paths:
             kubeconfig=self.kubeconfig,
             snapshotter_bin=self.snapshotter_bin,
             kubelet_dir=realnode.node_paths(self.cache, self.cluster_dir).state / "kubelet",
+            west_kubelet_dir=(
+                realnode.node_paths(self.cache, self.cluster_dir, realnode.WEST).state / "kubelet"
+                if realnode.WEST in real_nodes_wanted()
+                else None
+            ),
         )
 
 

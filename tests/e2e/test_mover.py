@@ -1,11 +1,10 @@
 """The data mover's pods on a real node: built by builders/mover.py, admitted under the
-restricted Pod Security profile, copying through TLS behind their Service, and
-resuming after the source's container is killed mid-transfer.
+restricted Pod Security profile, copying one volume into another (the test storage's
+zonal class) through TLS behind their Service, and resuming after the source's
+container is killed mid-transfer; every file arrives, checksum for checksum.
 
-The volumes are emptyDirs here (the test storage mounts volumes on the first real
-node only); everything else is what the operator will create. With both real
-nodes up, the source runs on real-east-c and the target on real-west-c: across
-regions. Skipped without a real node.
+With both real nodes up, the source volume and pod are on real-east-c and the
+target's on real-west-c: across regions. Skipped without a real node.
 """
 
 from __future__ import annotations
@@ -21,8 +20,9 @@ import pytest
 from clone_operator.builders import mover
 from clone_operator.builders.provenance import Owner
 from clone_operator.reconcile.transfer import Progress, progress
-from tests.cluster import localcluster, realnode
+from tests.cluster import localcluster, realnode, storage
 from tests.e2e.kube import Kubectl, wait_for
+from tests.e2e.test_storage import pod_output
 
 pytestmark = pytest.mark.e2e
 
@@ -61,32 +61,51 @@ def on(node: realnode.NodeSpec) -> mover.Placement:
     )
 
 
-def with_scratch_volume(pod: dict[str, Any], fill_mb: int | None = None) -> dict[str, Any]:
-    """The pod with its claim replaced by an emptyDir; filled first when asked (an init
-    container under the same restricted security context)."""
-    spec = pod["spec"]
-    spec["volumes"] = [
-        {"name": "data", "emptyDir": {}} if v["name"] == "data" else v for v in spec["volumes"]
-    ]
-    spec["containers"][0]["imagePullPolicy"] = "Never"
-    if fill_mb:
-        main = spec["containers"][0]
-        script = (
-            f"head -c {fill_mb * 3 // 4}000000 /dev/urandom >/data/large && mkdir /data/many && "
-            f"for i in $(seq {fill_mb * 10 // 4}); do "
-            "head -c 100000 /dev/urandom >/data/many/f$i; done"
-        )
-        spec["initContainers"] = [
-            {
-                "name": "fill",
-                "image": main["image"],
-                "imagePullPolicy": "Never",
-                "command": ["sh", "-c", script],
-                "securityContext": main["securityContext"],
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-            }
-        ]
+def local(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod with the image as imported (no registry)."""
+    for container in pod["spec"]["containers"]:
+        container["imagePullPolicy"] = "Never"
     return pod
+
+
+def helper_pod(plan: mover.TransferPlan, name: str, claim: str, node: realnode.NodeSpec,
+               script: str) -> dict[str, Any]:  # fmt: skip
+    """A one-shot pod as the mover runs (same uid, fsGroup and restrictions) on a volume."""
+    pod = mover.target_pod(plan)
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    container.update(command=["sh", "-c", script], args=[], env=[])
+    container.pop("ports")
+    container.pop("readinessProbe")
+    container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
+    spec["restartPolicy"] = "Never"
+    placement = on(node)
+    spec["nodeSelector"] = placement.node_selector
+    spec["tolerations"] = list(placement.tolerations)
+    return local({**pod, "metadata": {"name": name}})
+
+
+def claim(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage.ZONAL_CLASS,  # made where its first pod runs
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
+FILL = (
+    f"head -c {MEGABYTES * 3 // 4}000000 /dev/urandom >/data/large && mkdir /data/many && "
+    f"for i in $(seq {MEGABYTES * 10 // 4}); do head -c 100000 /dev/urandom >/data/many/f$i; done"
+)
+CHECKSUMS = (
+    "cd /data && find . -path ./.mover-partial -prune -o -type f -print | sort | xargs sha256sum"
+)
 
 
 def state(kubectl: Kubectl, pod: str, previous: bool = False) -> Progress | None:
@@ -123,19 +142,24 @@ def test_a_killed_mover_resumes_under_the_restricted_profile(
         name="copy-data-0",
         namespace=ns,
         image=IMAGE,
-        source_claim="unused",
-        target_claim="unused",
+        source_claim="cut",
+        target_claim="copy",
         source_place=on(source_node),
         target_place=on(target_node),
         run_as_user=1000,
         run_as_group=2000,
         bwlimit_kib=BWLIMIT_KIB,
     )
+    # The source volume, written as the application would (the mover's uid and fsGroup).
+    kubectl.apply([claim("cut"), claim("copy"),
+                   helper_pod(plan, "fill", "cut", source_node, f"{FILL} && {CHECKSUMS}")])  # fmt: skip
+    written = pod_output(kubectl, "fill")
+    assert written.count("\n") == MEGABYTES * 10 // 4 + 1, written[-500:]
     objects = [
         mover.credentials(plan, secrets.token_hex(32)),
         mover.target_service(plan),
-        with_scratch_volume(mover.target_pod(plan)),
-        with_scratch_volume(mover.source_pod(plan), fill_mb=MEGABYTES),
+        local(mover.target_pod(plan)),
+        local(mover.source_pod(plan)),
     ]
     for obj in objects:  # no owner here: the test's namespace goes with everything
         obj["metadata"].pop("ownerReferences")
@@ -174,3 +198,6 @@ def test_a_killed_mover_resumes_under_the_restricted_profile(
           f"bytes; after the restart {end.literal_bytes:,} sent, {end.matched_bytes:,} found "
           f"on the target, {end.attempts} attempt(s) in the restarted container")  # fmt: skip
     assert end.literal_bytes < total - started.bytes_done // 2, (started, end)
+    # Every file arrived, byte for byte, where the target runs.
+    kubectl.apply(helper_pod(plan, "check", "copy", target_node, CHECKSUMS))
+    assert pod_output(kubectl, "check") == written
