@@ -13,6 +13,7 @@ KUBECONFIG_LOCAL := $(CACHE)/kwok/clusters/clone-operator/kubeconfig.yaml
 TOOLS := $(CACHE)/path
 PYTEST_ARGS ?=
 IMAGE ?= ghcr.io/clone-operator/clone-operator
+MOVER_IMAGE ?= ghcr.io/clone-operator/clone-operator-mover
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 HELM ?= $(TOOLS)/helm
 CHART := helm/clone-operator
@@ -74,6 +75,10 @@ bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; p
 bench-scale: venv cluster ## 100 then 1,000 CloningOperations at once: peak RSS, requests per operation, pickup.
 	$(PY) -m tests.bench.scale
 
+.PHONY: bench-mover
+bench-mover: venv ## The data mover (Docker): throughput against cp -a, and a killed transfer resumes.
+	$(PY) -m tests.bench.mover
+
 .PHONY: bench-guard
 bench-guard: venv ## The identity rewrite and its guard on 1 MB of hostile text: medians and ratios.
 	$(PY) -m tests.bench.guard
@@ -128,6 +133,10 @@ crds-apply: venv
 image: ## Build the image (IMAGE, IMAGE_TAG; BASE_IMAGE= a registry base, default a debootstrap Debian one).
 	hack/image.sh $(IMAGE):$(IMAGE_TAG)
 
+.PHONY: mover-image
+mover-image: ## Build the data mover's image (MOVER_IMAGE:IMAGE_TAG; rsync + stunnel from Debian's packages).
+	IMAGE_KIND=mover hack/image.sh $(MOVER_IMAGE):$(IMAGE_TAG)
+
 .PHONY: chart-lint
 chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.
 	$(HELM) lint --strict $(CHART)
@@ -159,7 +168,7 @@ tools: venv ## Build missing control-plane binaries and helm (cached in ~/.cache
 	$(PY) tests/cluster/localcluster.py build
 
 .PHONY: cluster
-cluster: venv ## Build missing binaries and start (or reuse) the local cluster.
+cluster: venv ## Build missing binaries and start (or reuse) the local cluster (CLONE_OPERATOR_REAL_NODES=east,west: both real nodes).
 	$(PY) tests/cluster/localcluster.py up
 
 .PHONY: cluster-down

@@ -2,7 +2,8 @@
 # Make (or reuse) the Debian base image of the operator image from Debian's own
 # packages, for machines that cannot pull from an image registry.
 #
-#   debootstrap --variant=minbase <suite> + python3 (+ venv, ca-certificates),
+#   debootstrap --variant=minbase <suite> + python3 (+ venv, ca-certificates; or
+#   BASE_PACKAGES),
 #   trimmed (apt lists, docs, man pages, locales), then `docker import`.
 #
 # The image is tagged clone-operator-base:<key>, where <key> hashes every input
@@ -11,11 +12,13 @@
 # Prints the image reference on stdout; progress goes to stderr.
 #
 # Environment: DOCKER (client command, default docker), BASE_SUITE (bookworm),
-# DEBIAN_MIRROR (default: the first Debian mirror in /etc/apt/sources.list*).
+# DEBIAN_MIRROR (default: the first Debian mirror in /etc/apt/sources.list*),
+# BASE_PACKAGES (default python3,python3-venv,ca-certificates: the operator's; the
+# mover's image asks for rsync,stunnel4).
 set -euo pipefail
 docker=${DOCKER:-docker}
 suite=${BASE_SUITE:-bookworm}
-packages=python3,python3-venv,ca-certificates
+packages=${BASE_PACKAGES:-python3,python3-venv,ca-certificates}
 arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
 
 die() { echo "base-image.sh: $*" >&2; exit 1; }

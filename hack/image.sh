@@ -2,6 +2,7 @@
 # `make image`: build the operator image with the repository's Dockerfile.
 #
 #   hack/image.sh <repository:tag>
+#   IMAGE_KIND=mover hack/image.sh <repository:tag>   (the data mover: mover/Dockerfile)
 #
 # BASE_IMAGE empty (the default): the base is made from Debian's packages by
 # hack/base-image.sh (cached, keyed by its inputs), so no image registry is
@@ -45,12 +46,22 @@ fi
 
 start=$SECONDS
 base=${BASE_IMAGE:-}
-[ -n "$base" ] || base=$("$root/hack/base-image.sh")
 secret=()
-for ca in ${PIP_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}; do
-  [ -s "$ca" ] && secret=(--secret "id=pip-ca,src=$ca")
-done
-"$docker" build --quiet --build-arg "PYTHON_IMAGE=$base" "${secret[@]}" --tag "$ref" "$root" >/dev/null
+case ${IMAGE_KIND:-operator} in
+operator)
+  [ -n "$base" ] || base=$("$root/hack/base-image.sh")
+  for ca in ${PIP_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}; do
+    [ -s "$ca" ] && secret=(--secret "id=pip-ca,src=$ca")
+  done
+  build=(--build-arg "PYTHON_IMAGE=$base" "$root")
+  ;;
+mover) # mover/Dockerfile: rsync and stunnel from the base's packages, nothing downloaded
+  [ -n "$base" ] || base=$(BASE_PACKAGES=rsync,stunnel4 "$root/hack/base-image.sh")
+  build=(--build-arg "MOVER_BASE=$base" "$root/mover")
+  ;;
+*) die "IMAGE_KIND=${IMAGE_KIND}: expected operator or mover" ;;
+esac
+"$docker" build --quiet "${secret[@]}" --tag "$ref" "${build[@]}" >/dev/null
 size=$("$docker" image inspect --format '{{.Size}}' "$ref")
 echo "image.sh: $ref on $base: $((size / 1000000)) MB, built in $((SECONDS - start)) s" >&2
 "$docker" image inspect --format '{{.Id}}' "$ref"

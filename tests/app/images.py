@@ -23,8 +23,13 @@ def reference(version: str) -> str:
     return f"{REPOSITORY}:{version}"
 
 
-def build_and_import(cluster_cache: Path, cluster_dir: Path, versions: list[str]) -> list[str]:
-    """Build peerapp at these versions and import them into the real node; their references.
+def build_and_import(
+    cluster_cache: Path,
+    cluster_dir: Path,
+    versions: list[str],
+    node: realnode.NodeSpec = realnode.EAST,
+) -> list[str]:
+    """Build peerapp at these versions and import them into a real node; their references.
 
     Always imported again: a tag on the node may name an older build of the
     same version, and the import of unchanged layers costs little.
@@ -50,7 +55,7 @@ def build_and_import(cluster_cache: Path, cluster_dir: Path, versions: list[str]
     saved = subprocess.run([docker, "save", *refs], capture_output=True, check=False)
     if saved.returncode != 0:
         raise AssertionError(f"docker save {refs}: {saved.stderr.decode(errors='replace')}")
-    realnode.ctr(realnode.node_paths(cluster_cache, cluster_dir), "images", "import", "-",
+    realnode.ctr(realnode.node_paths(cluster_cache, cluster_dir, node), "images", "import", "-",
                  stdin=saved.stdout)  # fmt: skip
-    print(f"peerapp {versions} built and on the real node in {time.monotonic() - started:.1f} s")
+    print(f"peerapp {versions} built and on {node.name} in {time.monotonic() - started:.1f} s")
     return refs

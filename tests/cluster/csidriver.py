@@ -179,6 +179,9 @@ class Store:
 
     def get(self, kind: str, driver: str, rid: str) -> Record | None:
         r = self.records.get(rid)
+        if r is None:  # made by another process on the same root (a second node's plugin)
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                r = Record(**json.loads((self.meta / f"{rid}.json").read_text()))
         return r if r is not None and (r.kind, r.driver) == (kind, driver) else None
 
     def copy(self, source: Path, rid: str) -> int:

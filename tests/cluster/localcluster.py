@@ -93,6 +93,11 @@ class Paths:
             kubeconfig=self.kubeconfig,
             snapshotter_bin=self.snapshotter_bin,
             kubelet_dir=realnode.node_paths(self.cache, self.cluster_dir).state / "kubelet",
+            west_kubelet_dir=(
+                realnode.node_paths(self.cache, self.cluster_dir, realnode.WEST).state / "kubelet"
+                if realnode.WEST in real_nodes_wanted()
+                else None
+            ),
         )
 
 
@@ -140,26 +145,31 @@ def build() -> None:
         link.symlink_to(target)
 
 
-def real_node_wanted() -> bool:
-    """Whether this machine can run the real node (see realnode.unavailable_reason)."""
-    return realnode.unavailable_reason() is None
+def real_nodes_wanted() -> tuple[realnode.NodeSpec, ...]:
+    """The real nodes asked for (CLONE_OPERATOR_REAL_NODES) that this machine can run."""
+    try:
+        wanted = realnode.wanted_specs()
+    except realnode.NodeError as e:
+        raise ClusterError(str(e)) from e
+    return tuple(spec for spec in wanted if realnode.unavailable_reason(spec) is None)
 
 
-def kwokctl_config(p: Paths, real_node: bool = False) -> str:
+def kwokctl_config(p: Paths, real_nodes: tuple[realnode.NodeSpec, ...] = ()) -> str:
     """The KwokctlConfiguration: local binaries only, loopback only, RBAC on.
 
-    With the real node, the API server also listens on the node's bridge (its
+    With real nodes, the API server also listens on the first node's bridge (its
     port refused on every other interface, see realnode.py) and advertises that
     address, so pods reach it through the `kubernetes` Service; its certificate
-    names the Service's IP; it authenticates to the kubelet with the admin
-    certificate (`kubectl logs`). To admission webhooks it presents a client
-    certificate of its own (webhookclient.py).
+    names the Service's IP and the address each node reaches it at; it
+    authenticates to the kubelet with the admin certificate (`kubectl logs`).
+    To admission webhooks it presents a client certificate of its own
+    (webhookclient.py).
     """
     apiserver_args = [{"key": "advertise-address", "value": "127.0.0.1"}]
-    if real_node:
+    if real_nodes:
         pki = p.cluster_dir / "pki"
         apiserver_args = [
-            {"key": "advertise-address", "value": realnode.GATEWAY},
+            {"key": "advertise-address", "value": real_nodes[0].host_address},
             {"key": "bind-address", "value": "0.0.0.0"},
             {"key": "kubelet-client-certificate", "value": str(pki / "admin.crt")},
             {"key": "kubelet-client-key", "value": str(pki / "admin.key")},
@@ -221,10 +231,13 @@ def kwokctl_config(p: Paths, real_node: bool = False) -> str:
             ),
         ],
     }
-    if real_node:
+    if real_nodes:
         options = config["options"]
         assert isinstance(options, dict)
-        options["kubeApiserverCertSANs"] = [realnode.SERVICE_IP, realnode.GATEWAY]
+        options["kubeApiserverCertSANs"] = [
+            realnode.SERVICE_IP,
+            *(spec.host_address for spec in real_nodes),
+        ]
     # JSON is valid YAML; kwokctl reads either.
     return json.dumps(config, indent=2)
 
@@ -354,7 +367,7 @@ def dry_run_plan() -> str:
     p = paths()
     (p.workdir / "dry-run").mkdir(parents=True, exist_ok=True)
     config = p.workdir / "dry-run" / "kwokctl.yaml"
-    config.write_text(kwokctl_config(p, real_node=real_node_wanted()))
+    config.write_text(kwokctl_config(p, real_nodes_wanted()))
     env = dict(os.environ, KWOK_WORKDIR=str(p.workdir / "dry-run"))
     result = subprocess.run(
         [
@@ -452,8 +465,8 @@ def restart(p: Paths, config: str) -> bool:
     return True
 
 
-def node_paths(p: Paths) -> realnode.NodePaths:
-    return realnode.node_paths(p.cache, p.cluster_dir)
+def node_paths(p: Paths, spec: realnode.NodeSpec = realnode.EAST) -> realnode.NodePaths:
+    return realnode.node_paths(p.cache, p.cluster_dir, spec)
 
 
 def up() -> Paths:
@@ -463,12 +476,20 @@ def up() -> Paths:
     p = paths()
     p.workdir.mkdir(parents=True, exist_ok=True)
     webhookclient.ensure(webhook_client(p))
-    np = node_paths(p)
-    reason = realnode.unavailable_reason()
-    other = realnode.owned_elsewhere(np)
-    if reason is None and other:
-        reason = f"this machine's real node belongs to another local cluster ({other})"
-    config = kwokctl_config(p, real_node=reason is None)
+    try:
+        wanted = realnode.wanted_specs()
+    except realnode.NodeError as e:
+        raise ClusterError(str(e)) from e
+    reasons: dict[realnode.NodeSpec, str] = {}
+    for spec in wanted:
+        reason = realnode.unavailable_reason(spec)
+        other = realnode.owned_elsewhere(node_paths(p, spec))
+        if reason is None and other:
+            reason = f"this machine's real node belongs to another local cluster ({other})"
+        if reason is not None:
+            reasons[spec] = reason
+    nodes = tuple(spec for spec in wanted if spec not in reasons)
+    config = kwokctl_config(p, nodes)
     stored = p.workdir / "kwokctl.yaml"
     if p.cluster_dir.exists() and stored.exists() and stored.read_text() != config:
         print("the cluster's configuration changed: recreating it", file=sys.stderr)
@@ -513,24 +534,45 @@ def up() -> Paths:
         kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", pods)
     storage.up(p.storage, kubectl)
     _wait(f"{len(NODES)} Ready nodes", _nodes_ready, READY_TIMEOUT_S, p.cluster_dir / "logs")
-    if reason is None:
+    interfaces = tuple(spec.host_interface for spec in nodes)
+    for spec in nodes:
+        np = node_paths(p, spec)
         try:
-            realnode.up(np, port())
+            realnode.up(np, port(), interfaces)
         except realnode.NodeError as e:
-            print(f"real node: could not start; kwok nodes only: {e}", file=sys.stderr)
+            print(f"real node {spec.name}: could not start: {e}", file=sys.stderr)
             realnode.down(np)
-    else:
+    for spec, reason in reasons.items():
+        print(f"real node {spec.name}: not on this machine: {reason}")
+    if not wanted:
+        reason = realnode.unavailable_reason() or "none asked for (CLONE_OPERATOR_REAL_NODES)"
         print(f"real node: not on this machine: {reason}; kwok nodes only")
+    for spec in realnode.SPECS.values():
+        if wanted and spec not in wanted and spec is not realnode.EAST:
+            print(f"real node {spec.name} ({spec.region}): off "
+                  f"(CLONE_OPERATOR_REAL_NODES=east,{spec.key} adds it)")  # fmt: skip
     print(f"cluster {CLUSTER_NAME} ready in {time.monotonic() - started:.1f} s")
     print(f"kubeconfig: {p.kubeconfig}")
     print(f"tools:      {p.bin_dir} (kubectl, helm, kwokctl)")
     return p
 
 
+def _owner_is(np: realnode.NodePaths) -> bool:
+    try:
+        return Path(np.spec.owner.read_text().strip()) == np.state
+    except OSError:
+        return False
+
+
 def down() -> None:
     """Stop the real node, the cluster and the storage; delete their state. Idempotent."""
     p = paths()
-    realnode.down(node_paths(p))
+    for spec in realnode.SPECS.values():
+        np = node_paths(p, spec)
+        # Only a node this cluster configured: another cluster's must never be touched (the
+        # test storage makes the first node's kubelet dir in every cluster's cache).
+        if (np.state / "containerd.toml").exists() or _owner_is(np):
+            realnode.down(np)
     storage.down(p.storage)
     if (p.kwok_bin / "kwokctl").exists() and p.cluster_dir.exists():
         (p.workdir / "kwokctl.yaml").write_text(kwokctl_config(p))

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,20 +49,142 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NODE_NAME = "real-east-c"
-REGION, ZONE = "us-east-1", "us-east-1c"
 TAINT_KEY = "cloning.dev/real-node"
 TAINT = f"{TAINT_KEY}=true:NoSchedule"
-BRIDGE = "cloneop0"
-POD_SUBNET = "10.213.0.0/24"
-GATEWAY = "10.213.0.1"  # the host's address on the bridge: the node IP, the API server's
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service (kube-apiserver's default range)
-CHAIN = "CLONE-OPERATOR-NODE"
-KUBELET_PORT = 10250
-KUBE_PROXY_HEALTH = "127.0.0.1:10256"
 CLUSTER_DOMAIN = "cluster.local"
-DNS_READY = "127.0.0.1:10253"  # CoreDNS's `ready` plugin: 200 once the kubernetes plugin synced
 READY_TIMEOUT_S = 120.0
+NETNS_DIR = Path("/run/netns")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One real node: its name and place, its network and its ports.
+
+    `netns` None: its daemons run in the host's network namespace, the bridge is the
+    host's and `gateway` (the host's address on it) is the node's IP. Otherwise they
+    run in their own network namespace (created by up()), joined to the host by a
+    veth pair, `link` (a /30: the host's end .1, the node's .2), so that its
+    kube-proxy's iptables and its bridge are its own; the host routes the pod subnet
+    through the node's end, and pods reach the host through it.
+    """
+
+    key: str  # CLONE_OPERATOR_REAL_NODES names nodes by it
+    name: str
+    region: str
+    zone: str
+    bridge: str
+    pod_subnet: str  # a /24
+    gateway: str  # the bridge's address: the pods' gateway and DNS server
+    state_dir: str  # under the cache: containerd root/state/socket, kubelet root dir, logs
+    chain: str  # our iptables chain on the host
+    owner: Path  # which local cluster holds this node (one per machine)
+    kubelet_port: int = 10250
+    kubelet_healthz_port: int = 10248
+    kube_proxy_health_port: int = 10256
+    kube_proxy_metrics_port: int = 10249
+    dns_ready_port: int = 10253
+    netns: str | None = None
+    veth: str | None = None  # the host's end of the veth pair (the node's end is eth0)
+    link: str | None = None  # the veth pair's /30
+    cgroup_root: str = "/"  # the kubelet's: two kubelets must never share `kubepods`
+    # The value of its `cloning.dev/real-node` label: `true` is the first node (pods
+    # that select `cloning.dev/real-node=true` land there, as they always have).
+    label: str = "true"
+
+    @property
+    def node_ip(self) -> str:
+        """The address the API server reaches the kubelet on (its InternalIP)."""
+        return self.gateway if self.link is None else _link_address(self.link, 2)
+
+    @property
+    def host_address(self) -> str:
+        """This machine (the API server, DNS on the host) as the node's processes reach it."""
+        return self.gateway if self.link is None else _link_address(self.link, 1)
+
+    @property
+    def local_address(self) -> str:
+        """Where the node's health endpoints listen, reachable from the host."""
+        return "127.0.0.1" if self.netns is None else self.node_ip
+
+    @property
+    def host_interface(self) -> str:
+        """The host's interface that leads to this node's pods."""
+        return self.veth or self.bridge
+
+    @property
+    def kube_proxy_health(self) -> str:
+        return f"{self.local_address}:{self.kube_proxy_health_port}"
+
+    @property
+    def dns_ready(self) -> str:
+        return f"{self.local_address}:{self.dns_ready_port}"
+
+
+def _link_address(link: str, host: int) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_network(link)[host])
+
+
+# The first node: in the host's network namespace (unchanged since it was the only one).
+EAST = NodeSpec(
+    key="east",
+    name="real-east-c",
+    region="us-east-1",
+    zone="us-east-1c",
+    bridge="cloneop0",
+    pod_subnet="10.213.0.0/24",
+    gateway="10.213.0.1",  # the host's address on the bridge: the node IP, the API server's
+    state_dir="realnode",
+    chain="CLONE-OPERATOR-NODE",
+    owner=Path("/run/clone-operator-realnode.owner"),
+)
+# The second node, in the other region: its own network namespace (two kube-proxies in
+# one namespace would rewrite each other's chains; see docs/development/local-cluster.md),
+# its own cgroup root (a kubelet removes pod cgroups it does not know under its own).
+WEST = NodeSpec(
+    key="west",
+    name="real-west-c",
+    region="us-west-2",
+    zone="us-west-2c",
+    bridge="cloneop1",
+    pod_subnet="10.214.0.0/24",
+    gateway="10.214.0.1",
+    state_dir="node-west",  # short: unix socket paths under it must stay within 107 bytes
+    chain="CLONE-OPERATOR-WEST",
+    owner=Path("/run/clone-operator-realnode-west.owner"),
+    netns="cloneop-west",
+    veth="cloneop-w0",
+    link="10.215.0.0/30",
+    cgroup_root="/clone-operator-west",
+    label="west",
+)
+SPECS = {spec.key: spec for spec in (EAST, WEST)}
+
+# The first node's names, as the tests and tools have always used them.
+NODE_NAME = EAST.name
+REGION, ZONE = EAST.region, EAST.zone
+BRIDGE = EAST.bridge
+POD_SUBNET = EAST.pod_subnet
+GATEWAY = EAST.gateway
+CHAIN = EAST.chain
+KUBELET_PORT = EAST.kubelet_port
+KUBE_PROXY_HEALTH = EAST.kube_proxy_health
+DNS_READY = EAST.dns_ready  # CoreDNS's `ready` plugin: 200 once the kubernetes plugin synced
+OWNER = EAST.owner
+
+
+def wanted_specs() -> tuple[NodeSpec, ...]:
+    """The real nodes asked for: CLONE_OPERATOR_REAL_NODES (comma-separated keys; default
+    `east`), none with CLONE_OPERATOR_REAL_NODE=0."""
+    if os.environ.get("CLONE_OPERATOR_REAL_NODE", "1") == "0":
+        return ()
+    keys = [k.strip() for k in os.environ.get("CLONE_OPERATOR_REAL_NODES", "east").split(",")]
+    unknown = [k for k in keys if k and k not in SPECS]
+    if unknown:
+        raise NodeError(f"CLONE_OPERATOR_REAL_NODES: unknown {unknown} (known: {sorted(SPECS)})")
+    return tuple(SPECS[k] for k in SPECS if k in keys)
 
 
 class NodeError(RuntimeError):
@@ -70,6 +193,7 @@ class NodeError(RuntimeError):
 
 @dataclass(frozen=True)
 class NodePaths:
+    spec: NodeSpec
     state: Path
     kube_bin: Path
     pause_bin: Path
@@ -85,6 +209,12 @@ class NodePaths:
     def logs(self) -> Path:
         return self.state / "logs"
 
+    @property
+    def node_kubeconfig(self) -> Path:
+        """The cluster's kubeconfig as the node's processes use it (their own network
+        namespace reaches the API server at the host's end of the link, not loopback)."""
+        return self.kubeconfig if self.spec.netns is None else self.state / "kubeconfig.yaml"
+
     def pidfile(self, component: str) -> Path:
         return self.state / f"{component}.pid"
 
@@ -98,10 +228,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def node_paths(cache: Path, cluster_dir: Path) -> NodePaths:
+def node_paths(cache: Path, cluster_dir: Path, spec: NodeSpec = EAST) -> NodePaths:
     key = _pause_key()
     return NodePaths(
-        state=cache / "realnode",
+        spec=spec,
+        state=cache / spec.state_dir,
         kube_bin=cache / "bin" / f"kubernetes-{_versions()['KUBE_VERSION']}",
         pause_bin=cache / "bin" / f"pause-{key}" / "pause",
         dns_bin=cache
@@ -175,10 +306,12 @@ def ensure_docker_engine(logs: Path) -> None:
     )
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(spec: NodeSpec = EAST) -> str | None:
     """Why this machine cannot run the real node, or None when it can."""
     if os.environ.get("CLONE_OPERATOR_REAL_NODE", "1") == "0":
         return "turned off (CLONE_OPERATOR_REAL_NODE=0)"
+    if spec.netns is not None and shutil.which("nsenter") is None:
+        return "missing nsenter (apt-get install util-linux)"
     if sys.platform != "linux":
         return f"needs Linux (this is {sys.platform})"
     if os.geteuid() != 0:
@@ -334,36 +467,120 @@ def _restore_firewall(np: NodePaths) -> None:
             subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
 
 
-def _network_up(api_port: int) -> None:
-    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0:
-        _run("ip", "link", "add", BRIDGE, "type", "bridge")
-    addrs = _run("ip", "-4", "-o", "addr", "show", "dev", BRIDGE)
-    if f" {GATEWAY}/" not in addrs:
-        _run("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
-    _run("ip", "link", "set", BRIDGE, "up")
-    # Our chain, rebuilt from scratch: pods may talk to each other and to the host
-    # (dockerd's FORWARD policy is DROP); the API server and kubelet ports answer
-    # only on loopback and the bridge.
-    if not _iptables("-N", CHAIN, check=False):
-        _iptables("-F", CHAIN)
-    for port in (api_port, KUBELET_PORT):
-        for iface in ("lo", BRIDGE):
-            _iptables("-A", CHAIN, "-i", iface, "-p", "tcp", "--dport", str(port), "-j", "RETURN")
-        _iptables("-A", CHAIN, "-p", "tcp", "--dport", str(port), "-j", "DROP")
-    _iptables("-A", CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT")
-    _iptables("-A", CHAIN, "-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
-              "-j", "ACCEPT")  # fmt: skip
+def _network_up(np: NodePaths, api_port: int, cluster_interfaces: tuple[str, ...] = ()) -> None:
+    """The node's bridge, and our chain on the host. `cluster_interfaces`: the host's
+    interfaces towards the other real nodes of the same cluster, whose pods and kubelet
+    reach the API server too."""
+    spec = np.spec
+    if spec.netns is not None:
+        _netns_up(spec)
+    ip = _ip_in(spec)
+    if subprocess.run([*ip, "link", "show", spec.bridge], capture_output=True).returncode != 0:
+        _run(*ip, "link", "add", spec.bridge, "type", "bridge")
+    addrs = _run(*ip, "-4", "-o", "addr", "show", "dev", spec.bridge)
+    if f" {spec.gateway}/" not in addrs:
+        _run(*ip, "addr", "add", f"{spec.gateway}/24", "dev", spec.bridge)
+    _run(*ip, "link", "set", spec.bridge, "up")
+    chain = spec.chain
+    # Our chain, rebuilt from scratch.
+    if not _iptables("-N", chain, check=False):
+        _iptables("-F", chain)
+    for rule in chain_rules(spec, api_port, cluster_interfaces):
+        _iptables("-A", chain, *rule)
     for hook in ("INPUT", "FORWARD"):
-        if not _iptables("-C", hook, "-j", CHAIN, check=False):
-            _iptables("-I", hook, "1", "-j", CHAIN)
+        if not _iptables("-C", hook, "-j", chain, check=False):
+            _iptables("-I", hook, "1", "-j", chain)
 
 
-def _network_down(np: NodePaths) -> None:
+def chain_rules(
+    spec: NodeSpec, api_port: int, cluster_interfaces: tuple[str, ...] = ()
+) -> list[list[str]]:
+    """Our chain's rules (hooked into INPUT and FORWARD): pods may talk to each other and
+    to the host (dockerd's FORWARD policy is DROP); the API server and kubelet ports
+    answer only on loopback and the bridge (and the other real nodes' interfaces)."""
+    own = spec.host_interface
+    allowed = ("lo", own, *(i for i in cluster_interfaces if i != own))
+    rules = []
+    # A node in its own namespace has its kubelet there: the host's port is not its own.
+    ports = (api_port,) if spec.netns is not None else (api_port, spec.kubelet_port)
+    for port in ports:
+        for iface in allowed:
+            # A second node's own link is let in outright: the first node's chain (which
+            # may come later in INPUT) knows its interface only once it is rebuilt.
+            verdict = "ACCEPT" if spec.veth is not None and iface == spec.veth else "RETURN"
+            rules.append(["-i", iface, "-p", "tcp", "--dport", str(port), "-j", verdict])
+        rules.append(["-p", "tcp", "--dport", str(port), "-j", "DROP"])
+    if spec.netns is None:
+        rules.append(["-i", spec.bridge, "-o", spec.bridge, "-j", "ACCEPT"])
+    else:
+        # Forwarded between this node's pods and the other real nodes' (both ways).
+        for other in allowed[2:]:
+            rules.append(["-i", own, "-o", other, "-j", "ACCEPT"])
+            rules.append(["-i", other, "-o", own, "-j", "ACCEPT"])
+    rules.append(["-o", own, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+                  "-j", "ACCEPT"])  # fmt: skip
+    return rules
+
+
+def _ip_in(spec: NodeSpec) -> list[str]:
+    """`ip`, in the node's network namespace."""
+    return ["ip"] if spec.netns is None else ["ip", "-n", spec.netns]
+
+
+def _in_netns(spec: NodeSpec, argv: list[str]) -> list[str]:
+    """`argv`, run in the node's network namespace and nothing else: the mount namespace
+    stays the host's, so the kubelet's mounts are containerd's (`ip netns exec` would give
+    each process a mount namespace of its own)."""
+    if spec.netns is None:
+        return argv
+    return ["nsenter", f"--net={NETNS_DIR / spec.netns}", "--", *argv]
+
+
+def _netns_up(spec: NodeSpec) -> None:
+    """The node's network namespace, its veth pair to the host and the routes both ways."""
+    assert spec.netns
+    assert spec.veth
+    assert spec.link
+    ns, veth = spec.netns, spec.veth
+    if not (NETNS_DIR / ns).exists():
+        _run("ip", "netns", "add", ns)
+    if subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0:
+        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    prefix = spec.link.split("/")[1]
+    if f" {spec.host_address}/" not in _run("ip", "-4", "-o", "addr", "show", "dev", veth):
+        _run("ip", "addr", "add", f"{spec.host_address}/{prefix}", "dev", veth)
+    _run("ip", "link", "set", veth, "up")
+    if f" {spec.node_ip}/" not in _run("ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"):
+        _run("ip", "-n", ns, "addr", "add", f"{spec.node_ip}/{prefix}", "dev", "eth0")
+    _run("ip", "-n", ns, "link", "set", "eth0", "up")
+    _run("ip", "-n", ns, "link", "set", "lo", "up")
+    _run("ip", "-n", ns, "route", "replace", "default", "via", spec.host_address)
+    _run("ip", "route", "replace", spec.pod_subnet, "via", spec.node_ip, "dev", veth)
+    # The namespace forwards between its bridge and the link; bridged pod traffic goes
+    # through its iptables (kube-proxy's Service rules), as on any node.
+    _run(*_in_netns(spec, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                           "net.bridge.bridge-nf-call-iptables=1"]))  # fmt: skip
+
+
+def _network_down(np: NodePaths, netns_held: list[str] | None = None) -> None:
+    spec = np.spec
+    chain = spec.chain
     for hook in ("INPUT", "FORWARD"):
-        while _iptables("-D", hook, "-j", CHAIN, check=False):
+        while _iptables("-D", hook, "-j", chain, check=False):
             pass
-    _iptables("-F", CHAIN, check=False)
-    _iptables("-X", CHAIN, check=False)
+    _iptables("-F", chain, check=False)
+    _iptables("-X", chain, check=False)
+    if spec.netns is not None:
+        # Its iptables, bridge, pods' veths and the link die with the namespace; the
+        # host's route through the link goes with the link.
+        subprocess.run(["ip", "netns", "delete", spec.netns], capture_output=True, check=False)
+        assert spec.veth
+        subprocess.run(["ip", "link", "delete", spec.veth], capture_output=True, check=False)
+        subprocess.run(["ip", "route", "delete", spec.pod_subnet], capture_output=True,
+                       check=False)  # fmt: skip
+        for name in netns_held or []:  # the pods' own namespaces, which only we held
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+        return
     kube_proxy = np.kube_bin / "kube-proxy"
     if kube_proxy.exists():
         subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, check=False)
@@ -390,6 +607,8 @@ def _network_down(np: NodePaths) -> None:
 
 def _containerd_config(np: NodePaths) -> str:
     s = np.state
+    # runc's state of a second node in a directory of its own, never beside the first's.
+    runc_root = "" if np.spec.netns is None else f'\n        Root = "{s}/runc"'
     return f"""version = 2
 root = "{s}/containerd/root"
 state = "{s}/containerd/state"
@@ -413,7 +632,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
+        SystemdCgroup = false{runc_root}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{s}/cni/net.d"
@@ -428,13 +647,13 @@ def _cni_config(np: NodePaths) -> str:
             "plugins": [
                 {
                     "type": "bridge",
-                    "bridge": BRIDGE,
+                    "bridge": np.spec.bridge,
                     "isGateway": True,
                     "ipMasq": False,
                     "hairpinMode": True,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
+                        "ranges": [[{"subnet": np.spec.pod_subnet, "gateway": np.spec.gateway}]],
                         "routes": [{"dst": "0.0.0.0/0"}],
                         "dataDir": str(np.state / "cni" / "ipam"),
                     },
@@ -446,57 +665,61 @@ def _cni_config(np: NodePaths) -> str:
 
 
 def _kubelet_config(np: NodePaths) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "address": GATEWAY,
-            "port": KUBELET_PORT,
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": 10248,
-            "authentication": {
-                "anonymous": {"enabled": False},
-                "webhook": {"enabled": True},
-                "x509": {"clientCAFile": str(np.pki / "ca.crt")},
-            },
-            "authorization": {"mode": "Webhook"},
-            "cgroupDriver": "cgroupfs",
-            "containerRuntimeEndpoint": f"unix://{np.socket}",
-            "failSwapOn": False,
-            # Root here lacks CAP_SYS_RESOURCE: no negative OOM scores.
-            "oomScoreAdj": 0,
-            "makeIPTablesUtilChains": False,
-            "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
-            "clusterDomain": CLUSTER_DOMAIN,
-            "clusterDNS": [GATEWAY],
-            "resolvConf": "/etc/resolv.conf",
-            "evictionHard": {
-                "memory.available": "100Mi",
-                "nodefs.available": "1%",
-                "imagefs.available": "1%",
-            },
-            # Imported images cannot be pulled again: never collect them.
-            "imageGCHighThresholdPercent": 100,
-            "imageGCLowThresholdPercent": 99,
-            "serializeImagePulls": False,
-            "maxPods": 50,
-            "podPidsLimit": 4096,
-            "protectKernelDefaults": False,
-            "localStorageCapacityIsolation": True,
+    spec = np.spec
+    config: dict[str, object] = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": spec.node_ip,
+        "port": spec.kubelet_port,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": spec.kubelet_healthz_port,
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(np.pki / "ca.crt")},
         },
-        indent=2,
-    )
+        "authorization": {"mode": "Webhook"},
+        "cgroupDriver": "cgroupfs",
+        "containerRuntimeEndpoint": f"unix://{np.socket}",
+        "failSwapOn": False,
+        # Root here lacks CAP_SYS_RESOURCE: no negative OOM scores.
+        "oomScoreAdj": 0,
+        "makeIPTablesUtilChains": False,
+        "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
+        "clusterDomain": CLUSTER_DOMAIN,
+        "clusterDNS": [spec.gateway],
+        "resolvConf": "/etc/resolv.conf",
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
+        },
+        # Imported images cannot be pulled again: never collect them.
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "serializeImagePulls": False,
+        "maxPods": 50,
+        "podPidsLimit": 4096,
+        "protectKernelDefaults": False,
+        "localStorageCapacityIsolation": True,
+    }
+    if spec.netns is not None:
+        # Beside another kubelet: pod cgroups and logs of its own (a kubelet removes
+        # what it does not know under its cgroup root; down() removes its log dir).
+        config["cgroupRoot"] = spec.cgroup_root
+        config["podLogsDir"] = str(np.state / "pod-logs")
+    return json.dumps(config, indent=2)
 
 
 def _corefile(np: NodePaths) -> str:
     return (
         f"{CLUSTER_DOMAIN}:53 {{\n"
-        f"    bind {GATEWAY}\n"
-        f"    ready {DNS_READY}\n"
+        f"    bind {np.spec.gateway}\n"
+        f"    ready {np.spec.dns_ready}\n"
         "    errors\n"
         f"    kubernetes {CLUSTER_DOMAIN} {{\n"
-        f"        kubeconfig {np.kubeconfig}\n"
+        f"        kubeconfig {np.node_kubeconfig}\n"
         "    }\n"
         "}\n"
     )
@@ -507,12 +730,12 @@ def _kube_proxy_config(np: NodePaths) -> str:
         {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(np.kubeconfig)},
-            "hostnameOverride": NODE_NAME,
+            "clientConnection": {"kubeconfig": str(np.node_kubeconfig)},
+            "hostnameOverride": np.spec.name,
             "mode": "iptables",
-            "clusterCIDR": POD_SUBNET,
-            "healthzBindAddress": KUBE_PROXY_HEALTH,
-            "metricsBindAddress": "127.0.0.1:10249",
+            "clusterCIDR": np.spec.pod_subnet,
+            "healthzBindAddress": np.spec.kube_proxy_health,
+            "metricsBindAddress": f"127.0.0.1:{np.spec.kube_proxy_metrics_port}",
             # Leave the kernel's conntrack settings alone (no CAP_SYS_RESOURCE here).
             "conntrack": {
                 "maxPerCore": 0,
@@ -521,7 +744,7 @@ def _kube_proxy_config(np: NodePaths) -> str:
                 "tcpCloseWaitTimeout": "0s",
             },
             "iptables": {"localhostNodePorts": False},
-            "nodePortAddresses": [f"{GATEWAY}/32"],
+            "nodePortAddresses": [f"{np.spec.node_ip}/32"],
         },
         indent=2,
     )
@@ -536,7 +759,7 @@ def _kubectl(np: NodePaths, *args: str, check: bool = True) -> str:
 
 
 def node_ready(np: NodePaths) -> bool:
-    out = _kubectl(np, "get", "node", NODE_NAME, "-o", "json", check=False)
+    out = _kubectl(np, "get", "node", np.spec.name, "-o", "json", check=False)
     if not out:
         return False
     conditions = json.loads(out)["status"].get("conditions", [])
@@ -589,17 +812,15 @@ def _build() -> None:
         raise NodeError("building kubelet/kube-proxy failed (see the log path printed above)")
 
 
-OWNER = Path("/run/clone-operator-realnode.owner")
-
-
 def owned_elsewhere(np: NodePaths) -> str | None:
     """The state directory of another local cluster whose real node is up, if any.
 
     The node's pieces are machine-wide (the bridge, iptables, the kubelet's
-    port): one real node per machine, for the first cluster that asks.
+    port, the network namespace): each real node (east, west) once per machine,
+    for the first cluster that asks.
     """
     try:
-        other = Path(OWNER.read_text().strip())
+        other = Path(np.spec.owner.read_text().strip())
     except OSError:
         return None
     if other == np.state or not _alive(other / "containerd.pid"):
@@ -607,27 +828,65 @@ def owned_elsewhere(np: NodePaths) -> str | None:
     return str(other)
 
 
-def up(np: NodePaths, api_port: int) -> None:
-    """Bring the node up (or check the running one). Raises NodeError when it cannot."""
+def _node_kubeconfig(np: NodePaths) -> None:
+    """The cluster's kubeconfig with the API server at the host's end of the link."""
+    if np.spec.netns is None:
+        return
+    text = np.kubeconfig.read_text()
+    rewritten = re.sub(r"(server:\s*https://)(127\.0\.0\.1|localhost)(:\d+)",
+                       rf"\g<1>{np.spec.host_address}\g<3>", text)  # fmt: skip
+    if rewritten == text:
+        raise NodeError(f"no loopback API server address in {np.kubeconfig} to rewrite")
+    np.node_kubeconfig.write_text(rewritten)
+
+
+def _cgroups_up(spec: NodeSpec) -> None:
+    """The kubelet's cgroup root, in every controller (it refuses a root that is missing)."""
+    if spec.cgroup_root == "/":
+        return
+    root = Path("/sys/fs/cgroup")
+    for controller in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        if not (controller / "cgroup.procs").exists():
+            continue
+        mine = controller / spec.cgroup_root.strip("/")
+        mine.mkdir(exist_ok=True)
+        for knob in ("cpuset.cpus", "cpuset.mems"):  # cgroup v1: empty until set
+            if (mine / knob).exists() and not (mine / knob).read_text().strip():
+                (mine / knob).write_text((controller / knob).read_text())
+
+
+def up(np: NodePaths, api_port: int, cluster_interfaces: tuple[str, ...] = ()) -> None:
+    """Bring the node up (or check the running one). Raises NodeError when it cannot.
+
+    `cluster_interfaces`: the host's interfaces towards the other real nodes of the
+    same cluster (their `host_interface`), allowed to the API server as ours is.
+    """
     if running(np):
         return
+    spec = np.spec
     other = owned_elsewhere(np)
     if other:
-        raise NodeError(f"this machine's real node belongs to another local cluster ({other})")
-    OWNER.write_text(str(np.state))
+        raise NodeError(
+            f"this machine's real node {spec.name} belongs to another local cluster ({other})"
+        )
+    spec.owner.write_text(str(np.state))
     started = time.monotonic()
     _build()
     for d in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "logs"):
         (np.state / d).mkdir(parents=True, exist_ok=True)
-    _snapshot_firewall(np)
-    _network_up(api_port)
+    if spec.netns is None:
+        _snapshot_firewall(np)
+    _network_up(np, api_port, cluster_interfaces)
+    _cgroups_up(spec)
+    _node_kubeconfig(np)
     (np.state / "containerd.toml").write_text(_containerd_config(np))
     (np.state / "cni" / "net.d" / "10-clone-operator.conflist").write_text(_cni_config(np))
     (np.state / "kubelet.json").write_text(_kubelet_config(np))
     (np.state / "kube-proxy.json").write_text(_kube_proxy_config(np))
     (np.state / "Corefile").write_text(_corefile(np))
 
-    _start(np, "containerd", ["containerd", "--config", str(np.state / "containerd.toml")])
+    _start(np, "containerd",
+           _in_netns(spec, ["containerd", "--config", str(np.state / "containerd.toml")]))  # fmt: skip
     _wait(
         "containerd answering",
         lambda: np.socket.exists() and ctr(np, "version", check=False) != "",
@@ -637,42 +896,48 @@ def up(np: NodePaths, api_port: int) -> None:
     ensure_docker_engine(np.state.parent / "logs")
     _ensure_pause(np)
     labels = {
-        "topology.kubernetes.io/region": REGION,
-        "topology.kubernetes.io/zone": ZONE,
+        "topology.kubernetes.io/region": spec.region,
+        "topology.kubernetes.io/zone": spec.zone,
         "type": "real",
-        "cloning.dev/real-node": "true",
+        TAINT_KEY: spec.label,
     }
     _start(
         np,
         "kubelet",
-        [
-            str(np.kube_bin / "kubelet"),
-            f"--config={np.state / 'kubelet.json'}",
-            f"--kubeconfig={np.kubeconfig}",
-            f"--root-dir={np.state / 'kubelet'}",
-            f"--cert-dir={np.state / 'kubelet' / 'pki'}",
-            f"--hostname-override={NODE_NAME}",
-            f"--node-ip={GATEWAY}",
-            "--node-labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
-            "--v=1",
-        ],
+        _in_netns(
+            spec,
+            [
+                str(np.kube_bin / "kubelet"),
+                f"--config={np.state / 'kubelet.json'}",
+                f"--kubeconfig={np.node_kubeconfig}",
+                f"--root-dir={np.state / 'kubelet'}",
+                f"--cert-dir={np.state / 'kubelet' / 'pki'}",
+                f"--hostname-override={spec.name}",
+                f"--node-ip={spec.node_ip}",
+                "--node-labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
+                "--v=1",
+            ],
+        ),
     )
     _start(
         np,
         "kube-proxy",
-        [str(np.kube_bin / "kube-proxy"), f"--config={np.state / 'kube-proxy.json'}", "--v=1"],
+        _in_netns(
+            spec,
+            [str(np.kube_bin / "kube-proxy"), f"--config={np.state / 'kube-proxy.json'}", "--v=1"],
+        ),
     )
-    _start(np, "coredns", [str(np.dns_bin), "-conf", str(np.state / "Corefile")])
+    _start(np, "coredns", _in_netns(spec, [str(np.dns_bin), "-conf", str(np.state / "Corefile")]))
     _wait("the real node Ready", lambda: node_ready(np), READY_TIMEOUT_S, np.logs / "kubelet.log")
-    _wait("cluster DNS ready", lambda: _http_ok(f"http://{DNS_READY}/ready"), 60,
+    _wait("cluster DNS ready", lambda: _http_ok(f"http://{spec.dns_ready}/ready"), 60,
           np.logs / "coredns.log")  # fmt: skip
     _wait(
         "kube-proxy healthy",
-        lambda: _http_ok(f"http://{KUBE_PROXY_HEALTH}/healthz"),
+        lambda: _http_ok(f"http://{spec.kube_proxy_health}/healthz"),
         60,
         np.logs / "kube-proxy.log",
     )
-    print(f"real node {NODE_NAME} ready in {time.monotonic() - started:.1f} s")
+    print(f"real node {spec.name} ready in {time.monotonic() - started:.1f} s")
 
 
 def _http_ok(url: str) -> bool:
@@ -703,15 +968,31 @@ def _our_shims(np: NodePaths) -> list[int]:
     return pids
 
 
+def _pod_netns(np: NodePaths) -> list[str]:
+    """The network namespaces (/run/netns/<name>) of our containerd's pod sandboxes."""
+    names = []
+    for container in ctr(np, "containers", "ls", "-q", check=False).split():
+        try:
+            info = json.loads(ctr(np, "containers", "info", container, check=False) or "{}")
+        except json.JSONDecodeError:
+            continue
+        for ns in (info.get("Spec") or {}).get("linux", {}).get("namespaces", []):
+            path = ns.get("path") or ""
+            if ns.get("type") == "network" and path.startswith(("/run/netns/", "/var/run/netns/")):
+                names.append(Path(path).name)
+    return sorted(set(names))
+
+
 def down(np: NodePaths) -> None:
     """Remove the node and undo every change it made to this machine. Idempotent."""
     if owned_elsewhere(np):
         return  # the machine's node is another cluster's: touch nothing
+    spec = np.spec
     if _alive(np.pidfile("kubelet")) and np.kubeconfig.exists():
         # Let the kubelet tear its pods down (CNI DEL, unmounts) before it goes; cordoned
         # first, or their controllers would place replacements here at once.
-        _kubectl(np, "cordon", NODE_NAME, check=False)
-        _kubectl(np, "delete", "pods", "-A", f"--field-selector=spec.nodeName={NODE_NAME}",
+        _kubectl(np, "cordon", spec.name, check=False)
+        _kubectl(np, "delete", "pods", "-A", f"--field-selector=spec.nodeName={spec.name}",
                  "--grace-period=0", "--force", "--wait=false", check=False)  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and _running_tasks(np):
@@ -719,7 +1000,9 @@ def down(np: NodePaths) -> None:
     _stop(np, "coredns")
     _stop(np, "kube-proxy")
     _stop(np, "kubelet")
+    held: list[str] = []
     if _alive(np.pidfile("containerd")):
+        held = _pod_netns(np) if spec.netns is not None else []
         for task in ctr(np, "tasks", "ls", "-q", check=False).split():
             ctr(np, "tasks", "kill", "-s", "SIGKILL", task, check=False)
             ctr(np, "tasks", "delete", "-f", task, check=False)
@@ -730,16 +1013,23 @@ def down(np: NodePaths) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     _unmount_under(np.state)
-    _remove_cgroups()
-    _network_down(np)
+    _remove_cgroups(spec)
+    _network_down(np, held)
     if np.kubeconfig.exists():
-        _kubectl(np, "delete", "node", NODE_NAME, "--ignore-not-found", "--wait=false",
+        _kubectl(np, "delete", "node", spec.name, "--ignore-not-found", "--wait=false",
                  check=False)  # fmt: skip
+    if spec.netns is None:
+        for logs in (Path("/var/log/pods"), Path("/var/log/containers")):
+            shutil.rmtree(logs, ignore_errors=True)
+    else:  # our pods' links among the first node's: only those into our own log dir
+        containers = Path("/var/log/containers")
+        for link in containers.glob("*.log") if containers.is_dir() else []:
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and str(np.state) in os.readlink(link):
+                    link.unlink()
     shutil.rmtree(np.state, ignore_errors=True)
     if owned_elsewhere(np) is None:
-        OWNER.unlink(missing_ok=True)
-    for logs in (Path("/var/log/pods"), Path("/var/log/containers")):
-        shutil.rmtree(logs, ignore_errors=True)
+        spec.owner.unlink(missing_ok=True)
 
 
 def _unmount_under(root: Path) -> None:
@@ -753,10 +1043,12 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
 
 
-def _remove_cgroups() -> None:
-    """The kubelet's `kubepods` hierarchy in every cgroup controller (empty by now)."""
+def _remove_cgroups(spec: NodeSpec) -> None:
+    """The kubelet's `kubepods` hierarchy in every cgroup controller (empty by now); for a
+    node with a cgroup root of its own, that root."""
     root = Path("/sys/fs/cgroup")
-    for top in [*root.glob("*/kubepods"), root / "kubepods"]:
+    top_name = "kubepods" if spec.cgroup_root == "/" else spec.cgroup_root.strip("/")
+    for top in [*root.glob(f"*/{top_name}"), root / top_name]:
         if not top.is_dir():
             continue
         for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):

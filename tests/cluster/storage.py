@@ -60,6 +60,9 @@ class StoragePaths:
     kubeconfig: Path
     snapshotter_bin: Path
     kubelet_dir: Path  # the real node's kubelet root: its plugins_registry
+    # The second real node's kubelet root, when it is asked for: a node plugin of its own
+    # (the same volumes, its own region and zone) registers there.
+    west_kubelet_dir: Path | None = None
 
     @property
     def volumes(self) -> Path:
@@ -201,6 +204,14 @@ def daemons(sp: StoragePaths) -> dict[str, list[str]]:
             "--leader-election=false", *retry,
         ],
     }  # fmt: skip
+    if sp.west_kubelet_dir is not None:
+        west = realnode.WEST
+        out["csi-node-west"] = [
+            py, str(HERE / "csidriver.py"), "--root", str(sp.volumes),
+            "--socket-dir", str(sp.sockets / "west"), "--node-id", west.name,
+            "--region", west.region, "--zone", west.zone,
+            "--kubelet-dir", str(sp.west_kubelet_dir),
+        ]  # fmt: skip
     for d in DRIVERS:
         out[f"csi-snapshotter-{d.split('.')[0]}"] = [
             str(sp.snapshotter_bin / "csi-snapshotter"), f"--kubeconfig={kc}",
@@ -260,7 +271,8 @@ def down(sp: StoragePaths) -> None:
 
 def stop(sp: StoragePaths, names: list[str] | None = None) -> None:
     """Stop every storage process, or those named (volumes and records stay)."""
-    for name in reversed(names if names is not None else list(daemons(sp))):
+    every = [*daemons(sp), *(["csi-node-west"] if sp.west_kubelet_dir is None else [])]
+    for name in reversed(names if names is not None else every):
         pid = realnode._alive(sp.pidfile(name))
         if pid:
             os.kill(pid, signal.SIGTERM)
