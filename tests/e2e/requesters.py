@@ -34,6 +34,15 @@ class Requester:
             lambda: all(self.can_i(v, resource, namespace) for v in verbs.split(",")),
         )
 
+    def may_clone_a_cluster(self, snapshots: bool) -> None:
+        """The rights a cluster clone needs in its home, and `create volumesnapshots` if
+        `snapshots`."""
+        self.allow(self.home, "get,create", "statefulsets.apps")
+        for resource in ("services", "persistentvolumeclaims", "configmaps", "secrets"):
+            self.allow(self.home, "get,create", resource)
+        if snapshots:
+            self.allow(self.home, "create", "volumesnapshots.snapshot.storage.k8s.io")
+
     def can_i(self, verb: str, resource: str, namespace: str) -> bool:
         answer = self.kubectl("auth", "can-i", verb, resource, "-n", namespace, check=False)
         return answer.stdout.strip() == "yes"

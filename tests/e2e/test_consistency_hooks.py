@@ -11,10 +11,7 @@ import json
 import re
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +19,7 @@ import pytest
 from tests.app import images
 from tests.cluster import localcluster, realnode
 from tests.e2e.clones import TERMINAL, wait_phase
-from tests.e2e.harness import OperatorProcess, Replica, stop_all
+from tests.e2e.harness import OperatorProcess, Replica
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
 from tests.e2e.manifests import operation, statefulset
 from tests.e2e.requesters import Requester
@@ -96,22 +93,13 @@ def test_hooks_that_make_no_sense_are_refused_at_apply_naming_the_field(
     assert "spec.consistency is immutable" in refused.stderr, refused.stderr
 
 
-def may_clone_a_cluster(requester: Requester, snapshots: bool) -> None:
-    home = requester.home
-    requester.allow(home, "get,create", "statefulsets.apps")
-    for resource in ("services", "persistentvolumeclaims", "configmaps", "secrets"):
-        requester.allow(home, "get,create", resource)
-    if snapshots:
-        requester.allow(home, "create", "volumesnapshots.snapshot.storage.k8s.io")
-
-
 def test_hooks_need_the_right_to_exec_into_the_source_at_apply(
     requester: Requester, crds: None
 ) -> None:
     """Token-only kubeconfig: a hook is an exec into the source's pods on the requester's
     behalf, so without `create pods/exec` there the operation is refused at apply; Auto
     with hooks copies by snapshot only, so it needs `create volumesnapshots` too."""
-    may_clone_a_cluster(requester, snapshots=True)
+    requester.may_clone_a_cluster(snapshots=True)
     as_requester = requester.kubectl
     plain = operation("plain", "any", copyMethod="Snapshot")
     assert as_requester.apply(plain, check=False).returncode == 0
@@ -126,7 +114,7 @@ def test_hooks_need_the_right_to_exec_into_the_source_at_apply(
 def test_auto_with_hooks_needs_the_right_to_snapshot_at_apply(
     requester: Requester, crds: None
 ) -> None:
-    may_clone_a_cluster(requester, snapshots=False)
+    requester.may_clone_a_cluster(snapshots=False)
     requester.allow(requester.home, "create", "pods/exec")
     as_requester = requester.kubectl
     refused = as_requester.apply(operation("auto", "any", consistency=hooks()), check=False)
@@ -300,21 +288,6 @@ def test_a_writer_paused_by_the_pre_hook_is_cut_exactly_at_its_acknowledged_writ
     assert any(r == "Thawed" for _, r, _m in seen)
     started = st["freeze"]["startedAt"]
     assert started <= st["pointInTime"] <= st["freeze"]["thawedAt"], st
-
-
-@pytest.fixture
-def replicas(
-    operator_process: OperatorProcess, operator_kubeconfig: Path
-) -> Iterator[list[Replica]]:
-    """Two replicas with the chart's ServiceAccount; the session's operator steps aside."""
-    operator_process.stop()
-    run = uuid.uuid4().hex[:6]
-    pair = [Replica(operator_kubeconfig, f"a-{run}", 18193),
-            Replica(operator_kubeconfig, f"b-{run}", 18194)]  # fmt: skip
-    for replica in pair:
-        replica.launch()
-    yield pair
-    stop_all(pair)
 
 
 def test_a_leader_killed_mid_freeze_leaves_the_thaw_to_the_other_replica(
