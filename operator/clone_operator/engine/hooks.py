@@ -165,7 +165,7 @@ async def _look(
     (the storage refused a snapshot, the operation's timeout)."""
     now = time.time()
     left = cluster_rules.seconds_left(target.started_at, target.timeout_seconds, _utcnow())
-    if freeze.stage.frozen and left <= 0:
+    if left <= 0:  # (before any freeze: none begins; after it: the post hooks run)
         ended = f"timeout: the target was not ready within {target.timeout_seconds:g} s"
         return Seen(now=now, clone_ended=ended), None
     if freeze.stage is not Stage.CUTTING:
