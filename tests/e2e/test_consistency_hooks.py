@@ -177,6 +177,31 @@ def test_a_pre_hook_allowed_to_fail_lets_the_cut_go_ahead(
     wait_for("its snapshots removed", lambda: kubectl.items("volumesnapshots") == [] or None)
 
 
+def test_the_post_hook_runs_when_the_storage_refuses_the_cut(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess, snapshot_source: str
+) -> None:
+    """The snapshots fail (the driver's injected fault) after the pre hooks: the freeze
+    ends early, the post hooks run, the operation fails in the storage's words."""
+    cls = f"fails-{kubectl.namespace}"
+    admin.apply({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+                 "metadata": {"name": cls}, "driver": "basic-disk.csi.cloning.dev",
+                 "deletionPolicy": "Delete", "parameters": {"snapshotFault": "fail"}})  # fmt: skip
+    try:
+        spec = hooks([{"command": PAUSE, "timeoutSeconds": 20, "onError": "Continue"}])
+        kubectl.apply(operation("cut-fails", snapshot_source, copyMethod="Snapshot",
+                                volumeSnapshotClassName=cls, consistency=spec))  # fmt: skip
+        st = finished(kubectl, "cut-fails", timeout=120)
+        assert (st["phase"], st["reason"]) == ("Failed", "StorageRefused"), st
+        freeze = st["freeze"]
+        assert (freeze["stage"], freeze["postAttempts"]) == ("Thawed", 1), freeze
+        assert freeze["failure"].startswith("the storage refused a snapshot: "), freeze
+        assert "injected fault (snapshotFault: fail)" in st["message"], st["message"]
+        assert any(r == "Thawed" for _, r, _m in events(kubectl, "cut-fails"))
+        wait_for("no snapshot left", lambda: kubectl.items("volumesnapshots") == [] or None)
+    finally:
+        admin("delete", "volumesnapshotclass", cls, "--wait=false", check=False)
+
+
 # ---- live, on the real node ----
 
 SOURCE, SERVICE, TARGET = "writer", "writer-hl", "writer-clone"
