@@ -130,7 +130,10 @@ async def drive(
             return Frozen(max(min(POLL_SECONDS, left, timeout), 0.1))
         if decision.action is Action.RUN_POST_HOOKS:
             ended = await _thaw(ctx, body, status, freeze, target.source_name, consistency, log)
-            return ended if ended is not None else Frozen(AGAIN)
+            if ended is None:
+                return Frozen(AGAIN)
+            ctx.metrics.stage_done("thawed", target.method.value, target.started_at)
+            return ended
         return Ended(body)  # Done
     return Frozen(AGAIN)
 
