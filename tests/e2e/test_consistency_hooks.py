@@ -341,14 +341,20 @@ def test_a_leader_killed_mid_freeze_leaves_the_thaw_to_the_other_replica(
         )
 
     wait_for("the source paused by the pre hook", frozen, timeout=60)
+    begun = kubectl.get("cloningoperation", "killed-mid-freeze")["status"]["freeze"]
     killed = time.monotonic()
     leader.kill()
     st = wait_phase(kubectl, "killed-mid-freeze", TERMINAL, timeout=240)
     assert standby.leads()
-    resumed = [http(ip, "/writes")["resumes"] for ip in source.values()]
+    states = [http(ip, "/writes") for ip in source.values()]
     took = time.monotonic() - killed
     print(f"\nleader killed mid-freeze → the other replica thawed and finished: {took:.1f} s")
-    assert all("resume" in r for r in resumed), resumed  # the post hook, not the expiry
+    # The same freeze, resumed from the status: its start kept, the pre hook run again
+    # by the new leader (idempotent: a second pause of a paused writer), one thaw.
+    assert st["freeze"]["startedAt"] == begun["startedAt"], (begun, st["freeze"])
+    assert st["freeze"]["postAttempts"] == 1, st["freeze"]
+    assert all(len(s["pauses"]) == 2 for s in states), states
+    assert all(s["resumes"] == ["resume"] for s in states), states  # the hook, not the expiry
     assert took < 240
     check_cut(kubectl, source, st)
     assert "killed-mid-freeze" in standby.log()
