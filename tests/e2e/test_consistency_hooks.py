@@ -358,3 +358,23 @@ def test_a_leader_killed_mid_freeze_leaves_the_thaw_to_the_other_replica(
     assert took < 240
     check_cut(kubectl, source, st)
     assert "killed-mid-freeze" in standby.log()
+
+
+def test_a_hostile_hooks_flood_of_output_is_capped_and_its_exit_code_read(
+    kubectl: Kubectl, operator: OperatorProcess, peerapp: str
+) -> None:
+    """A pre hook writes 20 MB and exits 3 (`onError: Continue`): the operator reads the
+    exit code from the stream's status channel, keeps a few kB of what it wrote, says so
+    in a Warning Event, and the cut goes ahead."""
+    kubectl.apply(writer_manifests(peerapp))
+    pods_of(kubectl, SOURCE)
+    flood = ["sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' x; echo disk on fire >&2; exit 3"]
+    spec = hooks([{"command": flood, "timeoutSeconds": 120, "onError": "Continue"}])
+    kubectl.apply(operation("flood", SOURCE, copyMethod="Snapshot", targetName=TARGET,
+                            consistency=spec))  # fmt: skip
+    st = finished(kubectl, "flood", timeout=300)
+    assert st["phase"] == "Succeeded", st
+    failed = [m for t, r, m in events(kubectl, "flood") if t == "Warning" and r == "HookFailed"]
+    assert len(failed) == REPLICAS, failed
+    assert all("exit code 3: disk on fire" in m for m in failed), failed
+    assert all(len(m) < 2048 for m in failed), failed
