@@ -33,11 +33,27 @@ HTTP on `PEERAPP_PORT` (default 8108):
   PUT /documents/<id>      store the body
   GET /documents           {id: body}
   GET /healthz             200
+
+A continuous writer (`PEERAPP_WRITER=1`), for the consistency hooks' live test: it
+appends sequence-numbered records to `writes.log` on its volume, one every
+`PEERAPP_WRITE_INTERVAL` seconds, each acknowledged (counted) only once it is written
+and fsynced. What a volume holds at start is checked: complete records numbered 1..n,
+and whether the last one is torn (a cut taken mid-write). Then it goes on from n+1.
+  POST /pause?seconds=N    flush and pause writes: waits for the write under way,
+                           fsyncs, answers {"acked": n}; the pause expires by itself
+                           after min(N, PEERAPP_MAX_PAUSE) seconds (belt and braces)
+  POST /resume             resume writes now
+  GET /writes              {"acked", "paused", "pauses": [{"acked", "seconds"}],
+                            "resumes": ["resume" | "expired", ...],
+                            "at_start": {"records", "torn", "gaps"}}
+The same as a command, for a hook (`kubectl exec … -- python3 /app/peerapp.py pause 60`):
+  peerapp.py pause [SECONDS] | resume | writes    exit 0 on success, else 1
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -131,6 +147,106 @@ def call_peers_forever() -> None:
         time.sleep(1)
 
 
+WRITES = Path(os.environ.get("PEERAPP_DATA", "/data")) / "writes.log"
+MAX_PAUSE = float(os.environ.get("PEERAPP_MAX_PAUSE", "300"))
+RECORD = re.compile(r"^(\d+) ([0-9a-f]{64})$")
+
+
+def record_line(seq: int) -> str:
+    """One record: its number and a digest of it, so a torn one never parses."""
+    return f"{seq} {hashlib.sha256(f'peerapp-{seq}'.encode()).hexdigest()}\n"
+
+
+def check_log(text: str) -> dict[str, Any]:
+    """What a log holds: its complete records (numbered 1..n in order), whether its tail is
+    torn (a partial record), and any gap or disorder."""
+    lines = text.split("\n")
+    tail, complete = lines[-1], lines[:-1]
+    records, gaps = 0, 0
+    for line in complete:
+        match = RECORD.match(line)
+        if match is None or record_line(int(match.group(1))) != line + "\n":
+            gaps += 1
+            continue
+        if int(match.group(1)) != records + 1:
+            gaps += 1
+        records = int(match.group(1))
+    return {"records": records, "torn": tail != "", "gaps": gaps}
+
+
+class Writer:
+    """The continuous writer: each record written, flushed and fsynced before it counts."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held while a record is written, and by a pause
+        self.acked = 0
+        self.paused_until = 0.0
+        self.pauses: list[dict[str, float]] = []
+        self.resumes: list[str] = []
+        self.at_start: dict[str, Any] = {"records": 0, "torn": False, "gaps": 0}
+
+    def start(self) -> None:
+        WRITES.parent.mkdir(parents=True, exist_ok=True)
+        text = WRITES.read_text() if WRITES.exists() else ""
+        self.at_start = check_log(text)
+        self.acked = self.at_start["records"]
+        if self.at_start["torn"]:  # keep what is whole: a torn tail is cut off, as a WAL does
+            WRITES.write_text(text[: text.rfind("\n") + 1])
+        threading.Thread(target=self.write_forever, daemon=True).start()
+
+    def paused(self) -> bool:
+        return time.monotonic() < self.paused_until
+
+    def write_forever(self) -> None:
+        interval = float(os.environ.get("PEERAPP_WRITE_INTERVAL", "0.05"))
+        with WRITES.open("a") as log:
+            while True:
+                time.sleep(interval)
+                with self.lock:
+                    if self.paused_until and not self.paused():
+                        self.paused_until = 0.0
+                        self.resumes.append("expired")
+                    if self.paused():
+                        continue
+                    log.write(record_line(self.acked + 1))
+                    log.flush()
+                    os.fsync(log.fileno())
+                    self.acked += 1
+
+    def pause(self, seconds: float) -> dict[str, Any]:
+        seconds = max(0.0, min(seconds, MAX_PAUSE))
+        with self.lock:  # the write under way ends first; nothing starts until resumed
+            self.paused_until = time.monotonic() + seconds
+            fd = os.open(WRITES.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.pauses.append({"acked": self.acked, "seconds": seconds})
+            return {"acked": self.acked, "seconds": seconds}
+
+    def resume(self) -> dict[str, Any]:
+        with self.lock:
+            was = self.paused()
+            self.paused_until = 0.0
+            if was:
+                self.resumes.append("resume")
+            return {"acked": self.acked, "was_paused": was}
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "acked": self.acked,
+                "paused": self.paused(),
+                "pauses": list(self.pauses),
+                "resumes": list(self.resumes),
+                "at_start": dict(self.at_start),
+            }
+
+
+WRITER = Writer()
+
+
 class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body, sort_keys=True).encode()
@@ -162,9 +278,26 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.lock:
                 callers = sorted(STATE.callers)
             self._send(200, [{"pod": p, "cluster": c, "address": a} for p, c, a in callers])
+        elif self.path == "/writes":
+            self._send(200, WRITER.state())
         elif self.path == "/documents":
             docs = {p.name: p.read_text() for p in sorted(DATA.glob("*"))} if DATA.is_dir() else {}
             self._send(200, docs)
+        else:
+            self._send(404, {"error": f"no route {self.path}"})
+
+    def do_POST(self) -> None:
+        route, _, query = self.path.partition("?")
+        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+        if route == "/pause":
+            try:
+                seconds = float(params.get("seconds", "60"))
+            except ValueError:
+                self._send(400, {"error": "seconds must be a number"})
+                return
+            self._send(200, WRITER.pause(seconds))
+        elif route == "/resume":
+            self._send(200, WRITER.resume())
         else:
             self._send(404, {"error": f"no route {self.path}"})
 
@@ -184,9 +317,33 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one line per peer call each second would drown the pod's log
 
 
+def command(args: list[str]) -> int:
+    """`pause [SECONDS]`, `resume`, `writes`: the running server's endpoint, for hooks."""
+    verb = args[0]
+    if verb not in ("pause", "resume", "writes"):
+        print(f"usage: peerapp.py [pause [SECONDS] | resume | writes], not {verb}", file=sys.stderr)
+        return 2
+    query = f"?seconds={float(args[1]):g}" if verb == "pause" and len(args) > 1 else ""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{PORT}/{verb}{query}", method="GET" if verb == "writes" else "POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(response.read().decode())
+    except OSError as error:
+        print(f"peerapp {verb}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if args:
+        sys.exit(command(args))
     print(f"peerapp {version()}: {POD} of {CLUSTER}, peers {configured()}", flush=True)
     threading.Thread(target=call_peers_forever, daemon=True).start()
+    if os.environ.get("PEERAPP_WRITER") == "1":
+        WRITER.start()
     ThreadingHTTPServer(("", PORT), Handler).serve_forever()
 
 

@@ -34,7 +34,9 @@ from tests.e2e.harness import (
     WEBHOOK_CONFIGURATION,
     WEBHOOK_ENV,
     OperatorProcess,
+    Replica,
     crashes,
+    stop_all,
 )
 from tests.e2e.incluster import OperatorPod, build_and_import
 from tests.e2e.kube import Kubectl, sa_kubeconfig, wait_for
@@ -209,3 +211,21 @@ def requester(admin: Kubectl, namespace: str, tmp_path: Path) -> Requester:
     who.allow(namespace, "get,create", "cloneobjects.cloning.dev")
     who.allow(namespace, "get,create", "cloningoperations.cloning.dev")
     return who
+
+
+@pytest.fixture
+def replicas(
+    operator_process: OperatorProcess, operator_kubeconfig: Path
+) -> Iterator[list[Replica]]:
+    """Two replicas with the chart's ServiceAccount; the session's operator steps aside."""
+    operator_process.stop()
+    # Names unique per test: a log never carries an earlier test's "took over" line.
+    run = uuid.uuid4().hex[:6]
+    pair = [
+        Replica(operator_kubeconfig, f"a-{run}", 18191),
+        Replica(operator_kubeconfig, f"b-{run}", 18192),
+    ]
+    for replica in pair:
+        replica.launch()
+    yield pair
+    stop_all(pair)

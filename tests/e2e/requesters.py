@@ -24,7 +24,9 @@ class Requester:
 
     def allow(self, namespace: str, verbs: str, resource: str) -> None:
         """Grant verbs (`get,create`) on one resource (`secrets`, `statefulsets.apps`)."""
-        role = f"{self.name}-{verbs.replace(',', '-')}-{resource.replace('.', '-')}"
+        role = (
+            f"{self.name}-{verbs.replace(',', '-')}-{resource.replace('.', '-').replace('/', '-')}"
+        )
         admin = self.admin.in_namespace(namespace)
         admin("create", "role", role, f"--verb={verbs}", f"--resource={resource}")
         admin("create", "rolebinding", role, f"--role={role}",
@@ -34,6 +36,17 @@ class Requester:
             lambda: all(self.can_i(v, resource, namespace) for v in verbs.split(",")),
         )
 
+    def may_clone_a_cluster(self, snapshots: bool) -> None:
+        """The rights a cluster clone needs in its home, and `create volumesnapshots` if
+        `snapshots`."""
+        self.allow(self.home, "get,create", "statefulsets.apps")
+        for resource in ("services", "persistentvolumeclaims", "configmaps", "secrets"):
+            self.allow(self.home, "get,create", resource)
+        if snapshots:
+            self.allow(self.home, "create", "volumesnapshots.snapshot.storage.k8s.io")
+
     def can_i(self, verb: str, resource: str, namespace: str) -> bool:
-        answer = self.kubectl("auth", "can-i", verb, resource, "-n", namespace, check=False)
+        kind, _, sub = resource.partition("/")  # `pods/exec`: a subresource
+        asked = [kind, f"--subresource={sub}"] if sub else [resource]
+        answer = self.kubectl("auth", "can-i", verb, *asked, "-n", namespace, check=False)
         return answer.stdout.strip() == "yes"

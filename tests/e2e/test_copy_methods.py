@@ -384,23 +384,13 @@ def test_a_snapshot_the_storage_fails_ends_the_clone_and_leaves_nothing(
     assert made_by(kubectl, "snap-fails") == []
 
 
-def may_clone_a_cluster(requester: Requester, snapshots: bool) -> None:
-    """The rights a cluster clone needs, and `create volumesnapshots` if `snapshots`."""
-    home = requester.home
-    requester.allow(home, "get,create", "statefulsets.apps")
-    for resource in ("services", "persistentvolumeclaims", "configmaps", "secrets"):
-        requester.allow(home, "get,create", resource)
-    if snapshots:
-        requester.allow(home, "create", "volumesnapshots.snapshot.storage.k8s.io")
-
-
 def test_snapshot_methods_need_the_right_to_create_snapshots_at_apply(
     requester: Requester, crds: None
 ) -> None:
     """The requester-rights policy, with a token-only kubeconfig: Snapshot and
     GroupSnapshot are refused at apply without the snapshot rights; VolumeClone and
     Auto are not (Auto uses snapshots only for a requester who holds them)."""
-    may_clone_a_cluster(requester, snapshots=False)
+    requester.may_clone_a_cluster(snapshots=False)
     as_requester = requester.kubectl
     by_clone = operation("by-clone", "any", copyMethod="VolumeClone")
     assert as_requester.apply(by_clone, check=False).returncode == 0
@@ -423,7 +413,7 @@ def test_auto_takes_snapshots_for_a_requester_who_may(
 ) -> None:
     """A token-only requester with the rights of a cluster clone and `create
     volumesnapshots`: Auto picks Snapshot on the snapshot-only class."""
-    may_clone_a_cluster(requester, snapshots=True)
+    requester.may_clone_a_cluster(snapshots=True)
     op = operation("auto-snap", "snapsrc")
     op["metadata"]["annotations"] = {"cloning.dev/requested-by": requester.username}
     requester.kubectl.apply(op)

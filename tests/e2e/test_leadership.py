@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,32 +13,12 @@ from tests.e2e.clones import source_cluster, wait_finalized, wait_phase
 from tests.e2e.harness import (
     DEFAULT_OPERATOR_ENV,
     E2E_RELEASE_NAMESPACE,
-    OperatorProcess,
     Replica,
-    stop_all,
 )
 from tests.e2e.kube import Kubectl, wait_for
 from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def replicas(
-    operator_process: OperatorProcess, operator_kubeconfig: Path
-) -> Iterator[list[Replica]]:
-    """Two replicas with the chart's ServiceAccount; the session's operator steps aside."""
-    operator_process.stop()
-    # Names unique per test: a log never carries an earlier test's "took over" line.
-    run = uuid.uuid4().hex[:6]
-    pair = [
-        Replica(operator_kubeconfig, f"a-{run}", 18191),
-        Replica(operator_kubeconfig, f"b-{run}", 18192),
-    ]
-    for replica in pair:
-        replica.launch()
-    yield pair
-    stop_all(pair)
 
 
 def leader_of(replicas: list[Replica]) -> Replica:

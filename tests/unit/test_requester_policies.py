@@ -49,8 +49,9 @@ def test_a_cluster_clone_needs_to_read_the_config_it_copies() -> None:
         ("get", "secrets", Where.NAMESPACE),
     }
     [operation] = [p for p in policies.POLICIES if p.kind == "CloningOperation"]
-    assert "'resource': 'secrets', 'namespace': string(request.namespace), 'name': ''" in (
-        operation.required
+    assert (
+        "'resource': 'secrets', 'subresource': '', 'namespace': string(request.namespace), "
+        "'name': ''" in operation.required
     )
 
 
@@ -88,3 +89,25 @@ def test_policies_are_written_beside_the_crds_as_readable_yaml() -> None:
         assert "expression: |-" in text  # multi-line CEL as a block, not a quoted line
         binding = files[f"cloning.dev_{definition.plural}.policy-binding.yaml"]
         assert yaml.safe_load(binding) == policies.binding(definition)
+
+
+def test_hooks_need_the_right_to_exec_and_auto_then_the_right_to_snapshot() -> None:
+    """A hook is an exec into the source's pods on the requester's behalf: the policy asks
+    `create pods/exec` in the namespace when spec.consistency is set; Auto with hooks
+    copies only by snapshot, so it asks `create volumesnapshots` too."""
+    [exec_right] = policies.HOOK_RIGHTS
+    assert (exec_right.verb, exec_right.resource, exec_right.subresource) == (
+        "create",
+        "pods",
+        "exec",
+    )
+    assert exec_right.can_i("shop") == "kubectl auth can-i create pods --subresource=exec -n shop"
+    [operation] = [p for p in policies.POLICIES if p.kind == "CloningOperation"]
+    assert "has(object.spec.consistency) ? [" in operation.required
+    assert "'resource': 'pods', 'subresource': 'exec'" in operation.required
+    assert (
+        "has(object.spec.consistency) && object.spec.?copyMethod.orValue('Auto') == 'Auto'"
+        in operation.required
+    )
+    [clone_object] = [p for p in policies.POLICIES if p.kind == "CloneObject"]
+    assert "pods" not in clone_object.required  # no hooks there

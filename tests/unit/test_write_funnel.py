@@ -116,7 +116,7 @@ def test_overrides_change_a_copys_content_never_its_identity(overrides: dict[str
         objects.build_copy(plan, SourceKind.CONFIG_MAP)
 
 
-WRITE_VERBS = {"create", "delete", "merge_patch", "json_patch"}
+WRITE_VERBS = {"create", "delete", "merge_patch", "json_patch", "exec"}
 
 
 def _direct_writes(module: Path) -> list[str]:
@@ -141,7 +141,8 @@ def test_every_write_of_a_clones_objects_passes_through_the_funnel() -> None:
     """The modules that make, hand over and remove clones write only through `Writes`;
     the engine modules that write with the operator's own Kube write only the operator's
     own objects (status, locks, Events, leases, certificates)."""
-    clone_writers = [ENGINE / "clusters.py", ENGINE / "objects.py", ENGINE / "snapshots.py"]
+    clone_writers = [ENGINE / "clusters.py", ENGINE / "objects.py", ENGINE / "snapshots.py",
+                     ENGINE / "hooks.py"]  # fmt: skip
     assert [w for m in clone_writers for w in _direct_writes(m)] == []
     own_objects = {"engine/loop.py", "engine/operations.py", "engine/writes.py",
                    "engine/admission.py", "engine/lifecycle.py", "engine/context.py",
@@ -156,3 +157,23 @@ def test_every_write_of_a_clones_objects_passes_through_the_funnel() -> None:
             f"{name} is new: say whether it writes a clone's objects (then through "
             "engine.writes) or only the operator's own, and list it here"
         )
+
+
+def test_hooks_exec_only_into_the_sources_own_pods() -> None:
+    """A consistency hook is an exec (`create pods/exec`): admitted into `<source>-<n>` in
+    the operation's namespace, never another StatefulSet's pods, another namespace, or a
+    name that merely starts like the source's."""
+    admitted = writes.hooks("shop", "search")
+    ok = [writes.exec_target("shop", f"search-{n}") for n in (0, 2, 10)]
+    assert [writes.refusal(admitted, o) for o in ok] == [None, None, None]
+    refused = [
+        writes.exec_target("other", "search-0"),
+        writes.exec_target("shop", "search-clone-0"),
+        writes.exec_target("shop", "search-"),
+        writes.exec_target("shop", "search-x"),
+        writes.exec_target("shop", "search"),
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "shop", "name": "search-0"}},
+    ]
+    assert all(writes.refusal(admitted, o) is not None for o in refused)
+    # A cluster clone's own table admits no exec at all.
+    assert writes.refusal(writes.cluster("shop", "search-clone", "Snapshot"), ok[0]) is not None

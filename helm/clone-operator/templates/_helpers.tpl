@@ -90,6 +90,13 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+# Consistency hooks (engine/hooks.py): an exec into the source's pods, admitted only when
+# the requester may create pods/exec there (api/policies.py). A websocket exec is a GET
+# upgrade: authorized as `create` since Kubernetes 1.30's AuthorizePodWebsocketUpgradeCreatePermission,
+# as `get` before it.
+- apiGroups: [""]
+  resources: ["pods/exec"]
+  verbs: ["create", "get"]
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get"]

@@ -75,6 +75,129 @@ SNAPSHOT_METHODS = "['Auto', 'Snapshot', 'GroupSnapshot']"
 """CEL: the methods that may take snapshots (and so use a snapshot class)."""
 
 
+class HookOnError(StrEnum):
+    """What a failed pre hook does (Velero's `onError`)."""
+
+    FAIL = "Fail"
+    """Thaw (run the post hooks) and fail the operation: nothing is cut."""
+    CONTINUE = "Continue"
+    """Report it (an Event) and go on to the cut."""
+
+
+HookCommand = Annotated[
+    list[Annotated[str, StringConstraints(max_length=4096)]],
+    Field(min_length=1, max_length=64),
+]
+"""An exec command: the program and its arguments, no shell unless it names one."""
+
+HOOK_TIMEOUT_SECONDS = 300
+"""A hook's default timeout. Velero's 30 s default is known too short for real flushes
+(its users raise it for databases and search indexes that write gigabytes on a flush);
+five minutes covers a large index's flush while a hung command still fails well within
+the default freeze deadline (600 s) and the operation's timeout (1800 s)."""
+
+
+class PostHook(CamelModel):
+    """A command run in each of the source's pods after the cut (or when the freeze ends
+    early). Runs at least once, maybe more (after a leader change): it must be
+    idempotent, a thaw of a thawed application harmless."""
+
+    model_config = cel_rules(
+        {
+            "rule": "size(self.command[0]) > 0",
+            "message": "a hook's command[0] names the program to run: it cannot be empty",
+            "fieldPath": ".command",
+        }
+    )
+
+    container: DNSLabel | None = None
+    """The container to run it in. Default: the pod's first container."""
+    command: HookCommand
+    """The command (exec form, no shell), e.g. `["curl", "-XPOST", "localhost:8108/resume"]`."""
+    timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = HOOK_TIMEOUT_SECONDS
+    """How long the operator waits for the command to exit. The command itself is not
+    killed when the wait ends (Kubernetes' exec cannot): bound it yourself, e.g. with
+    `timeout 60 …`."""
+
+
+class PreHook(PostHook):
+    """A command run in each of the source's pods before the cut: flush and pause writes.
+    Runs again if the operator is replaced before the cut is taken: it must be idempotent."""
+
+    on_error: HookOnError = HookOnError.FAIL
+    """`Fail` (default): a non-zero exit, a timeout or an exec error thaws and fails the
+    operation; `Continue`: it is reported and the cut goes ahead."""
+
+
+FREEZE_DEADLINE_SECONDS = 600
+
+
+class Consistency(CamelModel):
+    """Application hooks around a snapshot copy's cut: the pre hooks quiesce the source
+    (flush, pause writes), the snapshots are taken, and the post hooks release it as soon
+    as every snapshot has a creationTime (not when they are readyToUse). The post hooks
+    always run: after the cut, on a failure, at the freeze deadline, and after the
+    operator was replaced mid-freeze."""
+
+    model_config = cel_rules(
+        {
+            "rule": "(has(self.pre) ? size(self.pre) : 0) + (has(self.post) ? size(self.post) : 0) > 0",
+            "message": "spec.consistency needs at least one pre or post hook",
+        },
+        {
+            "rule": "!has(self.pre) || self.pre.all(h, !has(h.timeoutSeconds) || "
+            "!has(self.freezeDeadlineSeconds) || h.timeoutSeconds < self.freezeDeadlineSeconds)",
+            "message": "spec.consistency.pre: each hook's timeoutSeconds must be below "
+            "freezeDeadlineSeconds (a hook that may run longer than the freeze may last "
+            "can never let the cut happen)",
+            "fieldPath": ".pre",
+        },
+    )
+
+    pre: Annotated[list[PreHook], Field(max_length=8)] = []
+    """Run in order, in every pod of the source, before the snapshots are taken."""
+    post: Annotated[list[PostHook], Field(max_length=8)] = []
+    """Run in order, in every pod of the source, once the cut is taken or the freeze ends
+    early."""
+    freeze_deadline_seconds: Annotated[int, Field(ge=10, le=86400)] = FREEZE_DEADLINE_SECONDS
+    """The longest the source stays quiesced, counted from the first pre hook: past it the
+    post hooks run and the operation fails (CloudNativePG's default, 10 minutes)."""
+
+
+class FreezeStage(StrEnum):
+    """Where a consistent cut is: `Freezing` (pre hooks) → `Cutting` (snapshots requested,
+    until each has a creationTime) → `Thawing` (post hooks) → `Thawed`."""
+
+    IDLE = "Idle"
+    FREEZING = "Freezing"
+    CUTTING = "Cutting"
+    THAWING = "Thawing"
+    THAWED = "Thawed"
+
+    @property
+    def frozen(self) -> bool:
+        """The application may be paused: the post hooks are owed."""
+        return self in (FreezeStage.FREEZING, FreezeStage.CUTTING, FreezeStage.THAWING)
+
+
+class FreezeStatus(CamelModel):
+    """The freeze of the source around the cut, recorded before each step so that any
+    leader resumes it."""
+
+    stage: FreezeStage = FreezeStage.IDLE
+    """Idle, Freezing, Cutting, Thawing or Thawed."""
+    started_at: Timestamp | None = None
+    """When the pre hooks began: the freeze deadline counts from here."""
+    thawed_at: Timestamp | None = None
+    """When the post hooks ran."""
+    failure: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Why the freeze ended early (a pre hook, the deadline, the operation's failure)."""
+    post_attempts: Annotated[int, Field(ge=0, le=1000)] = 0
+    """How often the post hooks were started (more than once after a leader change)."""
+    post_failure: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """What the post hooks answered when one failed: the source may still be paused."""
+
+
 class VolumeStatus(CamelModel):
     """One target volume: where its data comes from and how far it is."""
 
@@ -118,6 +241,7 @@ IMMUTABLE_RULES: list[JsonValue] = [
         "serverContainer",
         "keepTargetOnFailure",
         "targetOverrides",
+        "consistency",
     )
 ]
 
@@ -185,6 +309,18 @@ class CloningOperationSpec(CamelModel):
             "or GroupSnapshot",
             "fieldPath": ".volumeSnapshotClassName",
         },
+        {
+            "rule": f"!has(self.consistency) || self.copyMethod in {SNAPSHOT_METHODS}",
+            "message": "spec.consistency: hooks run around a snapshot's cut; copyMethod "
+            "VolumeClone and None take no snapshot (use Snapshot, GroupSnapshot or Auto)",
+            "fieldPath": ".consistency",
+        },
+        {
+            "rule": "!has(self.consistency) || "
+            "self.consistency.freezeDeadlineSeconds <= self.timeoutSeconds",
+            "message": "spec.consistency.freezeDeadlineSeconds cannot exceed spec.timeoutSeconds",
+            "fieldPath": ".consistency.freezeDeadlineSeconds",
+        },
     )
 
     source_cluster: DNSLabel
@@ -226,6 +362,10 @@ class CloningOperationSpec(CamelModel):
     """Container whose image tag `serverVersion` sets. Default: the first container."""
     keep_target_on_failure: bool = False
     """Keep a failed operation's partial target for inspection instead of removing it."""
+    consistency: Consistency | None = None
+    """Hooks run in the source's pods around the cut (pre: flush and pause; post: resume),
+    and the freeze deadline. Needs a snapshot copy method (`Auto` then uses snapshots only,
+    or is refused when it starts) and the requester's right to `create pods/exec`."""
     target_overrides: Annotated[
         dict[str, Any] | None, Field(json_schema_extra=TARGET_OVERRIDES_SCHEMA)
     ] = None
@@ -339,6 +479,8 @@ class CloningOperationStatus(CamelModel):
     GroupSnapshot)."""
     volumes: Annotated[list[VolumeStatus], keyed_list("name", 256)] = []
     """Per target volume: its source, snapshot and progress."""
+    freeze: FreezeStatus | None = None
+    """The source's freeze around the cut (spec.consistency)."""
     replicas: Annotated[int, Field(ge=0)] | None = None
     """Desired replicas of the target."""
     ready_replicas: Annotated[int, Field(ge=0)] | None = None
@@ -358,7 +500,8 @@ class CloningOperationStatus(CamelModel):
     message: ShortText | None = None
     """Human-readable explanation of the current phase."""
     conditions: Conditions = []
-    """Latest observations: `Ready`, `Progressing`, `Failed`."""
+    """Latest observations: `Ready`, `Progressing`, `Failed`; for snapshot copies
+    `SnapshotsTaken` and `VolumesReady`; with hooks, `Quiesced`."""
     observed_generation: int | None = None
     """The .metadata.generation the status reflects."""
     notifications: Annotated[
@@ -400,6 +543,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Target", "type": "string", "jsonPath": ".status.targetCluster"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
     {"name": "Method", "type": "string", "jsonPath": ".status.copyMethod"},
+    {"name": "Freeze", "type": "string", "jsonPath": ".status.freeze.stage", "priority": 1},
     {"name": "Point-In-Time", "type": "string", "jsonPath": ".status.pointInTime", "priority": 1},
     {"name": "Region", "type": "string", "jsonPath": ".status.targetRegion", "priority": 1},
     {"name": "Version", "type": "string", "jsonPath": ".status.serverVersion", "priority": 1},

@@ -48,12 +48,15 @@ class Right:
     group: str
     resource: str
     where: Where
+    subresource: str = ""
+    """E.g. `exec` of `pods` (RBAC's `pods/exec`)."""
 
     def can_i(self, namespace: str, name: str = "") -> str:
         """The equivalent `kubectl auth can-i` question (for docs and messages)."""
         qualified = f"{self.resource}.{self.group}" if self.group else self.resource
         target = f"{qualified}/{name}" if name else qualified
-        return f"kubectl auth can-i {self.verb} {target} -n {namespace}"
+        sub = f" --subresource={self.subresource}" if self.subresource else ""
+        return f"kubectl auth can-i {self.verb} {target}{sub} -n {namespace}"
 
 
 def _read(kind: SourceKind) -> Right:
@@ -113,6 +116,12 @@ operator picks a snapshot for it only after asking the API server whether the
 requester may create VolumeSnapshots (a SubjectAccessReview, engine.storage)."""
 
 
+HOOK_RIGHTS: tuple[Right, ...] = (Right("create", "", "pods", Where.NAMESPACE, subresource="exec"),)
+"""What `spec.consistency` (hooks run in the source's pods) needs: the requester must be
+allowed to exec into the pods of the source's namespace, as the hooks do on its behalf.
+With hooks, `Auto` copies only by snapshot: so it needs `create volumesnapshots` too."""
+
+
 def _cel_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -132,7 +141,9 @@ def _cel_rights(rights: tuple[Right, ...], source_name: str) -> str:
         items.append(
             "{"
             f"'verb': {_cel_string(right.verb)}, 'group': {_cel_string(right.group)}, "
-            f"'resource': {_cel_string(right.resource)}, 'namespace': {namespace}, 'name': {name}"
+            f"'resource': {_cel_string(right.resource)}, "
+            f"'subresource': {_cel_string(right.subresource)}, "
+            f"'namespace': {namespace}, 'name': {name}"
             "}"
         )
     return "[\n  " + ",\n  ".join(items) + "\n]"
@@ -142,14 +153,16 @@ def _allowed(right: str) -> str:
     """CEL: may the requesting user do what the permission map `right` says?"""
     return (
         f"authorizer.group({right}.group).resource({right}.resource)"
-        f".namespace({right}.namespace).name({right}.name).check({right}.verb).allowed()"
+        f".subresource({right}.subresource).namespace({right}.namespace).name({right}.name).check({right}.verb).allowed()"
     )
 
 
 def _described(right: str) -> str:
     """CEL: 'get secrets "db" in the namespace "a"', as the API server words a 403."""
     return (
-        f"{right}.verb + ' ' + {right}.resource + ({right}.group == '' ? '' : '.' + {right}.group)"
+        f"{right}.verb + ' ' + {right}.resource"
+        f" + ({right}.subresource == '' ? '' : '/' + {right}.subresource)"
+        f" + ({right}.group == '' ? '' : '.' + {right}.group)"
         f" + ({right}.name == '' ? '' : ' \"' + {right}.name + '\"')"
         f" + ' in the namespace \"' + {right}.namespace + '\"'"
     )
@@ -164,8 +177,11 @@ def _rights_validations(purpose: str) -> list[dict[str, Any]]:
     whole requirement (`variables.needs`, plain text). The API server reports the
     first missing permission.
     """
-    most = max(len(rights) for rights in REQUIRED_RIGHTS.values()) + max(
-        len(rights) for rights in METHOD_RIGHTS.values()
+    most = (
+        max(len(rights) for rights in REQUIRED_RIGHTS.values())
+        + max(len(rights) for rights in METHOD_RIGHTS.values())
+        + len(HOOK_RIGHTS)
+        + len(METHOD_RIGHTS[CopyMethod.SNAPSHOT])  # Auto with hooks
     )
     return [
         {
@@ -227,6 +243,18 @@ def _with_method_rights(required: str, method: str) -> str:
     return f"{required} + {extra}"
 
 
+def _with_hook_rights(required: str) -> str:
+    """CEL: `required` plus, when a CloningOperation has hooks, `create pods/exec` (and, for
+    `Auto`, which then copies by snapshot only, `create volumesnapshots`)."""
+    unnamed = "''"
+    auto_snapshot = _cel_rights(METHOD_RIGHTS[CopyMethod.SNAPSHOT], unnamed)
+    return (
+        f"{required} + (has(object.spec.consistency) ? {_cel_rights(HOOK_RIGHTS, unnamed)} : [])"
+        f" + (has(object.spec.consistency) && object.spec.?copyMethod.orValue('Auto') == 'Auto'"
+        f" ? {auto_snapshot} : [])"
+    )
+
+
 def _cloneobject_required() -> str:
     by_kind = ",\n".join(
         f"{_cel_string(kind.value)}: {_cel_rights(rights, 'object.spec.source.name')}"
@@ -250,9 +278,11 @@ POLICIES = [
         plural=cloningoperations.PLURAL,
         kind=cloningoperations.KIND,
         destination="request.namespace",
-        required=_with_method_rights(
-            _cel_rights(REQUIRED_RIGHTS[SourceKind.STATEFUL_SET], "object.spec.sourceCluster"),
-            "object.spec.?copyMethod.orValue('Auto')",
+        required=_with_hook_rights(
+            _with_method_rights(
+                _cel_rights(REQUIRED_RIGHTS[SourceKind.STATEFUL_SET], "object.spec.sourceCluster"),
+                "object.spec.?copyMethod.orValue('Auto')",
+            )
         ),
         purpose="'cloning a cluster needs'",
     ),

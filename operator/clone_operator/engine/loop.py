@@ -323,7 +323,13 @@ async def guarded_patch(
 
 
 async def write_status(ctx: Context, body: JSON, status: JSON) -> bool:
-    """Guarded status write: False when spec or status changed since `body` was read.
+    """Guarded status write: False when spec or status changed since `body` was read."""
+    return await written_status(ctx, body, status) is not None
+
+
+async def written_status(ctx: Context, body: JSON, status: JSON) -> JSON | None:
+    """`write_status`, returning the body written (None when refused): for a step that
+    records its state before each of several actions (engine.hooks).
 
     The guard is the resourceVersion the decision was made on. When only metadata
     moved meanwhile (a label, an annotation), the decision still holds: the write
@@ -345,13 +351,13 @@ async def write_status(ctx: Context, body: JSON, status: JSON) -> bool:
         # The CRD's rules refused the move (e.g. a cancel landed first): read again.
         logging.getLogger(__name__).info("status write refused: %s", e.message)
         ctx.fresh.distrust(uid)
-        return False
+        return None
     if written is None:
         if read and read[-1]["metadata"]["uid"] == uid:
             ctx.fresh.written(uid, read[-1])  # the newest there is: the next loop's body
-        return False
+        return None
     ctx.fresh.written(uid, written)
-    return True
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), **written}
 
 
 def decided_on_same_state(read: JSON, fresh: JSON) -> bool:

@@ -36,11 +36,12 @@ from clone_operator.api.cloningoperations import (
 from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks
-from clone_operator.engine import clusters, loop, storage
+from clone_operator.engine import clusters, hooks, loop, storage
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource, fail
 from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, Conflict
+from clone_operator.reconcile import freeze as freeze_rules
 from clone_operator.reconcile import operations as operation_rules
 from clone_operator.reconcile import storage as storage_rules
 from clone_operator.reconcile import writes
@@ -180,6 +181,9 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
         resolution = dataclasses.replace(
             resolution, copy_method=choice.method, snapshot_class=choice.snapshot_class
         )
+        no_hooks = freeze_rules.hooks_refusal(spec, choice.method)
+        if no_hooks is not None:
+            raise storage_rules.Refused(f"{no_hooks}. {choice.why}".rstrip(". "))
         # The target is built from this very read:
         ctx.record(owner.uid).keep_source(source, service)
         del source, service, plan
@@ -201,24 +205,29 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
     owner, spec, status = op.owner, op.spec, op.status
     ctx.slots.occupy(owner.uid, owner.namespace)
     resolution = Resolution.recorded(status)
-    followed = await clusters.follow_target(
-        ctx,
-        clusters.Target(
-            owner=owner,
-            owner_body=op.body,
-            source_name=spec.source_cluster,
-            name=resolution.target_cluster,
-            started_at=status.started_at,
-            # An administrator may lower the maximum while it runs: it bounds this one too.
-            timeout_seconds=min(spec.timeout_seconds, ctx.settings.max_timeout_seconds),
-            plan=lambda source, service: operation_rules.cluster_plan(
-                spec, owner, resolution, source, service
-            ),
-            method=operation_rules.method_of(spec.copy_method, resolution.copy_method),
-            snapshot_class=resolution.snapshot_class,
-            keep_snapshots=spec.keep_snapshots,
+    target = clusters.Target(
+        owner=owner,
+        owner_body=op.body,
+        source_name=spec.source_cluster,
+        name=resolution.target_cluster,
+        started_at=status.started_at,
+        # An administrator may lower the maximum while it runs: it bounds this one too.
+        timeout_seconds=min(spec.timeout_seconds, ctx.settings.max_timeout_seconds),
+        plan=lambda source, service: operation_rules.cluster_plan(
+            spec, owner, resolution, source, service
         ),
+        method=operation_rules.method_of(spec.copy_method, resolution.copy_method),
+        snapshot_class=resolution.snapshot_class,
+        keep_snapshots=spec.keep_snapshots,
     )
+    if freeze_rules.owed(spec, status):  # the source is quiesced around the cut first
+        frozen = await hooks.drive(ctx, op.body, spec, status, target, log)
+        if isinstance(frozen, hooks.Frozen):
+            return frozen.wait
+        if frozen.reason is not None:
+            return await fail(ctx, Operation.parse(frozen.body), log, frozen.reason, frozen.message)
+        return AGAIN
+    followed = await clusters.follow_target(ctx, target)
     if isinstance(followed, clusters.Failed):
         return await fail(ctx, op, log, followed.reason, followed.message)
     if isinstance(followed, clusters.Ready):
@@ -261,6 +270,9 @@ async def finish(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     for the clone learns that it will not come.
     """
     owner = op.owner
+    if freeze_rules.owed(op.spec, op.status):  # ended mid-freeze: the post hooks first
+        await hooks.thaw_ended(ctx, op.body, op.spec, op.status, log)
+        return AGAIN
     if delivery.running(ctx, owner.uid):
         return IDLE  # cleaned up when the worker started; it wakes us when it is done
     ctx.slots.release(owner.uid)

@@ -1,6 +1,7 @@
 """The one way the engine writes on a requester's behalf.
 
-Every create, patch and delete of a clone's objects goes through `Writes`, which
+Every create, patch and delete of a clone's objects, and every exec of a consistency
+hook, goes through `Writes`, which
 compares the object with what admission checked for the requester
 (`reconcile.writes`) before anything is sent: a copy whose kind an override
 changed, a name that is not the destination's, another namespace — all refused
@@ -16,6 +17,7 @@ import builtins
 from dataclasses import dataclass
 
 from clone_operator.k8s.api import JSON, Kube
+from clone_operator.kube.streams import Result
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.writes import Admitted, OutsideAdmitted
 
@@ -55,6 +57,19 @@ class Writes:
         """Delete that very object (uid precondition), if admitted."""
         self.check(obj)
         return await self.kube.delete(obj, uid=uid)
+
+    async def exec(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: builtins.list[str],
+        wait_seconds: float,
+    ) -> Result:
+        """Run a consistency hook in a pod, if admitted (the source's own pods, when the
+        hooks were admitted with the requester's `create pods/exec`)."""
+        self.check(writes.exec_target(namespace, pod))
+        return await self.kube.exec(namespace, pod, container, command, wait_seconds)
 
     async def release_content(self, snapshot: JSON, content: JSON, patch: JSON) -> JSON:
         """Patch the (cluster-scoped) VolumeSnapshotContent bound to an admitted snapshot

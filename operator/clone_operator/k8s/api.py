@@ -22,6 +22,7 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from clone_operator import __version__
+from clone_operator.kube import streams
 from clone_operator.kube.endpoint import Endpoint
 from clone_operator.kube.errors import JSON as JSON
 from clone_operator.kube.errors import ApiError as ApiError
@@ -42,6 +43,9 @@ _FENCED_WRITE: ContextVar[bool] = ContextVar("fenced_write", default=False)
 """Set while a fenced write is being sent (see Kube.fence_at_the_wire)."""
 ENGINE_POOL = 38  # parallel requests of the engine (see Kube.in_flight)
 ELECTION_POOL = 2  # connections kept free for leader election's renewals
+MAX_EXEC_MESSAGE = 2**20
+"""The largest websocket message an exec stream may send (a command's output comes in
+chunks of a few kB; a bigger one is hostile and ends the stream)."""
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -261,3 +265,58 @@ class Kube:
         except NotFound:
             return False
         return True
+
+    async def exec(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: builtins.list[str],
+        wait_seconds: float,
+    ) -> streams.Result:
+        """Run `command` in a pod's container (the pods/exec subresource over a websocket)
+        and wait at most `wait_seconds` for its exit status. Fenced like a write: a
+        replica that does not lead never execs. What the command writes is capped
+        (`streams.Output`); the command is not killed when the wait ends (the API has no
+        way to), only the stream closed."""
+        if self.fence is not None and not self.fence():
+            raise NotLeading(0, "NotLeading", "pods/exec: this replica is not the leader")
+        configuration = self.api.configuration
+        url = (
+            f"{configuration.host}{streams.exec_path(namespace, pod)}"
+            f"?{streams.exec_query(command, container)}"
+        )
+        headers: dict[str, str] = {"User-Agent": str(self.api.user_agent)}
+        await self.api.update_params_for_auth(headers, [], ["BearerToken"])
+        self.requests["POST"] += 1
+        self.by_resource["create pods/exec"] += 1
+        session: aiohttp.ClientSession = self.api.rest_client.pool_manager
+        output = streams.Output()
+        marked = _FENCED_WRITE.set(True)
+        try:
+            async with asyncio.timeout(wait_seconds):
+                async with session.ws_connect(
+                    url,
+                    protocols=streams.PROTOCOLS,
+                    headers=headers,
+                    max_msg_size=MAX_EXEC_MESSAGE,
+                    autoping=True,
+                ) as ws:
+                    async for message in ws:
+                        if message.type == aiohttp.WSMsgType.BINARY:
+                            output.add(message.data)
+                        elif message.type == aiohttp.WSMsgType.ERROR:
+                            return streams.Result(
+                                None, "", "", f"the exec stream failed: {ws.exception()}"
+                            )
+        except TimeoutError:
+            return streams.result(output, timed_out=wait_seconds)
+        except aiohttp.WSServerHandshakeError as e:
+            status = e.status
+            answer(status, e.message, "create pods/exec")  # raises the error of its status
+            raise ApiError(status, "", e.message, "create pods/exec") from e
+        except aiohttp.ClientError as e:
+            raise ApiError(0, "", f"pods/exec: {e}", "create pods/exec") from e
+        finally:
+            _FENCED_WRITE.reset(marked)
+        return streams.result(output)

@@ -51,6 +51,16 @@ class Reason(StrEnum):
     """An Event and a condition: every snapshot of the source is cut (creationTime)."""
     VOLUMES_READY = "VolumesReady"
     """A condition: every target volume is Bound."""
+    QUIESCED = "Quiesced"
+    """An Event and a condition: the pre hooks ran in every source pod (spec.consistency)."""
+    THAWED = "Thawed"
+    """An Event and a condition: the post hooks ran; the source is released."""
+    HOOK_FAILED = "HookFailed"
+    """A hook failed (a non-zero exit, its timeout, an exec error): a pre hook with
+    `onError: Fail` fails the operation after the post hooks ran; otherwise a Warning Event."""
+    FREEZE_DEADLINE_EXCEEDED = "FreezeDeadlineExceeded"
+    """The cut was not taken within spec.consistency.freezeDeadlineSeconds: the post hooks
+    ran and the operation failed."""
     TIMEOUT = "Timeout"
     PODS_CANNOT_START = "PodsCannotStart"
     TIMEOUT_TOO_LONG = "TimeoutTooLong"

@@ -1,8 +1,7 @@
 """The freeze of a consistent snapshot copy: pre hooks, the cut, post hooks. Pure.
 
-Not wired yet (no `spec.consistency` in the API, no exec client): this is the
-state machine the engine will drive, kept apart so that every path is tested
-without pods that can exec (kwok pods cannot).
+The state machine `engine.hooks` drives for `spec.consistency`, kept apart so that
+every path is tested without pods that can exec (kwok pods cannot).
 
 The freeze is state on the resource (`Freeze`, in its status), written before each
 step, so that any leader resumes it: a leader that finds a freeze begun and not
@@ -20,28 +19,26 @@ goes on. The freeze ends as soon as the cut is taken (every snapshot has a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
+from clone_operator.api.cloningoperations import (
+    CloningOperationSpec,
+    CloningOperationStatus,
+    CopyMethod,
+    FreezeStage,
+    FreezeStatus,
+    HookOnError,
+    PostHook,
+)
+from clone_operator.api.common import parse_rfc3339, rfc3339
+from clone_operator.reconcile.conditions import Reason, set_condition
 
-class Stage(StrEnum):
-    IDLE = "Idle"
-    FREEZING = "Freezing"
-    CUTTING = "Cutting"
-    THAWING = "Thawing"
-    THAWED = "Thawed"
-
-    @property
-    def frozen(self) -> bool:
-        """The application may be paused: the post hooks are owed."""
-        return self in (Stage.FREEZING, Stage.CUTTING, Stage.THAWING)
-
-
-class OnError(StrEnum):
-    """What a failed pre hook does (Velero's `onError`)."""
-
-    FAIL = "Fail"  # thaw, and fail the clone
-    CONTINUE = "Continue"  # go on to the cut
+Stage = FreezeStage
+OnError = HookOnError
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,9 @@ def step(freeze: Freeze, seen: Seen, deadline_seconds: float, on_error: OnError)
     if freeze.stage is Stage.FREEZING:
         if seen.pre_hooks_done:
             return Decision(Action.TAKE_SNAPSHOTS, replace(freeze, stage=Stage.CUTTING))
-        return Decision(Action.WAIT, freeze)
+        # The pre hooks run within one step: a freeze found begun and not done is one whose
+        # leader stopped mid-hook. They run again (idempotent), within the same deadline.
+        return Decision(Action.RUN_PRE_HOOKS, freeze)
     return Decision(Action.WAIT, freeze)  # Cutting: until every snapshot has a creationTime
 
 
@@ -137,3 +136,124 @@ def thawed(freeze: Freeze) -> Freeze:
     """The freeze once the post hooks ran (whatever they answered: a failed post hook is
     reported, never retried into a second freeze)."""
     return replace(freeze, stage=Stage.THAWED)
+
+
+# The freeze on a CloningOperation: its status, its condition, who runs the hooks where.
+
+
+def recorded(status: FreezeStatus | None) -> Freeze:
+    """The freeze as the status records it (Idle when it has none)."""
+    if status is None:
+        return Freeze()
+    started = parse_rfc3339(status.started_at).timestamp() if status.started_at else None
+    return Freeze(status.stage, started, status.failure, status.post_attempts)
+
+
+def record(
+    status: CloningOperationStatus,
+    freeze: Freeze,
+    now: str,
+    generation: int | None,
+    post_failure: str | None = None,
+) -> CloningOperationStatus:
+    """The status with `freeze` recorded, and the `Quiesced` condition that tells it."""
+    before = status.freeze or FreezeStatus()
+    started = (
+        rfc3339(datetime.fromtimestamp(freeze.started_at, UTC))
+        if freeze.started_at is not None
+        else None
+    )
+    written = FreezeStatus(
+        stage=freeze.stage,
+        started_at=before.started_at or started,
+        thawed_at=now if freeze.stage is Stage.THAWED else before.thawed_at,
+        failure=freeze.failure[:1024] if freeze.failure else None,
+        post_attempts=freeze.post_attempts,
+        post_failure=(post_failure or before.post_failure or "")[:1024] or None,
+    )
+    if written == status.freeze:
+        return status
+    frozen, reason, message = _quiesced(written)
+    conditions = set_condition(
+        status.conditions, "Quiesced", frozen, reason, message, now, generation
+    )
+    return status.model_copy(
+        update={"freeze": written, "conditions": conditions, "updated_at": now}
+    )
+
+
+def _quiesced(freeze: FreezeStatus) -> tuple[bool, str, str]:
+    if freeze.stage is Stage.FREEZING:
+        return True, "Freezing", "the pre hooks run in the source's pods"
+    if freeze.stage is Stage.CUTTING:
+        return True, Reason.QUIESCED.value, "the source is quiesced; the snapshots are being cut"
+    if freeze.stage is Stage.THAWING:
+        why = f" ({freeze.failure})" if freeze.failure else ""
+        return True, "Thawing", f"the post hooks run in the source's pods{why}"
+    if freeze.post_failure:
+        return False, Reason.HOOK_FAILED.value, f"a post hook failed: {freeze.post_failure}"
+    if freeze.started_at is None:
+        return False, Reason.THAWED.value, "the source was never quiesced"
+    why = f" early: {freeze.failure}" if freeze.failure else " after the cut"
+    return False, Reason.THAWED.value, f"the source was released{why}"
+
+
+def owed(spec: CloningOperationSpec, status: CloningOperationStatus) -> bool:
+    """Whether the freeze still has work to do: hooks are set, the copy is a snapshot, and
+    the post hooks have not run yet (or no freeze began and the clone still goes on)."""
+    if spec.consistency is None:
+        return False
+    stage = status.freeze.stage if status.freeze is not None else Stage.IDLE
+    if status.phase is not None and status.phase.terminal:
+        return stage.frozen  # only a thaw is owed once the operation ended
+    method = status.copy_method or spec.copy_method
+    return method.snapshots and stage is not Stage.THAWED
+
+
+def hooks_refusal(spec: CloningOperationSpec, method: CopyMethod) -> str | None:
+    """Why hooks cannot run around this copy (Auto resolved to a copy without a cut)."""
+    if spec.consistency is None or method.snapshots:
+        return None
+    return (
+        f"spec.consistency: hooks run around a snapshot's cut, and copyMethod "
+        f"{spec.copy_method.value} would copy by {method.value} here, which takes no snapshot "
+        "(the storage, or the requester's rights, allow no VolumeSnapshot of these volumes); "
+        "remove the hooks, or make snapshots possible"
+    )
+
+
+def failed_reason(failure: str | None) -> Reason:
+    """The operation's Reason when the freeze ended early (by the failure's first words,
+    as the engine writes them: the reason survives a restart with the freeze)."""
+    text = failure or ""
+    if text.startswith("freeze deadline"):
+        return Reason.FREEZE_DEADLINE_EXCEEDED
+    if text.startswith("timeout"):
+        return Reason.TIMEOUT
+    if text.startswith("the storage refused"):
+        return Reason.STORAGE_REFUSED
+    return Reason.HOOK_FAILED
+
+
+def hook_pods(statefulset: Mapping[str, Any]) -> list[str]:
+    """The pods the hooks run in: every ordinal of the source StatefulSet."""
+    name = str(statefulset["metadata"]["name"])
+    replicas = (statefulset.get("spec") or {}).get("replicas")
+    count = 1 if replicas is None else int(replicas)
+    return [f"{name}-{i}" for i in range(count)]
+
+
+def container_of(hook: PostHook, statefulset: Mapping[str, Any]) -> str | None:
+    """The hook's container: the one it names, else the pod template's first."""
+    if hook.container:
+        return hook.container
+    template = ((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = template.get("containers") or []
+    return str(containers[0]["name"]) if containers else None
+
+
+def freeze_left(freeze: Freeze, now: float, deadline_seconds: float) -> float:
+    """Seconds until the freeze deadline (0 when past, the whole deadline before it began)."""
+    if freeze.started_at is None:
+        return deadline_seconds
+    return max(deadline_seconds - (now - freeze.started_at), 0.0)

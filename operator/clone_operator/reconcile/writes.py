@@ -37,6 +37,8 @@ class Names(StrEnum):
     """`<name>-…`: a target's own copies of its source's ConfigMaps and Secrets."""
     CLAIM = "claim"
     """`<claim>-<name>-<ordinal>`: a target's volumes, as its StatefulSet names them."""
+    ORDINAL = "ordinal"
+    """`<name>-<ordinal>`: a StatefulSet's pods (the source's, for its hooks)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Admitted:
             return name == self.name
         if self.names is Names.COPY:
             return name.startswith(f"{self.name}-") and len(name) > len(self.name) + 1
+        if self.names is Names.ORDINAL:
+            ordinal = name.removeprefix(f"{self.name}-")
+            return name != ordinal and ordinal.isascii() and ordinal.isdigit()
         claim, sep, ordinal = name.rpartition(f"-{self.name}-")
         return bool(claim and sep and ordinal.isascii() and ordinal.isdigit())
 
@@ -80,6 +85,29 @@ one VolumeSnapshot per target PVC, named as that PVC; or one VolumeGroupSnapshot
 as the target (its member snapshots are the snapshot-controller's, not ours). A
 CloneObject of a PVC with `Snapshot` adds one VolumeSnapshot named as its destination.
 Admitted only when the copy method was admitted with its rights (api.policies)."""
+
+
+EXEC = ("v1", "pods/exec")
+"""A hook: `create pods/exec` on a pod, written here as its (apiVersion, subresource)."""
+
+HOOK_PARTS: tuple[tuple[str, str, Names], ...] = ((*EXEC, Names.ORDINAL),)
+"""What consistency hooks add to a cluster clone: an exec into each pod of the *source*
+(`<source>-<ordinal>`), in its namespace. Admitted only when the hooks were admitted with
+the requester's `create pods/exec` there (api.policies)."""
+
+
+def hooks(namespace: str, source: str) -> tuple[Admitted, ...]:
+    """What the consistency hooks of a clone of `source` may exec into: its own pods."""
+    return tuple(Admitted(v, k, namespace, source, names) for v, k, names in HOOK_PARTS)
+
+
+def exec_target(namespace: str, pod: str) -> dict[str, Any]:
+    """The object an exec is checked as (`refusal`)."""
+    return {
+        "apiVersion": EXEC[0],
+        "kind": EXEC[1],
+        "metadata": {"namespace": namespace, "name": pod},
+    }
 
 
 def cluster(namespace: str, target: str, method: str | None = None) -> tuple[Admitted, ...]:

@@ -120,10 +120,19 @@ class Metrics:
         self.stages = Histogram(
             "clone_operator_stage_duration_seconds",
             "Time from a clone's start (InProgress) to the end of a stage of its copy, by "
-            "stage (`cut`: every snapshot cut and ready; `volumes`: every target volume "
-            "Bound; `ready`: every replica ready) and copy method.",
+            "stage (`quiesced`: the pre hooks ran; `thawed`: the post hooks ran; `cut`: every "
+            "snapshot cut and ready; `volumes`: every target volume Bound; `ready`: every "
+            "replica ready) and copy method.",
             ["stage", "method"],
             buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+            registry=self.registry,
+        )
+        self.hooks = Histogram(
+            "clone_operator_hook_duration_seconds",
+            "Time one consistency hook took in one source pod, by when it runs (`pre`, "
+            "`post`) and how it ended (`ok`, `failed`).",
+            ["when", "result"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             registry=self.registry,
         )
         self.reconcile_errors = Counter(
@@ -225,6 +234,10 @@ class Metrics:
         if started_at:
             waited = (datetime.now(UTC) - parse_rfc3339(started_at)).total_seconds()
             self.stages.labels(stage, method).observe(max(0.0, waited))
+
+    def hook_ran(self, when: str, ok: bool, seconds: float) -> None:
+        """One consistency hook ended in one pod (`when`: pre or post)."""
+        self.hooks.labels(when, "ok" if ok else "failed").observe(max(0.0, seconds))
 
     def reconcile_error(self, kind: str) -> None:
         self.reconcile_errors.labels(kind).inc()
