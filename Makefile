@@ -168,7 +168,7 @@ tools: venv ## Build missing control-plane binaries and helm (cached in ~/.cache
 	$(PY) tests/cluster/localcluster.py build
 
 .PHONY: cluster
-cluster: venv ## Build missing binaries and start (or reuse) the local cluster (CLONE_OPERATOR_REAL_NODES=east,west: both real nodes).
+cluster: venv ## Build missing binaries and start (or reuse) the local cluster (CLONE_OPERATOR_REAL_NODES=east: the first real node only).
 	$(PY) tests/cluster/localcluster.py up
 
 .PHONY: cluster-down

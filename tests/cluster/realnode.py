@@ -177,10 +177,10 @@ OWNER = EAST.owner
 
 def wanted_specs() -> tuple[NodeSpec, ...]:
     """The real nodes asked for: CLONE_OPERATOR_REAL_NODES (comma-separated keys; default
-    `east`), none with CLONE_OPERATOR_REAL_NODE=0."""
+    `east,west`: both, when the machine can), none with CLONE_OPERATOR_REAL_NODE=0."""
     if os.environ.get("CLONE_OPERATOR_REAL_NODE", "1") == "0":
         return ()
-    keys = [k.strip() for k in os.environ.get("CLONE_OPERATOR_REAL_NODES", "east").split(",")]
+    keys = [k.strip() for k in os.environ.get("CLONE_OPERATOR_REAL_NODES", "east,west").split(",")]
     unknown = [k for k in keys if k and k not in SPECS]
     if unknown:
         raise NodeError(f"CLONE_OPERATOR_REAL_NODES: unknown {unknown} (known: {sorted(SPECS)})")

@@ -134,6 +134,8 @@ def test_with_both_nodes_the_api_server_is_named_at_every_address_pods_reach_it(
 def test_real_nodes_are_chosen_by_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLONE_OPERATOR_REAL_NODE", raising=False)
     monkeypatch.delenv("CLONE_OPERATOR_REAL_NODES", raising=False)
+    assert realnode.wanted_specs() == (realnode.EAST, realnode.WEST)
+    monkeypatch.setenv("CLONE_OPERATOR_REAL_NODES", "east")
     assert realnode.wanted_specs() == (realnode.EAST,)
     monkeypatch.setenv("CLONE_OPERATOR_REAL_NODES", "west,east")
     assert realnode.wanted_specs() == (realnode.EAST, realnode.WEST)
