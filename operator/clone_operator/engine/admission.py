@@ -9,11 +9,13 @@ from clone_operator.api.cloningoperations import KIND, CloningOperationSpec, Pha
 from clone_operator.api.common import API_VERSION
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders.provenance import Owner
-from clone_operator.engine import clusters
+from clone_operator.engine import clusters, operations
 from clone_operator.engine.context import Context
 from clone_operator.k8s.api import JSON, Invalid
 from clone_operator.reconcile import admission
 from clone_operator.reconcile import operations as operation_rules
+from clone_operator.reconcile import storage as storage_rules
+from clone_operator.reconcile.regions import UnknownRegion
 
 # Before the API server assigns one (or when it is not shown), the target's default
 # name is built from this stand-in: only messages show it.
@@ -59,8 +61,33 @@ async def target_problems(
     return []
 
 
+async def storage_refusal(
+    ctx: Context, owner: Owner, spec: CloningOperationSpec, source: JSON, body: JSON
+) -> str | None:
+    """Pickup's own decision of the copy method (`engine.operations.resolve`), asked
+    before the operation exists: its refusal, word for word, else None. What pickup
+    would refuse for another reason (an unknown region, an invalid source) is told by
+    the other checks."""
+    service_name = source["spec"].get("serviceName")
+    service = (
+        await ctx.kube.get("v1", "Service", owner.namespace, service_name) if service_name else None
+    )
+    try:
+        await operations.resolve(ctx, body, spec, owner, source, service)
+    except storage_rules.Refused as e:
+        return str(e)
+    except (UnknownRegion, cluster_builders.BuildError):
+        pass
+    return None
+
+
 async def check_operation(
-    ctx: Context, namespace: str, name: str, uid: str | None, body_spec: dict[str, Any]
+    ctx: Context,
+    namespace: str,
+    name: str,
+    uid: str | None,
+    body_spec: dict[str, Any],
+    body: JSON | None = None,
 ) -> list[str]:
     spec = CloningOperationSpec.model_validate(body_spec)
     source = await ctx.kube.get("apps/v1", "StatefulSet", namespace, spec.source_cluster)
@@ -82,9 +109,13 @@ async def check_operation(
         existing = await ctx.kube.get("apps/v1", "StatefulSet", namespace, spec.target_name)
         taken = existing is not None
     problems = []
+    refusal = None
     if source is not None and not taken:
         owner = Owner(KIND, name, namespace, uid or UNKNOWN_UID)
         problems = await target_problems(ctx, owner, spec, source)
+        if not problems:
+            whole = body or {"metadata": {"name": name, "namespace": namespace}}
+            refusal = await storage_refusal(ctx, owner, spec, source, whole)
     facts = admission.OperationFacts(
         namespace=namespace,
         source_exists=source is not None,
@@ -94,5 +125,6 @@ async def check_operation(
         target_taken_by_other=taken,
         target_problems=tuple(problems),
         max_timeout_seconds=ctx.settings.max_timeout_seconds,
+        storage_refusal=refusal,
     )
     return admission.operation_problems(spec, facts)

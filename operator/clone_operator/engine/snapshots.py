@@ -59,7 +59,8 @@ class Refused:
     message: str
 
 
-def _volumes(pairs: list[tuple[str, str]], by_source: dict[str, JSON]) -> list[VolumeStatus]:
+def volume_statuses(pairs: list[tuple[str, str]], by_source: dict[str, JSON]) -> list[VolumeStatus]:
+    """Per (source PVC, target PVC): its snapshot's progress (by source PVC)."""
     out = []
     for source, target in pairs:
         snap = by_source.get(source)
@@ -149,7 +150,7 @@ async def take(
         ) == len(pairs)
     if not keep:
         await _deleted_with_snapshots(funnel, list(by_source.values()))
-    volumes = _volumes(pairs, by_source)
+    volumes = volume_statuses(pairs, by_source)
     point = snapshot_builders.cut_at(list(by_source.values())) if by_source else None
     if plan.copy_method is CopyMethod.GROUP_SNAPSHOT and point is not None:
         point = (groups[0].get("status") or {}).get("creationTime") or point  # one instant
