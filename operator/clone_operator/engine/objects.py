@@ -342,6 +342,9 @@ async def write_progress(
     if await loop.write_status(ctx, obj.body, updated.wire()):
         for stage in volume_rules.stages_ended(obj.status, updated):
             ctx.metrics.stage_done(stage, obj.method.value, obj.started_at)
+            if stage == "cut":
+                message = f"snapshot {updated.volumes[0].snapshot} cut at {point_in_time} and ready"
+                ctx.emit(obj.body, Reason.SNAPSHOTS_TAKEN, message, False)
     return True
 
 
