@@ -11,6 +11,7 @@ refused at pickup, naming the StorageClass and both regions.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -781,7 +782,9 @@ def test_what_the_storage_cannot_do_is_refused_at_apply(
                                          "us-east-1")  # fmt: skip
     assert "the target must run in region us-west-2" in at_apply["z-west"]
     assert "VolumeSnapshotClass no-such-class does not exist" in at_apply["no-class"]
-    kubectl.apply(operation("z-east", "zsrc", copyMethod="VolumeClone"))  # what works is admitted
+    for method in ("VolumeClone", "Snapshot", "GroupSnapshot", "Auto"):  # what works is admitted
+        sound = json.dumps(operation(f"z-{method.lower()}", "zsrc", copyMethod=method))
+        kubectl("create", "--dry-run=server", "-f", "-", stdin=sound)
 
     env = {k: v for k, v in WEBHOOK_ENV.items() if k not in WEBHOOK_CLIENT_CA}
     webhook.ensure({**env, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})

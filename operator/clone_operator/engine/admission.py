@@ -22,16 +22,20 @@ from clone_operator.reconcile.regions import UnknownRegion
 UNKNOWN_UID = "00000000-0000-0000-0000-000000000000"
 
 
+async def source_service(ctx: Context, namespace: str, source: JSON) -> JSON | None:
+    """The source's governing Service, when it names one and it exists."""
+    name = source["spec"].get("serviceName")
+    return await ctx.kube.get("v1", "Service", namespace, name) if name else None
+
+
 async def target_problems(
-    ctx: Context, owner: Owner, spec: CloningOperationSpec, source: JSON
+    ctx: Context, owner: Owner, spec: CloningOperationSpec, source: JSON, service: JSON | None
 ) -> list[str]:
     """Build the target as the operator would (the identity rewrite and its guard
     included) and, with overrides, ask the API server about the StatefulSet (a dry
-    run): what either refuses, naming the field to change."""
-    service_name = source["spec"].get("serviceName")
-    service = (
-        await ctx.kube.get("v1", "Service", owner.namespace, service_name) if service_name else None
-    )
+    run): what either refuses, naming the field to change. A snapshot copy's
+    snapshots are not taken yet: each PVC is built as restored from one named as the
+    target PVC, as pickup names them."""
     resolution = operation_rules.Resolution(
         target_cluster=cluster_builders.target_name(
             spec.target_name, spec.source_cluster, owner.uid
@@ -42,6 +46,8 @@ async def target_problems(
         replicas=int(source["spec"].get("replicas", 1)),
     )
     plan = operation_rules.cluster_plan(spec, owner, resolution, source, service)
+    if plan.copy_method.snapshots:
+        plan = dataclasses.replace(plan, snapshots=dict(cluster_builders.volume_pairs(plan)))
     domain = ctx.settings.cluster_domain
     try:
         await clusters.build(
@@ -62,16 +68,17 @@ async def target_problems(
 
 
 async def storage_refusal(
-    ctx: Context, owner: Owner, spec: CloningOperationSpec, source: JSON, body: JSON
+    ctx: Context,
+    owner: Owner,
+    spec: CloningOperationSpec,
+    source: JSON,
+    service: JSON | None,
+    body: JSON,
 ) -> str | None:
     """Pickup's own decision of the copy method (`engine.operations.resolve`), asked
     before the operation exists: its refusal, word for word, else None. What pickup
     would refuse for another reason (an unknown region, an invalid source) is told by
     the other checks."""
-    service_name = source["spec"].get("serviceName")
-    service = (
-        await ctx.kube.get("v1", "Service", owner.namespace, service_name) if service_name else None
-    )
     try:
         await operations.resolve(ctx, body, spec, owner, source, service)
     except storage_rules.Refused as e:
@@ -112,10 +119,11 @@ async def check_operation(
     refusal = None
     if source is not None and not taken:
         owner = Owner(KIND, name, namespace, uid or UNKNOWN_UID)
-        problems = await target_problems(ctx, owner, spec, source)
+        service = await source_service(ctx, namespace, source)
+        problems = await target_problems(ctx, owner, spec, source, service)
         if not problems:
             whole = body or {"metadata": {"name": name, "namespace": namespace}}
-            refusal = await storage_refusal(ctx, owner, spec, source, whole)
+            refusal = await storage_refusal(ctx, owner, spec, source, service, whole)
     facts = admission.OperationFacts(
         namespace=namespace,
         source_exists=source is not None,
