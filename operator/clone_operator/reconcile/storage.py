@@ -83,6 +83,12 @@ def place_of(terms: Iterable[Mapping[str, Any]]) -> Place:
     return Place(frozenset(regions), frozenset(zones))
 
 
+def pv_place(pv: Mapping[str, Any] | None) -> Place:
+    """Where a PersistentVolume lives: its required node affinity (empty: untold)."""
+    affinity = ((pv or {}).get("spec") or {}).get("nodeAffinity") or {}
+    return place_of((affinity.get("required") or {}).get("nodeSelectorTerms") or [])
+
+
 @dataclass(frozen=True)
 class Volume:
     """One source volume, as its PVC, PV and StorageClass tell."""
