@@ -16,7 +16,9 @@ source and the same StorageClass:
   * the operator: a CloningOperation with that copyMethod, from create to Succeeded
     (its snapshots already removed, the target handed over). `Auto` too, with the
     requester recorded (it may snapshot, so it takes Snapshot where the class allows).
-Prints per method the median (and min, max) of both, and the ratio of the medians.
+Between two runs, the benchmark waits until every snapshot (and its content) of the
+one before is gone. Prints per method the median (and min, max) of both, the ratio
+of the medians, and the operator's pickup (create → InProgress) median.
 Timings are seconds from watch events, on the local cluster's CSI storage
 (docs/development/storage.md), with kwok pods.
 """
@@ -111,6 +113,10 @@ def snapshot_ready(obj: dict[str, Any]) -> bool:
     return bool((obj.get("status") or {}).get("readyToUse"))
 
 
+def picked(obj: dict[str, Any]) -> bool:
+    return bool((obj.get("status") or {}).get("phase") not in (None, "Pending"))
+
+
 def succeeded(obj: dict[str, Any]) -> bool:
     return (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
@@ -147,11 +153,9 @@ class Bench:
             self.custom.list_namespaced_custom_object, (*GROUP[:2], namespace, GROUP[2]),
             snapshot_ready,
         )  # fmt: skip
-        self.operations = Timer(
-            self.custom.list_namespaced_custom_object,
-            ("cloning.dev", "v1alpha1", namespace, "cloningoperations"),
-            succeeded,
-        )
+        operations = ("cloning.dev", "v1alpha1", namespace, "cloningoperations")
+        self.operations = Timer(self.custom.list_namespaced_custom_object, operations, succeeded)
+        self.pickups = Timer(self.custom.list_namespaced_custom_object, operations, picked)
 
     def source(self) -> None:
         objects = statefulset("src", replicas=self.replicas, region=REGION)
@@ -237,8 +241,34 @@ class Bench:
                     *SNAPSHOT[:2], self.namespace, SNAPSHOT[2], f"data-{name}-{i}"
                 )
 
-    def clone(self, method: str, name: str) -> tuple[float, str]:
-        """A CloningOperation by `method`: seconds to Succeeded, and the method it used."""
+    def settle(self, timeout: float = 120) -> None:
+        """Wait until every snapshot of the namespace is gone, with its content (deletions
+        keep the snapshot-controller and the driver busy): each run starts on quiet storage."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = [
+                *self.custom.list_namespaced_custom_object(*GROUP[:2], self.namespace, GROUP[2])[
+                    "items"
+                ],
+                *self.custom.list_namespaced_custom_object(
+                    *SNAPSHOT[:2], self.namespace, SNAPSHOT[2]
+                )["items"],
+                *(
+                    c
+                    for c in self.custom.list_cluster_custom_object(
+                        SNAPSHOT[0], SNAPSHOT[1], "volumesnapshotcontents"
+                    )["items"]
+                    if c["spec"]["volumeSnapshotRef"].get("namespace") == self.namespace
+                ),
+            ]
+            if not left:
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"snapshots still there after {timeout:g} s")
+
+    def clone(self, method: str, name: str) -> tuple[float, float, str]:
+        """A CloningOperation by `method`: seconds to Succeeded and to InProgress (its
+        pickup: the storage's facts read, the method decided), and the method it used."""
         body = operation(name, "src", copyMethod=method)
         body["metadata"]["annotations"] = {"cloning.dev/requested-by": self.requester}
         started = time.monotonic()
@@ -251,7 +281,7 @@ class Bench:
         )["status"]
         if status["phase"] != "Succeeded":
             raise SystemExit(f"{name}: {status['phase']}: {status.get('message')}")
-        return done - started, status.get("copyMethod", "?")
+        return done - started, self.pickups.wait(name) - started, status.get("copyMethod", "?")
 
     requester = ""
 
@@ -264,6 +294,27 @@ def whoami(paths: localcluster.Paths) -> str:
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return out.stdout.strip()
+
+
+def may_snapshot(api: client.ApiClient, namespace: str, user: str) -> None:
+    """Let the benchmark's user create VolumeSnapshots in its namespace by name: Auto asks
+    the API server about the recorded requester's user name alone (its groups, e.g.
+    system:masters, are not recorded), and takes snapshots only for one who may."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    rules = [{"apiGroups": [SNAPSHOT[0]], "resources": ["volumesnapshots"], "verbs": ["create"]}]
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "snapshots"}, "rules": rules})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "snapshots"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "snapshots",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    )
 
 
 def summary(values: list[float]) -> str:
@@ -288,6 +339,7 @@ def main() -> int:
     floors: dict[str, list[float]] = {m: [] for m in METHODS if m != "Auto"}
     clones: dict[str, list[float]] = {m: [] for m in METHODS}
     used: dict[str, set[str]] = {m: set() for m in METHODS}
+    pickups: dict[str, list[float]] = {m: [] for m in METHODS}
     try:
         print(
             f"benchmark: {args.rounds} rounds, {args.replicas} replicas, StorageClass "
@@ -295,6 +347,7 @@ def main() -> int:
         )
         bench = Bench(api, namespace, args.replicas, args.storage_class)
         bench.requester = whoami(paths)
+        may_snapshot(api, namespace, bench.requester)
         bench.source()
         log_path = ROOT / ".artifacts" / f"bench-operator-{namespace}.log"
         log_path.parent.mkdir(exist_ok=True)
@@ -309,8 +362,11 @@ def main() -> int:
                 tag = method.lower()
                 if method in floors:
                     floors[method].append(bench.floor(method, f"floor-{tag}-{r}"))
-                took, resolved = bench.clone(method, f"op-{tag}-{r}")
+                    bench.settle()
+                took, pickup, resolved = bench.clone(method, f"op-{tag}-{r}")
+                bench.settle()
                 clones[method].append(took)
+                pickups[method].append(pickup)
                 used[method].add(resolved)
             print(f"round {r + 1}/{args.rounds} done", flush=True)
     finally:
@@ -322,15 +378,16 @@ def main() -> int:
                 operator.kill()
         core.delete_namespace(namespace)
 
-    print(f"{'method':<14} {'floor (by hand)':<40} {'operator (to Succeeded)':<40} ratio")
+    print(f"{'method':<18} {'floor (by hand)':<38} {'operator (to Succeeded)':<38} ratio  pickup")
     for method in METHODS:
         floor_of = method if method in floors else next(iter(used[method]))
         floor = floors.get(floor_of)
         ratio = statistics.median(clones[method]) / statistics.median(floor) if floor else None
         label = method if method != "Auto" else f"Auto→{'/'.join(sorted(used[method]))}"
         print(
-            f"{label:<14} {summary(floor) if floor else '-':<40} "
-            f"{summary(clones[method]):<40} {f'{ratio:.2f}' if ratio else '-'}"
+            f"{label:<18} {summary(floor) if floor else '-':<38} "
+            f"{summary(clones[method]):<38} {f'{ratio:.2f}' if ratio else '-':<6} "
+            f"{statistics.median(pickups[method]):.2f} s"
         )
     return 0
 

@@ -4,6 +4,7 @@ admitted rows and the rights the policies ask for."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -194,6 +195,13 @@ def test_a_snapshot_error_is_the_storages_words() -> None:
     }
     assert storage.snapshot_error(snap) == "VolumeSnapshot s failed: quota"
     assert storage.snapshot_error({"metadata": {"name": "s"}, "status": {}}) is None
+    conflict = (
+        "Failed to create group snapshot: error updating status for volume group snapshot "
+        'content groupsnapcontent-2f30: Operation cannot be fulfilled on "groupsnapcontent-2f30": '
+        "the object has been modified; please apply your changes to the latest version"
+    )
+    retried = {"metadata": {"name": "g"}, "status": {"error": {"message": conflict}}}
+    assert storage.snapshot_error(retried) is None  # the snapshot-controller tries again
 
 
 def test_snapshots_are_named_as_the_pvcs_they_restore_and_admitted() -> None:
@@ -340,3 +348,19 @@ def test_a_clone_objects_volume_copy_has_the_same_progress_and_stages() -> None:
         ("copy", "data", False, None)
     ]
     assert {c.type: c.reason for c in clone.conditions} == {"VolumesReady": "Provisioning"}
+
+
+def test_a_cut_is_looked_at_soon_while_new_and_every_two_seconds_when_old() -> None:
+    now = datetime(2026, 12, 2, 10, 0, 10, tzinfo=UTC)
+
+    def taken(*seconds_ago: int) -> list[dict[str, Any]]:
+        return [
+            {"metadata": {"creationTimestamp": f"2026-12-02T10:00:{10 - s:02d}Z"}}
+            for s in seconds_ago
+        ]
+
+    assert storage.next_cut_look([], now) == 0.25  # not taken yet (or not read back)
+    assert storage.next_cut_look(taken(0), now) == 0.25
+    assert storage.next_cut_look(taken(1), now) == 0.5
+    assert storage.next_cut_look(taken(9, 2), now) == 1.0  # the youngest decides
+    assert storage.next_cut_look(taken(9), now) == 2.0

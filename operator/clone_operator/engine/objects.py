@@ -277,7 +277,7 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
         if await write_progress(ctx, obj, volumes, snapshot_builders.cut_at([cut])):
             return AGAIN
         if not (cut.get("status") or {}).get("readyToUse"):
-            return snapshots.POLL_SECONDS  # not cut and ready yet: look again then
+            return storage_rules.next_cut_look([cut], datetime.now(UTC))  # not ready yet
         snapshot = str(cut["metadata"]["name"])
     try:
         created = await ensure_copy(ctx, obj, snapshot)

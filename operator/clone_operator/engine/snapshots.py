@@ -30,9 +30,6 @@ from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, ApiError, NotFound
 from clone_operator.reconcile import storage as storage_rules
 
-POLL_SECONDS = 2.0
-"""How often a cut in progress is looked at (snapshots have no watch here)."""
-
 
 @dataclass(frozen=True)
 class Cut:
@@ -157,7 +154,8 @@ async def take(
     if ready and len(by_source) == len(pairs):
         snapshots = {src: str(s["metadata"]["name"]) for src, s in by_source.items()}
         return Cut(snapshots, point, volumes)
-    return Cutting(POLL_SECONDS, volumes, point)
+    looked = groups if plan.copy_method is CopyMethod.GROUP_SNAPSHOT else list(by_source.values())
+    return Cutting(storage_rules.next_cut_look(looked, datetime.now(UTC)), volumes, point)
 
 
 async def _check_selector(
