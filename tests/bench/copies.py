@@ -41,7 +41,7 @@ from kubernetes import client, watch
 
 from tests.bench.operations import apply_all, prepare, start_operator
 from tests.cluster import localcluster
-from tests.e2e.manifests import operation, statefulset
+from tests.e2e.manifests import claim, operation, statefulset
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("VolumeClone", "Snapshot", "GroupSnapshot", "Auto")
@@ -126,16 +126,7 @@ def restore(name: str, source_pvc: str, size: str, kind: str) -> dict[str, Any]:
     source: dict[str, Any] = {"kind": kind, "name": source_pvc}
     if kind == "VolumeSnapshot":
         source["apiGroup"] = SNAPSHOT[0]
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": size}},
-            "dataSource": source,
-        },
-    }
+    return claim(name, size, data_source=source)
 
 
 class Bench:

@@ -28,7 +28,7 @@ from tests.e2e.harness import (
     OperatorProcess,
 )
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
-from tests.e2e.manifests import clone_object, operation, statefulset
+from tests.e2e.manifests import claim, clone_object, operation, statefulset
 from tests.e2e.requesters import Requester
 from tests.e2e.snapshot_storage import SnapshotOnlyStorage
 
@@ -713,10 +713,7 @@ def test_a_clone_objects_volume_progress_on_the_local_storage(
     stage conditions; by VolumeClone, Bound. A StatefulSet's, each replica's volume."""
     if admin("get", "storageclass", REAL_SNAPSHOT_ONLY, check=False).returncode != 0:
         pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
-    kubectl.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                   "metadata": {"name": "data-one"},
-                   "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": STORAGE_CLASS,
-                            "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+    kubectl.apply(claim("data-one", storage_class=STORAGE_CLASS))
     kubectl.apply(clone_object("by-snap", "PersistentVolumeClaim", "data-one", name="copy-snap",
                                copyMethod="Snapshot"))  # fmt: skip
     kubectl.apply(clone_object("by-clone", "PersistentVolumeClaim", "data-one", name="copy-clone",
@@ -730,7 +727,7 @@ def test_a_clone_objects_volume_progress_on_the_local_storage(
     assert volume["restoreSize"], volume
     assert volume["cutAt"] == st["pointInTime"], st
     assert stages(st) == {"Ready": "True", "SnapshotsTaken": "True", "VolumesReady": "True"}, st
-    assert snapshots_left(kubectl) == []
+    wait_for("its snapshot removed", lambda: snapshots_left(kubectl) == [] or None, timeout=60)
     told = [e["message"] for e in kubectl.items("events")
             if (e["reason"], e["involvedObject"]["name"]) == ("SnapshotsTaken", "by-snap")]  # fmt: skip
     assert told == [f"snapshot copy-snap cut at {st['pointInTime']} and ready"], told
