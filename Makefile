@@ -71,6 +71,10 @@ torture: venv ## The full torture suite: 2 replicas, 20 leader SIGKILLs, paused 
 bench: venv cluster ## Benchmark CloningOperation against direct StatefulSets; prints figures.
 	$(PY) -m tests.bench.operations
 
+.PHONY: bench-copy
+bench-copy: venv cluster ## Time to a Ready clone per copy method against the same snapshots and restores made by hand.
+	$(PY) -m tests.bench.copies
+
 .PHONY: bench-scale
 bench-scale: venv cluster ## 100 then 1,000 CloningOperations at once: peak RSS, requests per operation, pickup.
 	$(PY) -m tests.bench.scale

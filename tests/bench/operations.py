@@ -221,15 +221,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--operations", type=int, default=int(os.environ.get("BENCH_OPERATIONS", "100"))
-    )
-    parser.add_argument("--replicas", type=int, default=1)
-    args = parser.parse_args()
-    n, replicas = args.operations, args.replicas
-
+def prepare() -> localcluster.Paths:
+    """The local cluster up, this tree's CRDs applied, no other operator acting beside
+    the benchmark's, and the client configured for it."""
     paths = localcluster.up()
     subprocess.run(
         [
@@ -248,6 +242,19 @@ def main() -> int:
     for release in localcluster.uninstall_operators(paths):
         print(f"uninstalled {release}: its operator would act on the benchmark's resources too")
     config.load_kube_config(str(paths.kubeconfig))
+    return paths
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--operations", type=int, default=int(os.environ.get("BENCH_OPERATIONS", "100"))
+    )
+    parser.add_argument("--replicas", type=int, default=1)
+    args = parser.parse_args()
+    n, replicas = args.operations, args.replicas
+
+    paths = prepare()
     api = client.ApiClient()
     api.configuration.connection_pool_maxsize = 32
     core = client.CoreV1Api(api)

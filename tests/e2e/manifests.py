@@ -89,3 +89,23 @@ def clone_object(name: str, kind: str, source: str, /, **options: Any) -> dict[s
         "metadata": {"name": name},
         "spec": {"source": {"kind": kind, "name": source}, "options": options},
     }
+
+
+def claim(
+    name: str,
+    size: str = "1Gi",
+    storage_class: str | None = None,
+    data_source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ReadWriteOnce PersistentVolumeClaim (of the default class unless named), made
+    empty or from a `data_source` (a PVC to clone, a VolumeSnapshot to restore)."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+    }
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    if data_source:
+        spec["dataSource"] = data_source
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": spec}  # fmt: skip

@@ -11,6 +11,7 @@ refused at pickup, naming the StorageClass and both regions.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +21,14 @@ import pytest
 from tests.cluster import localcluster
 from tests.e2e import snapshot_storage
 from tests.e2e.clones import TERMINAL, wait_state
-from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
+from tests.e2e.harness import (
+    DEFAULT_OPERATOR_ENV,
+    WEBHOOK_CLIENT_CA,
+    WEBHOOK_ENV,
+    OperatorProcess,
+)
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
-from tests.e2e.manifests import clone_object, operation, statefulset
+from tests.e2e.manifests import claim, clone_object, operation, statefulset
 from tests.e2e.requesters import Requester
 from tests.e2e.snapshot_storage import SnapshotOnlyStorage
 
@@ -664,18 +670,23 @@ def test_a_retain_class_of_the_local_storage_leaves_nothing_behind(
         admin("delete", "volumesnapshotclass", cls, "--wait=false", check=False)
 
 
-def test_zonal_clones_on_the_local_storage(
-    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess
-) -> None:
-    """On the zonal class: a clone in the source's region goes ahead (it stays in its
-    source's zone); one into another region is refused at pickup, naming the class, the
-    zone and region its volumes live in, and the target's region."""
+def zonal_source(admin: Kubectl, kubectl: Kubectl) -> None:
+    """A 1-replica source `zsrc` in us-east-1 on the local storage's zonal class."""
     if admin("get", "storageclass", "clone-test-zonal", check=False).returncode != 0:
         pytest.skip("the local cluster has no zonal class (tests/cluster/storage.py)")
     manifests = statefulset("zsrc", replicas=1, region="us-east-1")
     manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = "clone-test-zonal"
     kubectl.apply(manifests)
     wait_for("source zsrc ready", lambda: ready_replicas(kubectl, "zsrc") == 1, timeout=120)
+
+
+def test_zonal_clones_on_the_local_storage(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """On the zonal class: a clone in the source's region goes ahead (it stays in its
+    source's zone); one into another region is refused at pickup, naming the class, the
+    zone and region its volumes live in, and the target's region."""
+    zonal_source(admin, kubectl)
     kubectl.apply(operation("z-east", "zsrc", copyMethod="VolumeClone"))
     st = finished(kubectl, "z-east", timeout=180)
     assert (st["phase"], st["copyMethod"]) == ("Succeeded", "VolumeClone"), st
@@ -688,3 +699,95 @@ def test_zonal_clones_on_the_local_storage(
     assert "of region us-east-1" in st["message"]
     assert "the target must run in region us-west-2" in st["message"]
     assert made_by(kubectl, "z-west") == []
+
+
+def stages(status: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in status.get("conditions") or []}
+
+
+def test_a_clone_objects_volume_progress_on_the_local_storage(
+    admin: Kubectl, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """A CloneObject of a PVC records what a CloningOperation records of each volume: by
+    Snapshot its snapshot (cut, ready, restore size), the point in time, Bound, and the
+    stage conditions; by VolumeClone, Bound. A StatefulSet's, each replica's volume."""
+    if admin("get", "storageclass", REAL_SNAPSHOT_ONLY, check=False).returncode != 0:
+        pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
+    kubectl.apply(claim("data-one", storage_class=STORAGE_CLASS))
+    kubectl.apply(clone_object("by-snap", "PersistentVolumeClaim", "data-one", name="copy-snap",
+                               copyMethod="Snapshot"))  # fmt: skip
+    kubectl.apply(clone_object("by-clone", "PersistentVolumeClaim", "data-one", name="copy-clone",
+                               copyMethod="VolumeClone"))  # fmt: skip
+    st = wait_state(kubectl, "by-snap", timeout=120)
+    assert (st["state"], st["copyMethod"]) == ("Created", "Snapshot"), st
+    [volume] = st["volumes"]
+    assert (volume["name"], volume["source"], volume["snapshot"]) == ("copy-snap", "data-one",
+                                                                      "copy-snap")  # fmt: skip
+    assert (volume["snapshotReady"], volume["bound"]) == (True, True), volume
+    assert volume["restoreSize"], volume
+    assert volume["cutAt"] == st["pointInTime"], st
+    assert stages(st) == {"Ready": "True", "SnapshotsTaken": "True", "VolumesReady": "True"}, st
+    wait_for("its snapshot removed", lambda: snapshots_left(kubectl) == [] or None, timeout=60)
+    told = [e["message"] for e in kubectl.items("events")
+            if (e["reason"], e["involvedObject"]["name"]) == ("SnapshotsTaken", "by-snap")]  # fmt: skip
+    assert told == [f"snapshot copy-snap cut at {st['pointInTime']} and ready"], told
+    st = wait_state(kubectl, "by-clone", timeout=120)
+    assert (st["state"], st["copyMethod"]) == ("Created", "VolumeClone"), st
+    assert st["volumes"] == [{"name": "copy-clone", "source": "data-one", "bound": True}], st
+    assert "pointInTime" not in st
+    assert stages(st)["VolumesReady"] == "True", st
+    source(kubectl, "db", replicas=2, region="us-east-1")
+    kubectl.apply(clone_object("whole", "StatefulSet", "db", name="db-copy", copyMethod="Snapshot"))
+    st = wait_state(kubectl, "whole", timeout=180)
+    assert (st["state"], st["copyMethod"]) == ("Created", "Snapshot"), st
+    assert [(v["name"], v["source"], v["snapshotReady"], v["bound"]) for v in st["volumes"]] == [
+        (f"data-db-copy-{i}", f"data-db-{i}", True, True) for i in range(2)
+    ], st
+    assert st["pointInTime"].endswith("Z")
+    assert stages(st)["SnapshotsTaken"] == stages(st)["VolumesReady"] == "True", st
+
+
+def refused_for_storage(stderr: str) -> str:
+    """The webhook's storage refusal: the last of its problems, after its field."""
+    assert "denied the request" in stderr, stderr
+    return stderr.split("spec.copyMethod: ", 1)[1].strip()
+
+
+def test_what_the_storage_cannot_do_is_refused_at_apply(
+    admin: Kubectl, kubectl: Kubectl, webhook: OperatorProcess
+) -> None:
+    """With the webhook judging the API server's reviews (webhook.clientCA set): a
+    cross-region VolumeClone of zonal volumes, and a Snapshot by a class that does not
+    exist, are refused at `kubectl apply` in pickup's own words. Without the client CA
+    the webhook reads nothing: the same operations are admitted and pickup refuses them,
+    word for word."""
+    zonal_source(admin, kubectl)
+    asked = {
+        "z-west": operation("z-west", "zsrc", copyMethod="VolumeClone", targetRegion="us-west-2"),
+        "no-class": operation(
+            "no-class", "zsrc", copyMethod="Snapshot", volumeSnapshotClassName="no-such-class"
+        ),
+    }
+    at_apply = {}
+    for name, op in asked.items():
+        refused = kubectl.apply(op, check=False)
+        assert refused.returncode != 0, f"{name} was admitted"
+        at_apply[name] = refused_for_storage(refused.stderr)
+        assert kubectl.get("cloningoperation", name) is None
+    assert at_apply["z-west"].startswith("copyMethod VolumeClone cannot copy the source's volumes: "
+                                         "StorageClass clone-test-zonal keeps its volumes in zone "
+                                         "us-east-1")  # fmt: skip
+    assert "the target must run in region us-west-2" in at_apply["z-west"]
+    assert "VolumeSnapshotClass no-such-class does not exist" in at_apply["no-class"]
+    for method in ("VolumeClone", "Snapshot", "GroupSnapshot", "Auto"):  # what works is admitted
+        sound = json.dumps(operation(f"z-{method.lower()}", "zsrc", copyMethod=method))
+        kubectl("create", "--dry-run=server", "-f", "-", stdin=sound)
+
+    env = {k: v for k, v in WEBHOOK_ENV.items() if k not in WEBHOOK_CLIENT_CA}
+    webhook.ensure({**env, "CLONE_OPERATOR_UNSCHEDULABLE_GRACE_SECONDS": "600"})
+    for name, op in asked.items():
+        kubectl.apply(op)
+        st = finished(kubectl, name, timeout=60)
+        assert (st["phase"], st["reason"]) == ("Failed", "CopyMethodUnsuitable"), st
+        assert st["message"] == at_apply[name]
+        assert made_by(kubectl, name) == []

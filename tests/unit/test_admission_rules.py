@@ -70,3 +70,29 @@ def test_a_timeout_above_the_operator_maximum_is_refused_at_apply() -> None:
     [problem] = operation_problems(asked, facts(max_timeout_seconds=3600))
     assert problem.startswith("spec.timeoutSeconds: 7200 is more than this operator allows")
     assert "(maxTimeoutSeconds: 3600)" in problem
+
+
+def test_the_storage_refusal_is_pickups_own_words_under_the_copy_method_field() -> None:
+    """The webhook asks the very decision pickup makes (`reconcile.storage.choose`) and
+    refuses with its message, naming the field; nothing of its own."""
+    from clone_operator.reconcile import storage
+
+    east_a = storage.Place(frozenset({"us-east-1"}), frozenset({"us-east-1a"}))
+    volume = storage.Volume("data-db-0", "zonal", "disk.csi.example.com", True, east_a)
+    refused = None
+    try:
+        storage.choose(
+            storage.CopyMethod.VOLUME_CLONE,
+            storage.Facts((volume,), None, None, {}),
+            "us-east-1",
+            "us-west-2",
+        )
+    except storage.Refused as e:
+        refused = str(e)
+    assert refused is not None
+    problems = operation_problems(
+        spec(targetRegion="us-west-2", copyMethod="VolumeClone"), facts(storage_refusal=refused)
+    )
+    assert problems == [f"spec.copyMethod: {refused}"]
+    assert "StorageClass zonal keeps its volumes in zone us-east-1a of region us-east-1" in refused
+    assert operation_problems(spec(copyMethod="VolumeClone"), facts()) == []

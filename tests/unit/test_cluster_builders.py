@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -562,3 +563,19 @@ def test_topology_spread_of_the_clone_selects_the_clone_pods() -> None:
     labels = target["spec"]["template"]["metadata"]["labels"]
     constraint = target["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
     assert selectors.matches(constraint["labelSelector"], labels)
+
+
+def test_a_volume_clone_of_zonal_volumes_pins_the_target_to_their_zones() -> None:
+    """A clone stays in its source's zone: with `zones` (a VolumeClone of zonal volumes),
+    every replica is pinned to them beside its region; without, it is not."""
+    zonal = plan(region="us-east-1", zones=frozenset({"us-east-1b", "us-east-1a"}))
+    pod_spec = build_statefulset(zonal)["spec"]["template"]["spec"]
+    [term] = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert {e["key"]: e["values"] for e in term["matchExpressions"]} == {
+        REGION_LABEL: ["us-east-1"],
+        "topology.kubernetes.io/zone": ["us-east-1a", "us-east-1b"],
+    }
+    unpinned = build_statefulset(plan(region="us-east-1"))
+    assert "topology.kubernetes.io/zone" not in json.dumps(unpinned)

@@ -4,16 +4,18 @@ admitted rows and the rights the policies ask for."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from clone_operator.api.cloneobjects import CloneObjectStatus
 from clone_operator.api.cloningoperations import CloningOperationStatus, CopyMethod, VolumeStatus
 from clone_operator.api.policies import POLICIES
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import snapshots as snapshot_builders
-from clone_operator.reconcile import operations as rules
 from clone_operator.reconcile import storage, writes
+from clone_operator.reconcile import volumes as volume_rules
 from clone_operator.reconcile.storage import Choice, Facts, Place, Refused, SnapshotClass, Volume
 from tests.unit.factories import plan
 
@@ -193,6 +195,13 @@ def test_a_snapshot_error_is_the_storages_words() -> None:
     }
     assert storage.snapshot_error(snap) == "VolumeSnapshot s failed: quota"
     assert storage.snapshot_error({"metadata": {"name": "s"}, "status": {}}) is None
+    conflict = (
+        "Failed to create group snapshot: error updating status for volume group snapshot "
+        'content groupsnapcontent-2f30: Operation cannot be fulfilled on "groupsnapcontent-2f30": '
+        "the object has been modified; please apply your changes to the latest version"
+    )
+    retried = {"metadata": {"name": "g"}, "status": {"error": {"message": conflict}}}
+    assert storage.snapshot_error(retried) is None  # the snapshot-controller tries again
 
 
 def test_snapshots_are_named_as_the_pvcs_they_restore_and_admitted() -> None:
@@ -290,18 +299,68 @@ def test_volume_progress_and_the_stage_conditions() -> None:
     now = "2026-12-02T07:00:00Z"
     status = CloningOperationStatus(copy_method=CopyMethod.SNAPSHOT)
     cutting = [VolumeStatus(name="data-t-0", source="data-s-0", snapshot="data-t-0")]
-    first = rules.cut_progress(status, cutting, None, now, 1)
+    first = volume_rules.cut_progress(status, cutting, None, now, 1)
     assert first is not None
     assert first.point_in_time is None
     assert {c.type: c.status for c in first.conditions} == {"SnapshotsTaken": "False"}
     cut = [cutting[0].model_copy(update={"cut_at": now, "snapshot_ready": True})]
-    done = rules.cut_progress(first, cut, now, now, 1)
+    done = volume_rules.cut_progress(first, cut, now, now, 1)
     assert done is not None
     assert done.point_in_time == now
     assert {c.type: c.status for c in done.conditions} == {"SnapshotsTaken": "True"}
-    assert rules.cut_progress(done, cut, now, now, 1) is None  # nothing new: no write
-    bound = rules.volumes_bound(done, {"data-t-0": ("data-s-0", True)}, now, 1)
+    assert volume_rules.cut_progress(done, cut, now, now, 1) is None  # nothing new: no write
+    bound = volume_rules.volumes_bound(done, {"data-t-0": ("data-s-0", True)}, now, 1)
     assert bound is not None
     assert (bound.volumes[0].bound, bound.volumes[0].snapshot) == (True, "data-t-0")
     assert {c.type: c.status for c in bound.conditions}["VolumesReady"] == "True"
-    assert rules.volumes_bound(bound, {"data-t-0": ("data-s-0", True)}, now, 1) is None
+    assert volume_rules.volumes_bound(bound, {"data-t-0": ("data-s-0", True)}, now, 1) is None
+
+
+def test_a_clone_objects_volume_copy_has_the_same_progress_and_stages() -> None:
+    """A CloneObject (of a PVC, or a StatefulSet) records its volumes, the point in time
+    and the stage conditions as a CloningOperation does; each stage ends once."""
+    now = "2026-12-02T07:00:00Z"
+    status = CloneObjectStatus(copy_method=CopyMethod.SNAPSHOT)
+    taking = [VolumeStatus(name="copy", source="data", snapshot="copy", snapshot_ready=False)]
+    first = volume_rules.copy_progress(status, taking, None, None, now, 1)
+    assert first is not None
+    assert (first.point_in_time, volume_rules.stages_ended(status, first)) == (None, [])
+    cut = [taking[0].model_copy(update={"cut_at": now, "snapshot_ready": True,
+                                        "restore_size": "1Gi"})]  # fmt: skip
+    done = volume_rules.copy_progress(first, cut, now, None, now, 1)
+    assert done is not None
+    assert (done.point_in_time, done.volumes[0].restore_size) == (now, "1Gi")
+    assert volume_rules.stages_ended(first, done) == ["cut"]
+    bound = volume_rules.copy_progress(done, None, None, {"copy": ("data", True)}, now, 1)
+    assert bound is not None
+    assert volume_rules.stages_ended(done, bound) == ["volumes"]
+    assert volume_rules.stages_ended(bound, bound) == []
+    assert {c.type: c.status for c in bound.conditions} == {
+        "SnapshotsTaken": "True",
+        "VolumesReady": "True",
+    }
+    assert volume_rules.copy_progress(bound, cut, now, {"copy": ("data", True)}, now, 1) is None
+    clone = volume_rules.copy_progress(
+        CloneObjectStatus(), None, None, {"copy": ("data", False)}, now, 1
+    )
+    assert clone is not None
+    assert [(v.name, v.source, v.bound, v.snapshot) for v in clone.volumes] == [
+        ("copy", "data", False, None)
+    ]
+    assert {c.type: c.reason for c in clone.conditions} == {"VolumesReady": "Provisioning"}
+
+
+def test_a_cut_is_looked_at_soon_while_new_and_every_two_seconds_when_old() -> None:
+    now = datetime(2026, 12, 2, 10, 0, 10, tzinfo=UTC)
+
+    def taken(*seconds_ago: int) -> list[dict[str, Any]]:
+        return [
+            {"metadata": {"creationTimestamp": f"2026-12-02T10:00:{10 - s:02d}Z"}}
+            for s in seconds_ago
+        ]
+
+    assert storage.next_cut_look([], now) == 0.25  # not taken yet (or not read back)
+    assert storage.next_cut_look(taken(0), now) == 0.25
+    assert storage.next_cut_look(taken(1), now) == 0.5
+    assert storage.next_cut_look(taken(9, 2), now) == 1.0  # the youngest decides
+    assert storage.next_cut_look(taken(9), now) == 2.0

@@ -206,7 +206,8 @@ class CloneObjectStatus(CamelModel):
     updated_at: Timestamp | None = None
     """When the status last changed."""
     conditions: Conditions = []
-    """Latest observations: `Ready`, `Failed`."""
+    """Latest observations: `Ready`, `Failed`; for volume copies, the stages
+    `SnapshotsTaken` and `VolumesReady`."""
     observed_generation: int | None = None
     """The .metadata.generation the status reflects."""
     finalized: bool | None = None
@@ -220,6 +221,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Destination", "type": "string", "jsonPath": ".status.destination.name"},
     {"name": "State", "type": "string", "jsonPath": ".status.state"},
     {"name": "Method", "type": "string", "jsonPath": ".status.copyMethod", "priority": 1},
+    {"name": "Point-In-Time", "type": "string", "jsonPath": ".status.pointInTime", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -23,6 +23,8 @@ from clone_operator.builders import objects as object_builders
 from clone_operator.builders.provenance import Owner
 from clone_operator.settings import REGION_LABEL
 
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
 
 class BuildError(ValueError):
     """The source cannot be cloned as asked; the message says why, for the user."""
@@ -73,6 +75,10 @@ class ClusterPlan:
     region: str | None = None
     """The `topology.kubernetes.io/region` value to pin pods to; None keeps the source's placement."""
     copy_method: CopyMethod = CopyMethod.VOLUME_CLONE
+    zones: frozenset[str] = frozenset()
+    """A VolumeClone of zonal volumes: the zones they live in (their PVs' node affinity),
+    which the target's pods are pinned to, as a clone stays in its source's zone (a
+    WaitForFirstConsumer class provisions where the pod is scheduled). Empty: not pinned."""
     source_pvc_sizes: dict[str, str] = field(default_factory=dict)
     """Capacity of each source PVC by name: a clone is at least as large as its source."""
     snapshots: dict[str, str] = field(default_factory=dict)
@@ -221,21 +227,27 @@ def check_isolated(plan: ClusterPlan, labels: dict[str, str]) -> None:
 
 def with_region(pod_spec: dict[str, Any], region: str) -> dict[str, Any]:
     """The pod spec pinned to one region: any region term of the source is replaced."""
+    return pinned(pod_spec, REGION_LABEL, [region])
+
+
+def pinned(pod_spec: dict[str, Any], key: str, values: list[str]) -> dict[str, Any]:
+    """The pod spec pinned to nodes whose label `key` is one of `values`: any term of the
+    source on that key (node selector or required node affinity) is replaced."""
     spec = copy.deepcopy(pod_spec)
     node_selector = spec.get("nodeSelector") or {}
-    node_selector.pop(REGION_LABEL, None)
+    node_selector.pop(key, None)
     if node_selector:
         spec["nodeSelector"] = node_selector
     else:
         spec.pop("nodeSelector", None)
-    requirement = {"key": REGION_LABEL, "operator": "In", "values": [region]}
+    requirement = {"key": key, "operator": "In", "values": values}
     affinity = spec.setdefault("affinity", {})
     node_affinity = affinity.setdefault("nodeAffinity", {})
     required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
     terms = required.get("nodeSelectorTerms") or [{}]
     new_terms = []
     for term in terms:
-        expressions = [e for e in term.get("matchExpressions") or [] if e["key"] != REGION_LABEL]
+        expressions = [e for e in term.get("matchExpressions") or [] if e["key"] != key]
         new_terms.append({**term, "matchExpressions": [*expressions, requirement]})
     required["nodeSelectorTerms"] = new_terms
     return spec
@@ -325,6 +337,8 @@ def build_statefulset(plan: ClusterPlan) -> dict[str, Any]:
     pod_spec = with_own_pod_selectors(pod_spec, source_labels, plan.selector)
     if plan.region is not None:
         pod_spec = with_region(pod_spec, plan.region)
+    if plan.zones:
+        pod_spec = pinned(pod_spec, ZONE_LABEL, sorted(plan.zones))
     pod_spec = identity.rewrite_pod_spec(pod_spec, plan.rename)
     template["spec"] = configs.repointed(pod_spec, config_copies(plan))
     spec["selector"] = plan.selector

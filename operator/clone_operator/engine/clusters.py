@@ -324,9 +324,11 @@ async def complete(
     kube: Kube, plan: cluster_builders.ClusterPlan, cluster_domain: str
 ) -> cluster_builders.ClusterPlan:
     """The plan with what the target is built from besides its source: the source PVCs'
-    sizes and the ConfigMaps and Secrets its template names (read), and the cluster's DNS
-    domain (the operator setting `clusterDomain`). The one place a plan gets them."""
+    sizes (and, for a VolumeClone, the zones of their volumes), the ConfigMaps and
+    Secrets its template names (read), and the cluster's DNS domain (the operator
+    setting `clusterDomain`). The one place a plan gets them."""
     sizes: dict[str, str] = {}
+    places: list[storage_rules.Place] = []
     for name in cluster_builders.source_pvc_names(plan):
         pvc = await kube.get("v1", "PersistentVolumeClaim", plan.namespace, name)
         if pvc is None:
@@ -336,13 +338,29 @@ async def complete(
         size = capacity.get("storage") or request.get("storage")
         if size:
             sizes[name] = str(size)
+        if plan.copy_method is CopyMethod.VOLUME_CLONE:
+            places.append(await volume_place(kube, pvc))
     found: dict[tuple[str, str], JSON | None] = {}
     for ref in cluster_builders.config_references(plan.source):
         if (ref.kind, ref.name) not in found:
             found[(ref.kind, ref.name)] = await kube.get("v1", ref.kind, plan.namespace, ref.name)
+    zones = frozenset().union(*(p.zones for p in places))
+    if not places or not all(p.zones for p in places):
+        zones = frozenset()  # a volume of no zone (regional, or untold): not pinned
     return dataclasses.replace(
-        plan, source_pvc_sizes=sizes, source_configs=found, cluster_domain=cluster_domain
+        plan,
+        source_pvc_sizes=sizes,
+        source_configs=found,
+        cluster_domain=cluster_domain,
+        zones=zones,
     )
+
+
+async def volume_place(kube: Kube, pvc: JSON) -> storage_rules.Place:
+    """Where a bound PVC's volume lives: its PersistentVolume's node affinity."""
+    volume = (pvc.get("spec") or {}).get("volumeName")
+    pv = await kube.get("v1", "PersistentVolume", None, volume) if volume else None
+    return storage_rules.pv_place(pv)
 
 
 async def build(kube: Kube, plan: cluster_builders.ClusterPlan, cluster_domain: str) -> list[JSON]:

@@ -43,7 +43,7 @@ from clone_operator.k8s.api import JSON, ApiError, NotLeading
 from clone_operator.kube.streams import Result
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import freeze as rules
-from clone_operator.reconcile import operations as operation_rules
+from clone_operator.reconcile import volumes as volume_rules
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.conditions import Reason
 from clone_operator.reconcile.freeze import Action, Freeze, Seen, Stage
@@ -101,9 +101,7 @@ async def drive(
         update = rules.record(status, decision.freeze, now, generation)
         if cut is not None:
             update = (
-                operation_rules.cut_progress(
-                    update, cut.volumes, cut.point_in_time, now, generation
-                )
+                volume_rules.cut_progress(update, cut.volumes, cut.point_in_time, now, generation)
                 or update
             )
         if update != status:

@@ -27,7 +27,7 @@ from clone_operator.api.cloneobjects import (
     SourceKind,
     State,
 )
-from clone_operator.api.cloningoperations import CopyMethod
+from clone_operator.api.cloningoperations import CopyMethod, VolumeStatus
 from clone_operator.api.common import API_VERSION, VOLUME_SNAPSHOT, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import objects as object_builders
@@ -41,6 +41,7 @@ from clone_operator.k8s.api import JSON, ApiError, Invalid, Kube
 from clone_operator.reconcile import clusters as cluster_rules
 from clone_operator.reconcile import objects as object_rules
 from clone_operator.reconcile import storage as storage_rules
+from clone_operator.reconcile import volumes as volume_rules
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.conditions import Reason, Transition
 from clone_operator.reconcile.objects import Step
@@ -266,19 +267,27 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     if obj.kind is SourceKind.STATEFUL_SET:
         return await clone_cluster(ctx, obj, log)
     snapshot = None
-    if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM and obj.method.snapshots:
+    pvc = obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM
+    if pvc and obj.method.snapshots:
         cut = await snapshot_of(ctx, obj)
         if isinstance(cut, snapshots.Refused):
             return await fail(ctx, obj, log, Reason.STORAGE_REFUSED, cut.message)
-        if not isinstance(cut, str):
-            return cut  # not cut and ready yet: look again then
-        snapshot = cut
+        pair = [(obj.spec.source.name, obj.destination_name)]
+        volumes = snapshots.volume_statuses(pair, {obj.spec.source.name: cut})
+        if await write_progress(ctx, obj, volumes, snapshot_builders.cut_at([cut])):
+            return AGAIN
+        if not (cut.get("status") or {}).get("readyToUse"):
+            return storage_rules.next_cut_look([cut], datetime.now(UTC))  # not ready yet
+        snapshot = str(cut["metadata"]["name"])
     try:
         created = await ensure_copy(ctx, obj, snapshot)
     except object_rules.COPY_ERRORS as e:
         reason, message = object_rules.failure_of(obj.kind, obj.destination_namespace, e)
         return await fail(ctx, obj, log, reason, message)
-    if obj.kind is SourceKind.PERSISTENT_VOLUME_CLAIM:
+    if pvc:
+        bound = {obj.destination_name: (obj.spec.source.name, object_rules.pvc_bound(created))}
+        if await write_progress(ctx, obj, bound=bound):
+            return AGAIN
         if not object_rules.pvc_bound(created):
             refused = await refusal_of(ctx, obj, created)
             if refused is not None:
@@ -316,9 +325,32 @@ async def clone(ctx: Context, obj: CloneObject, log: ObjectLog) -> float | None:
     return AGAIN
 
 
-async def snapshot_of(ctx: Context, obj: CloneObject) -> str | float | snapshots.Refused:
-    """The VolumeSnapshot a PVC copy is restored from, once it is cut and ready (taken
-    here if missing); else how long until the next look, or the storage's refusal."""
+async def write_progress(
+    ctx: Context,
+    obj: CloneObject,
+    volumes: list[VolumeStatus] | None = None,
+    point_in_time: str | None = None,
+    bound: dict[str, tuple[str, bool]] | None = None,
+) -> bool:
+    """Write a volume copy's progress (its snapshot, its PVC Bound) and the stage
+    conditions, when it changed; True then (the step ends: the next one reads it)."""
+    updated = volume_rules.copy_progress(
+        obj.status, volumes, point_in_time, bound, now_rfc3339(), obj.generation
+    )
+    if updated is None:
+        return False
+    if await loop.write_status(ctx, obj.body, updated.wire()):
+        for stage in volume_rules.stages_ended(obj.status, updated):
+            ctx.metrics.stage_done(stage, obj.method.value, obj.started_at)
+            if stage == "cut":
+                message = f"snapshot {updated.volumes[0].snapshot} cut at {point_in_time} and ready"
+                ctx.emit(obj.body, Reason.SNAPSHOTS_TAKEN, message, False)
+    return True
+
+
+async def snapshot_of(ctx: Context, obj: CloneObject) -> JSON | snapshots.Refused:
+    """The VolumeSnapshot a PVC copy is restored from (taken here if missing), as it is
+    now, or the storage's refusal (a failed snapshot, or one late past the deadline)."""
     funnel, name = obj.writes(ctx.kube), obj.destination_name
     snap = await funnel.get(*VOLUME_SNAPSHOT, obj.namespace, name)
     if snap is None:
@@ -351,9 +383,7 @@ async def snapshot_of(ctx: Context, obj: CloneObject) -> str | float | snapshots
     )
     if error is not None:
         return snapshots.Refused(error)
-    if not (snap.get("status") or {}).get("readyToUse"):
-        return snapshots.POLL_SECONDS
-    return name
+    return body
 
 
 async def refusal_of(ctx: Context, obj: CloneObject, pvc: JSON) -> str | None:
@@ -449,17 +479,24 @@ async def clone_cluster(ctx: Context, obj: CloneObject, log: ObjectLog) -> float
         ):
             ctx.metrics.done_after_ready(KIND, ctx.record(owner.uid).take_ready_seen())
         return AGAIN
+    now = now_rfc3339()
+    status = volume_rules.copy_progress(
+        obj.status, followed.volumes, followed.point_in_time, followed.bound, now, obj.generation
+    )
     if followed.readiness is not None:
-        updated = object_rules.progress(
-            obj.status,
-            obj.destination_name,
-            followed.readiness,
-            now_rfc3339(),
-            obj.generation,
-            followed.note,
+        status = (
+            object_rules.progress(
+                status or obj.status,
+                obj.destination_name,
+                followed.readiness,
+                now,
+                obj.generation,
+                followed.note,
+            )
+            or status
         )
-        if updated is not None and not await loop.write_status(ctx, obj.body, updated.wire()):
-            return AGAIN
+    if status is not None and not await loop.write_status(ctx, obj.body, status.wire()):
+        return AGAIN
     return followed.wait
 
 

@@ -36,6 +36,7 @@ from clone_operator.api.cloningoperations import (
 from clone_operator.api.common import API_VERSION, now_rfc3339
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import locks
+from clone_operator.builders.provenance import Owner
 from clone_operator.engine import clusters, hooks, loop, storage
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import AGAIN, IDLE, ObjectLog, Resource, fail
@@ -44,6 +45,7 @@ from clone_operator.k8s.api import JSON, Conflict
 from clone_operator.reconcile import freeze as freeze_rules
 from clone_operator.reconcile import operations as operation_rules
 from clone_operator.reconcile import storage as storage_rules
+from clone_operator.reconcile import volumes as volume_rules
 from clone_operator.reconcile import writes
 from clone_operator.reconcile.clusters import Readiness
 from clone_operator.reconcile.conditions import Reason
@@ -165,28 +167,10 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     # from 1.6 s to 4-10 s.)
     try:
         source, service = await clusters.load_source(ctx.kube, owner.namespace, spec.source_cluster)
-        region = await clusters.source_region(ctx.kube, source, ctx.node_regions)
-        resolution = operation_rules.resolve(spec, owner, source, service, region, ctx.regions())
-        plan = operation_rules.cluster_plan(spec, owner, resolution, source, service)
-        choice = await storage.decide(
-            ctx.storage_lists,
-            op.body,
-            owner.namespace,
-            cluster_builders.source_pvc_names(plan),
-            spec.copy_method,
-            resolution.source_region,
-            resolution.target_region,
-            spec.volume_snapshot_class_name,
-        )
-        resolution = dataclasses.replace(
-            resolution, copy_method=choice.method, snapshot_class=choice.snapshot_class
-        )
-        no_hooks = freeze_rules.hooks_refusal(spec, choice.method)
-        if no_hooks is not None:
-            raise storage_rules.Refused(f"{no_hooks}. {choice.why}".rstrip(". "))
+        resolution = await resolve(ctx, op.body, spec, owner, source, service)
         # The target is built from this very read:
         ctx.record(owner.uid).keep_source(source, service)
-        del source, service, plan
+        del source, service
     except storage_rules.Refused as e:
         return await fail(ctx, op, log, Reason.COPY_METHOD_UNSUITABLE, str(e))
     except clusters.SourceNotFound as e:
@@ -198,6 +182,40 @@ async def start(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
     if not await move(ctx, op, operation_rules.started(spec, resolution), log, resolution):
         ctx.record(owner.uid).source = None  # decided on a stale read: the next step reads again
     return AGAIN
+
+
+async def resolve(
+    ctx: Context,
+    body: JSON,
+    spec: CloningOperationSpec,
+    owner: Owner,
+    source: JSON,
+    service: JSON | None,
+) -> Resolution:
+    """The spec against its source: the regions, the target, and the copy method the
+    storage allows (`reconcile.storage.choose`, decided before anything is created).
+    Pickup records it; the webhook asks it too, to refuse at `kubectl apply` what pickup
+    would. Raises UnknownRegion, BuildError, or storage's Refused (also for consistency
+    hooks on a method that takes no snapshot)."""
+    region = await clusters.source_region(ctx.kube, source, ctx.node_regions)
+    resolution = operation_rules.resolve(spec, owner, source, service, region, ctx.regions())
+    plan = operation_rules.cluster_plan(spec, owner, resolution, source, service)
+    choice = await storage.decide(
+        ctx.storage_lists,
+        body,
+        owner.namespace,
+        cluster_builders.source_pvc_names(plan),
+        spec.copy_method,
+        resolution.source_region,
+        resolution.target_region,
+        spec.volume_snapshot_class_name,
+    )
+    no_hooks = freeze_rules.hooks_refusal(spec, choice.method)
+    if no_hooks is not None:
+        raise storage_rules.Refused(f"{no_hooks}. {choice.why}".rstrip(". "))
+    return dataclasses.replace(
+        resolution, copy_method=choice.method, snapshot_class=choice.snapshot_class
+    )
 
 
 async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None:
@@ -237,20 +255,14 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         if await move(ctx, op, transition, log, readiness=ready):
             ctx.metrics.done_after_ready(KIND, ctx.record(owner.uid).take_ready_seen())
         return AGAIN
-    if followed.volumes is not None:
-        cutting = operation_rules.cut_progress(
-            status, followed.volumes, followed.point_in_time, now_rfc3339(), op.generation
-        )
-        if cutting is not None and not await loop.write_status(ctx, op.body, cutting.wire()):
+    changed = volume_rules.copy_progress(
+        status, followed.volumes, followed.point_in_time, followed.bound, now_rfc3339(),
+        op.generation,
+    )  # fmt: skip
+    if changed is not None:
+        if not await loop.write_status(ctx, op.body, changed.wire()):
             return AGAIN
-    if followed.bound is not None:
-        binding = operation_rules.volumes_bound(
-            status, followed.bound, now_rfc3339(), op.generation
-        )
-        if binding is not None:
-            if not await loop.write_status(ctx, op.body, binding.wire()):
-                return AGAIN
-            status = binding
+        status = changed
     if followed.readiness is not None:
         updated = operation_rules.progress(status, followed.readiness, now_rfc3339(), followed.note)
         if updated is not None and not await loop.write_status(ctx, op.body, updated.wire()):

@@ -30,9 +30,6 @@ from clone_operator.engine.writes import Writes
 from clone_operator.k8s.api import JSON, ApiError, NotFound
 from clone_operator.reconcile import storage as storage_rules
 
-POLL_SECONDS = 2.0
-"""How often a cut in progress is looked at (snapshots have no watch here)."""
-
 
 @dataclass(frozen=True)
 class Cut:
@@ -59,7 +56,8 @@ class Refused:
     message: str
 
 
-def _volumes(pairs: list[tuple[str, str]], by_source: dict[str, JSON]) -> list[VolumeStatus]:
+def volume_statuses(pairs: list[tuple[str, str]], by_source: dict[str, JSON]) -> list[VolumeStatus]:
+    """Per (source PVC, target PVC): its snapshot's progress (by source PVC)."""
     out = []
     for source, target in pairs:
         snap = by_source.get(source)
@@ -149,14 +147,15 @@ async def take(
         ) == len(pairs)
     if not keep:
         await _deleted_with_snapshots(funnel, list(by_source.values()))
-    volumes = _volumes(pairs, by_source)
+    volumes = volume_statuses(pairs, by_source)
     point = snapshot_builders.cut_at(list(by_source.values())) if by_source else None
     if plan.copy_method is CopyMethod.GROUP_SNAPSHOT and point is not None:
         point = (groups[0].get("status") or {}).get("creationTime") or point  # one instant
     if ready and len(by_source) == len(pairs):
         snapshots = {src: str(s["metadata"]["name"]) for src, s in by_source.items()}
         return Cut(snapshots, point, volumes)
-    return Cutting(POLL_SECONDS, volumes, point)
+    looked = groups if plan.copy_method is CopyMethod.GROUP_SNAPSHOT else list(by_source.values())
+    return Cutting(storage_rules.next_cut_look(looked, datetime.now(UTC)), volumes, point)
 
 
 async def _check_selector(

@@ -59,15 +59,12 @@ async def volume(kube: Kube, namespace: str, pvc_name: str, classes: dict[str, J
     pv_spec = (pv or {}).get("spec") or {}
     csi = pv_spec.get("csi") or {}
     sc = classes.get(class_name or "") or {}
-    affinity = ((pv_spec.get("nodeAffinity") or {}).get("required") or {}).get(
-        "nodeSelectorTerms"
-    ) or []
     return Volume(
         pvc=pvc_name,
         storage_class=class_name,
         driver=csi.get("driver") or sc.get("provisioner"),
         csi=bool(csi),
-        place=storage.place_of(affinity),
+        place=storage.pv_place(pv),
         class_place=storage.place_of(sc.get("allowedTopologies") or []),
     )
 

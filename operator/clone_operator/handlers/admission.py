@@ -134,6 +134,7 @@ def register(config: Settings) -> None:
 async def validate_operation(
     spec: kopf.Spec,
     meta: kopf.Meta,
+    body: kopf.Body,
     namespace: str | None,
     name: str | None,
     memo: kopf.Memo,
@@ -151,7 +152,7 @@ async def validate_operation(
     if not rules.may_read(review):
         return  # answered from the request alone: the operator judges it, into its status
     problems = await admission.check_operation(
-        memo.ctx, str(namespace), name or "", meta.get("uid"), dict(spec)
+        memo.ctx, str(namespace), name or "", meta.get("uid"), dict(spec), dict(body)
     )
     if problems:
         raise kopf.AdmissionError("; ".join(problems), code=422)

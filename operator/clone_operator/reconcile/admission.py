@@ -72,6 +72,10 @@ class OperationFacts:
     source, or the API server's refusal of the overridden StatefulSet."""
     max_timeout_seconds: int | None = None
     """The operator setting maxTimeoutSeconds (None: not checked)."""
+    storage_refusal: str | None = None
+    """Why the storage cannot deliver the target's volumes by the requested copy method:
+    the very refusal pickup would give (`reconcile.storage.choose`); None: it can, or
+    it was not asked."""
 
 
 def operation_problems(spec: CloningOperationSpec, facts: OperationFacts) -> list[str]:
@@ -107,6 +111,8 @@ def operation_problems(spec: CloningOperationSpec, facts: OperationFacts) -> lis
             "choose another name"
         )
     problems.extend(facts.target_problems)
+    if facts.storage_refusal is not None:
+        problems.append(f"spec.copyMethod: {facts.storage_refusal}")
     if facts.max_timeout_seconds is not None:
         too_long = operation_rules.timeout_refused(spec, facts.max_timeout_seconds)
         if too_long is not None:

@@ -19,7 +19,6 @@ from clone_operator.api.cloningoperations import (
     CloningOperationStatus,
     CopyMethod,
     Phase,
-    VolumeStatus,
 )
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders.provenance import Owner
@@ -272,76 +271,6 @@ def apply(
         updated.ready_replicas, updated.replicas = readiness.ready, readiness.desired
         updated.ready = str(readiness)
     return updated
-
-
-def cut_progress(
-    status: CloningOperationStatus,
-    volumes: list[VolumeStatus],
-    point_in_time: str | None,
-    now: str,
-    generation: int | None,
-) -> CloningOperationStatus | None:
-    """The status with a snapshot copy's per-volume progress, its point in time once
-    every snapshot is cut, and the `SnapshotsTaken` condition; None when unchanged."""
-    cut = bool(volumes) and all(v.cut_at for v in volumes)
-    ready = cut and all(v.snapshot_ready for v in volumes)
-    if volumes == status.volumes and point_in_time == status.point_in_time:
-        return None
-    message = (
-        f"{sum(1 for v in volumes if v.cut_at)}/{len(volumes)} snapshots cut, "
-        f"{sum(1 for v in volumes if v.snapshot_ready)}/{len(volumes)} ready"
-    )
-    conditions = set_condition(
-        status.conditions,
-        "SnapshotsTaken",
-        ready,
-        Reason.SNAPSHOTS_TAKEN.value if ready else "Cutting",
-        message,
-        now,
-        generation,
-    )
-    return status.model_copy(
-        update={
-            "volumes": volumes,
-            "point_in_time": point_in_time if cut else None,
-            "conditions": conditions,
-            "updated_at": now,
-        }
-    )
-
-
-def volumes_bound(
-    status: CloningOperationStatus,
-    bound: dict[str, tuple[str, bool]],
-    now: str,
-    generation: int | None,
-) -> CloningOperationStatus | None:
-    """The status with each target volume's `bound`, and the `VolumesReady` condition;
-    None when unchanged."""
-    known = {v.name: v for v in status.volumes}
-    volumes = [
-        known[name].model_copy(update={"bound": is_bound})
-        if name in known
-        else VolumeStatus(name=name, source=source, bound=is_bound)
-        for name, (source, is_bound) in sorted(bound.items())
-    ]
-    volumes += [v for v in status.volumes if v.name not in bound]
-    if volumes == status.volumes:
-        return None
-    ready = bool(volumes) and all(v.bound for v in volumes)
-    count = sum(1 for v in volumes if v.bound)
-    conditions = set_condition(
-        status.conditions,
-        "VolumesReady",
-        ready,
-        Reason.VOLUMES_READY.value if ready else "Provisioning",
-        f"{count}/{len(volumes)} target volumes Bound",
-        now,
-        generation,
-    )
-    return status.model_copy(
-        update={"volumes": volumes, "conditions": conditions, "updated_at": now}
-    )
 
 
 def progress(

@@ -83,6 +83,12 @@ def place_of(terms: Iterable[Mapping[str, Any]]) -> Place:
     return Place(frozenset(regions), frozenset(zones))
 
 
+def pv_place(pv: Mapping[str, Any] | None) -> Place:
+    """Where a PersistentVolume lives: its required node affinity (empty: untold)."""
+    affinity = ((pv or {}).get("spec") or {}).get("nodeAffinity") or {}
+    return place_of((affinity.get("required") or {}).get("nodeSelectorTerms") or [])
+
+
 @dataclass(frozen=True)
 class Volume:
     """One source volume, as its PVC, PV and StorageClass tell."""
@@ -382,11 +388,42 @@ def snapshot_late(snapshot: Mapping[str, Any], now: datetime, deadline: float) -
     )
 
 
+CUT_LOOK_SECONDS = (0.25, 2.0)
+"""The least and the most time between two looks at a cut in progress."""
+
+
+def next_cut_look(taken: Iterable[Mapping[str, Any]], now: datetime) -> float:
+    """When to look again at snapshots being cut (they have no watch here): half the
+    youngest one's age, within CUT_LOOK_SECONDS. Soon while they are new (a quick
+    storage is ready within a second or two), every two seconds once they are old (a
+    cloud's first snapshot of a volume takes minutes)."""
+    least, most = CUT_LOOK_SECONDS
+    ages = [
+        (now - parse_rfc3339(str(stamp))).total_seconds()
+        for snapshot in taken
+        if (stamp := (snapshot.get("metadata") or {}).get("creationTimestamp"))
+    ]
+    if not ages:
+        return least
+    return min(most, max(least, min(ages) / 2))
+
+
+SNAPSHOT_RETRIED = (
+    *TRANSIENT,
+    "the object has been modified",
+)
+"""Words of a snapshot's status.error that its controllers retry past: not taken as the
+storage's refusal (the snapshot deadline still bounds the wait). A conflict on the
+snapshot-controller's own status update ("Operation cannot be fulfilled ... the object
+has been modified") is one: the next attempt succeeds."""
+
+
 def snapshot_error(snapshot: Mapping[str, Any]) -> str | None:
-    """The storage's words when a snapshot failed (status.error), else None."""
+    """The storage's words when a snapshot failed (status.error), else None (also for
+    an error its controllers retry past, SNAPSHOT_RETRIED)."""
     error = (snapshot.get("status") or {}).get("error") or {}
     message = error.get("message")
-    if not message:
+    if not message or any(w in str(message).lower() for w in SNAPSHOT_RETRIED):
         return None
     meta = snapshot.get("metadata") or {}
     return f"{snapshot.get('kind', 'VolumeSnapshot')} {meta.get('name')} failed: {message}"
