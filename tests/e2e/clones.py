@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.e2e.harness import OperatorProcess
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
 from tests.e2e.manifests import statefulset
@@ -53,6 +55,24 @@ def uid_of(kubectl: Kubectl, kind: str, name: str) -> str:
 def source_cluster(kubectl: Kubectl, name: str, replicas: int = 3, **kw: Any) -> None:
     kubectl.apply(statefulset(name, replicas=replicas, **kw))
     wait_for(f"source {name} ready", lambda: ready_replicas(kubectl, name) == replicas, timeout=90)
+
+
+SNAPSHOT_ONLY_CLASS = "clone-test-snapshot-only"
+"""The local storage's class whose driver takes snapshots and cannot clone (tests/cluster/storage.py)."""
+
+
+def snapshot_only_source(admin: Kubectl, kubectl: Kubectl, name: str) -> str:
+    """A 2-replica source `name` in us-east-1 on the snapshot-only class, ready; skips the
+    test when the local cluster has no CSI storage."""
+    if admin("get", "storageclass", SNAPSHOT_ONLY_CLASS, check=False).returncode != 0:
+        pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
+    manifests = statefulset(name, replicas=2, region="us-east-1")
+    manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = (
+        SNAPSHOT_ONLY_CLASS
+    )
+    kubectl.apply(manifests)
+    wait_for(f"source {name} ready", lambda: ready_replicas(kubectl, name) == 2, timeout=120)
+    return name
 
 
 def kill_repeatedly(operator: OperatorProcess, delays: tuple[float, ...]) -> None:

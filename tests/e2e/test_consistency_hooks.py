@@ -18,15 +18,15 @@ import pytest
 
 from tests.app import images
 from tests.cluster import localcluster, realnode
-from tests.e2e.clones import TERMINAL, wait_phase
+from tests.e2e.clones import SNAPSHOT_ONLY_CLASS, TERMINAL, snapshot_only_source, wait_phase
 from tests.e2e.harness import OperatorProcess, Replica
 from tests.e2e.kube import Kubectl, ready_replicas, wait_for
-from tests.e2e.manifests import operation, statefulset
+from tests.e2e.manifests import operation
 from tests.e2e.requesters import Requester
 
 pytestmark = pytest.mark.e2e
 
-SNAPSHOT_ONLY = "clone-test-snapshot-only"  # the local storage's class that cannot clone
+SNAPSHOT_ONLY = SNAPSHOT_ONLY_CLASS  # the local storage's class that cannot clone
 PAUSE = ["python3", "/app/peerapp.py", "pause", "120"]
 RESUME = ["python3", "/app/peerapp.py", "resume"]
 
@@ -130,13 +130,7 @@ def test_auto_with_hooks_needs_the_right_to_snapshot_at_apply(
 @pytest.fixture
 def snapshot_source(admin: Kubectl, kubectl: Kubectl) -> str:
     """A 2-replica source `hooksrc` (kwok pods) on the local storage's snapshot-only class."""
-    if admin("get", "storageclass", SNAPSHOT_ONLY, check=False).returncode != 0:
-        pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
-    manifests = statefulset("hooksrc", replicas=2, region="us-east-1")
-    manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = SNAPSHOT_ONLY
-    kubectl.apply(manifests)
-    wait_for("source hooksrc ready", lambda: ready_replicas(kubectl, "hooksrc") == 2, timeout=120)
-    return "hooksrc"
+    return snapshot_only_source(admin, kubectl, "hooksrc")
 
 
 def test_a_pre_hook_that_cannot_run_thaws_fails_and_leaves_nothing(

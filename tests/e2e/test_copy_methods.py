@@ -20,7 +20,7 @@ import pytest
 
 from tests.cluster import localcluster
 from tests.e2e import snapshot_storage
-from tests.e2e.clones import TERMINAL, wait_state
+from tests.e2e.clones import SNAPSHOT_ONLY_CLASS, TERMINAL, snapshot_only_source, wait_state
 from tests.e2e.harness import (
     DEFAULT_OPERATOR_ENV,
     WEBHOOK_CLIENT_CA,
@@ -35,7 +35,7 @@ from tests.e2e.snapshot_storage import SnapshotOnlyStorage
 pytestmark = pytest.mark.e2e
 
 STORAGE_CLASS = "clone-test"  # the local cluster's default class
-REAL_SNAPSHOT_ONLY = "clone-test-snapshot-only"  # tests/cluster/storage.py (issue 23)
+REAL_SNAPSHOT_ONLY = SNAPSHOT_ONLY_CLASS  # tests/cluster/storage.py (issue 23)
 
 
 def finished(kubectl: Kubectl, name: str, timeout: float = 120) -> dict[str, Any]:
@@ -550,12 +550,7 @@ def test_a_pvc_clone_object_by_snapshot_and_by_clone_on_a_snapshot_only_class(
 @pytest.fixture
 def local_storage(admin: Kubectl, kubectl: Kubectl) -> str:
     """A 2-replica source `snapsrc` on the snapshot-only class (a driver that cannot clone)."""
-    if admin("get", "storageclass", REAL_SNAPSHOT_ONLY, check=False).returncode != 0:
-        pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
-    manifests = statefulset("snapsrc", replicas=2, region="us-east-1")
-    manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = REAL_SNAPSHOT_ONLY
-    kubectl.apply(manifests)
-    wait_for("source snapsrc ready", lambda: ready_replicas(kubectl, "snapsrc") == 2, timeout=120)
+    snapshot_only_source(admin, kubectl, "snapsrc")
     return REAL_SNAPSHOT_ONLY
 
 
