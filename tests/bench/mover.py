@@ -112,7 +112,9 @@ def main() -> int:
                            "IMAGE_KIND": "mover"}, check=False)  # fmt: skip
     if built.returncode != 0:
         return 1
-    docker("network", "create", NETWORK, check=False)
+    made = docker("network", "create", NETWORK, check=False)
+    if made.returncode != 0 and "already exists" not in made.stderr:
+        raise SystemExit(f"docker network create {NETWORK}: {made.stderr.strip()}")
     with tempfile.TemporaryDirectory(prefix="mover-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)

@@ -433,6 +433,17 @@ def _snapshot_firewall(np: NodePaths) -> None:
     path.write_text(json.dumps(before))
 
 
+NODE_CHAIN_PREFIXES = ("KUBE-", "CNI-", "CLONE-OPERATOR")
+"""Chains the node's components name (kube-proxy, the kubelet, the CNI plugins, ours)."""
+
+
+def node_chains(added: set[str]) -> set[str]:
+    """Of the chains added since the snapshot, those the node's components made: another
+    program's (dockerd started after the node: DOCKER, DOCKER-USER, ...) are never ours
+    to remove."""
+    return {chain for chain in added if chain.startswith(NODE_CHAIN_PREFIXES)}
+
+
 def _restore_firewall(np: NodePaths) -> None:
     """Remove every chain (and nft table) the node's components added since the snapshot."""
     path = np.state / "firewall-before.json"
@@ -441,7 +452,7 @@ def _restore_firewall(np: NodePaths) -> None:
     before = json.loads(path.read_text())
     for family in ("iptables", "ip6tables"):
         for table, chains in _chains(family).items():
-            added = chains - set(before[family].get(table, []))
+            added = node_chains(chains - set(before[family].get(table, [])))
             rules = subprocess.run(
                 [family, "-w", "-t", table, "-S"], capture_output=True, text=True, check=False
             ).stdout.splitlines()

@@ -177,3 +177,13 @@ def test_the_second_nodes_chain_forwards_to_the_first_only_and_guards_the_api_po
     assert ["-i", "cloneop-w0", "-o", "cloneop0", "-j", "ACCEPT"] in both
     assert ["-i", "cloneop0", "-o", "cloneop-w0", "-j", "ACCEPT"] in both
     assert not any("10250" in rule for rule in both)  # its kubelet is in its namespace
+
+
+def test_only_the_nodes_own_chains_are_removed_at_teardown() -> None:
+    # dockerd started after the node (make test starts it when no engine answers) adds
+    # chains too: removing them broke every Docker network afterwards.
+    added = {"KUBE-SERVICES", "KUBE-FIREWALL", "CNI-FORWARD", "CNI-HOSTPORT-DNAT",
+             "CLONE-OPERATOR-WEST", "DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1"}  # fmt: skip
+    assert realnode.node_chains(added) == {
+        "KUBE-SERVICES", "KUBE-FIREWALL", "CNI-FORWARD", "CNI-HOSTPORT-DNAT", "CLONE-OPERATOR-WEST",
+    }  # fmt: skip
