@@ -37,6 +37,7 @@ venv: $(VENV)/.installed ## Create the Python virtualenv with the operator and d
 .PHONY: dev
 dev: cluster crds-apply ## Run the operator against the local cluster (starts it if needed).
 	KUBECONFIG=$(KUBECONFIG_LOCAL) CLONE_OPERATOR_WEBHOOK_MODE=$${CLONE_OPERATOR_WEBHOOK_MODE:-local} \
+		CLONE_OPERATOR_WEBHOOK_CLIENT_CA=$${CLONE_OPERATOR_WEBHOOK_CLIENT_CA-$(CACHE)/kwok/webhook-client/ca.crt} \
 		$(VENV)/bin/clone-operator run --dev
 
 ##@ Checks
