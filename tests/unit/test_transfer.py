@@ -238,3 +238,15 @@ def test_movers_run_where_the_sources_pods_may_in_their_own_region() -> None:
         "requiredDuringSchedulingIgnoredDuringExecution": west.required_node_affinity
     }
     assert template["nodeSelector"]["topology.kubernetes.io/region"] == "us-east-1"  # untouched
+
+
+def test_the_sending_side_waits_for_the_receiving_side_to_listen() -> None:
+    listening = {
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    }
+    starting = {
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}
+    }
+    assert transfer.ready(listening)
+    assert not transfer.ready(starting)
+    assert not transfer.ready(None)
