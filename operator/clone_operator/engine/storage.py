@@ -149,7 +149,7 @@ async def allowed(kube: Kube, subject: JSON, namespace: str, group: str, resourc
         },
     }
     try:
-        answer = await kube.create(review)
+        answer = await kube.review(review)
     except ApiError:
         return False  # not allowed to ask: Auto does without
     return bool((answer.get("status") or {}).get("allowed"))

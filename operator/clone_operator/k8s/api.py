@@ -262,6 +262,12 @@ class Kube:
             )
         return await self.call("POST", url, body=obj)
 
+    async def review(self, review: JSON) -> JSON:
+        """Ask the API server a question that stores nothing (a SubjectAccessReview): not
+        fenced, so any replica may ask (the webhook is served by every replica)."""
+        url = path(review["apiVersion"], review["kind"])
+        return await self.call("POST", url, body=review, fenced=False, tally=self.requests)
+
     async def merge_patch(
         self, obj_or_url: JSON | str, patch: JSON, subresource: str | None = None
     ) -> JSON:
