@@ -24,6 +24,7 @@ on the local cluster's real node (tests/cluster/realnode.py).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -316,3 +317,27 @@ def build_and_import(cluster_cache: Path, cluster_dir: Path) -> str:
         realnode.import_image(np, ref, docker)
     print(f"image {ref} built and on the real node in {time.monotonic() - started:.1f} s")
     return ref
+
+
+def build_mover_image(
+    cluster_cache: Path, cluster_dir: Path, nodes: list[realnode.NodeSpec], image: str
+) -> str:
+    """The data mover's image (`IMAGE_KIND=mover hack/image.sh`), imported into these real
+    nodes; its reference. Built on the operator's base, which the suite has made already
+    (a second debootstrap would cost ~2 min on a cold machine); `make mover-image` uses a
+    minimal one."""
+    started = time.monotonic()
+    base = subprocess.run([str(ROOT / "hack" / "base-image.sh")], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    if base.returncode != 0:
+        raise AssertionError(f"making the base image failed:\n{base.stderr[-3000:]}")
+    env = {**os.environ, "IMAGE_KIND": "mover", "BASE_IMAGE": base.stdout.strip()}
+    built = subprocess.run([str(ROOT / "hack" / "image.sh"), image], capture_output=True,
+                           text=True, env=env, check=False)  # fmt: skip
+    if built.returncode != 0:
+        raise AssertionError(f"building the mover's image failed:\n{built.stderr[-3000:]}")
+    for spec in nodes:
+        realnode.import_image(realnode.node_paths(cluster_cache, cluster_dir, spec), image)
+    names = ", ".join(spec.name for spec in nodes)
+    print(f"mover image {image} built and on {names} in {time.monotonic() - started:.1f} s")
+    return image

@@ -9,10 +9,7 @@ target's on real-west-c: across regions. Skipped without a real node.
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,13 +18,13 @@ from clone_operator.builders import mover
 from clone_operator.builders.provenance import Owner
 from clone_operator.reconcile.transfer import Progress, progress
 from tests.cluster import localcluster, realnode, storage
+from tests.e2e.harness import MOVER_IMAGE as IMAGE
+from tests.e2e.incluster import build_mover_image
 from tests.e2e.kube import Kubectl, wait_for
 from tests.e2e.test_storage import pod_output
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "clone-operator.local/mover:e2e"
 MEGABYTES = 60
 BWLIMIT_KIB = 4 * 1024  # ~15 s for the whole copy: the kill lands mid-way, even when busy
 
@@ -46,17 +43,7 @@ def mover_image(cluster: localcluster.Paths) -> tuple[realnode.NodeSpec, realnod
     up = nodes_up(cluster)
     if not up:
         pytest.skip(f"needs a real node: {realnode.unavailable_reason() or 'none is up'}")
-    # On the operator's base, which the suite has made already (a second debootstrap
-    # would cost ~2 min on a cold machine); `make mover-image` uses a minimal one.
-    base = subprocess.run([str(ROOT / "hack" / "base-image.sh")], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    assert base.returncode == 0, base.stderr[-3000:]
-    env = {**os.environ, "IMAGE_KIND": "mover", "BASE_IMAGE": base.stdout.strip()}
-    built = subprocess.run([str(ROOT / "hack" / "image.sh"), IMAGE], capture_output=True,
-                           text=True, env=env, check=False)  # fmt: skip
-    assert built.returncode == 0, built.stderr[-3000:]
-    for spec in up:
-        realnode.import_image(localcluster.node_paths(cluster, spec), IMAGE)
+    build_mover_image(cluster.cache, cluster.cluster_dir, up, IMAGE)
     return up[0], up[-1]
 
 
