@@ -325,6 +325,46 @@ def hooks() -> dict[str, Any]:
     return {"pre": [{"command": PAUSE}], "post": [{"command": RESUME}]}
 
 
+# ---- requesters (token-only kubeconfigs; kwok pods) ----
+
+
+def test_a_requester_who_may_not_create_pods_gets_no_transfer(
+    admin: Kubectl, kubectl: Kubectl, requester: Requester, operator: OperatorProcess
+) -> None:
+    """Everything a clone by snapshot needs, but `create pods`: an explicit Transfer is
+    refused at apply (the admission policy names the right); Auto into another region,
+    which only a transfer could do, fails at pickup naming it, having made nothing."""
+    if admin("get", "storageclass", storage.ZONAL_CLASS, check=False).returncode != 0:
+        pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
+    requester.may_clone_a_cluster(snapshots=True)
+    home, as_requester = requester.home, requester.kubectl
+    manifests = statefulset("zsrc", replicas=1, region=SOURCE_REGION)
+    manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = (
+        storage.ZONAL_CLASS
+    )
+    kubectl.apply(manifests)
+
+    explicit = operation("by-transfer", "zsrc", copyMethod="Transfer", targetRegion=TARGET_REGION)
+    refused = as_requester.apply(explicit, check=False)
+    assert refused.returncode != 0, "an explicit Transfer was admitted"
+    assert CREATE_PODS.search(refused.stderr), refused.stderr
+    assert kubectl.get("cloningoperation", "by-transfer") is None
+
+    wait_for("source zsrc ready", lambda: ready_replicas(kubectl, "zsrc") == 1, timeout=120)
+    auto = operation("by-auto", "zsrc", targetRegion=TARGET_REGION)
+    auto["metadata"]["annotations"] = {REQUESTED_BY: requester.username}
+    as_requester.apply(auto)  # Auto asks for no more than a clone's rights at apply
+    uid = kubectl.get("cloningoperation", "by-auto")["metadata"]["uid"]
+    st = finished(kubectl, "by-auto", timeout=90)
+    assert (st["phase"], st["reason"]) == ("Failed", "CopyMethodUnsuitable"), st
+    assert CREATE_PODS.search(st["message"]), st["message"]
+    assert labelled(kubectl, uid) == []
+
+    # Given the right, the same explicit Transfer is admitted (the server's dry run).
+    requester.allow(home, "create", "pods")
+    as_requester("create", "--dry-run=server", "-f", "-", stdin=json.dumps(explicit))
+
+
 # ---- live, on the two real nodes ----
 
 
@@ -468,7 +508,8 @@ def test_a_transfer_that_stops_moving_fails_as_stalled_and_leaves_nothing(
 ) -> None:
     """The mover's source container frozen mid-transfer (containerd pauses it): no new
     bytes, so after the operator's stall setting (20 s here) the operation fails
-    `TransferStalled`, well before its Timeout, and removes what it made."""
+    `TransferStalled`, well before its Timeout, and removes what it made. Last in the
+    module: it runs the operator with a setting of its own."""
     east, _ = real_nodes
     operator.ensure({**DEFAULT_OPERATOR_ENV, "CLONE_OPERATOR_TRANSFER_STALL_SECONDS": "20"})
     kubectl, requester, target = source.kubectl, source.requester, "stalled"
@@ -492,43 +533,3 @@ def test_a_transfer_that_stops_moving_fails_as_stalled_and_leaves_nothing(
         "the stalled operation's objects",
         lambda: still_there(kubectl, mover_objects(target)) + labelled(kubectl, uid),
     )
-
-
-# ---- requesters (token-only kubeconfigs; kwok pods) ----
-
-
-def test_a_requester_who_may_not_create_pods_gets_no_transfer(
-    admin: Kubectl, kubectl: Kubectl, requester: Requester, operator: OperatorProcess
-) -> None:
-    """Everything a clone by snapshot needs, but `create pods`: an explicit Transfer is
-    refused at apply (the admission policy names the right); Auto into another region,
-    which only a transfer could do, fails at pickup naming it, having made nothing."""
-    if admin("get", "storageclass", storage.ZONAL_CLASS, check=False).returncode != 0:
-        pytest.skip("the local cluster has no CSI storage (tests/cluster/storage.py)")
-    requester.may_clone_a_cluster(snapshots=True)
-    home, as_requester = requester.home, requester.kubectl
-    manifests = statefulset("zsrc", replicas=1, region=SOURCE_REGION)
-    manifests[1]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = (
-        storage.ZONAL_CLASS
-    )
-    kubectl.apply(manifests)
-
-    explicit = operation("by-transfer", "zsrc", copyMethod="Transfer", targetRegion=TARGET_REGION)
-    refused = as_requester.apply(explicit, check=False)
-    assert refused.returncode != 0, "an explicit Transfer was admitted"
-    assert CREATE_PODS.search(refused.stderr), refused.stderr
-    assert kubectl.get("cloningoperation", "by-transfer") is None
-
-    wait_for("source zsrc ready", lambda: ready_replicas(kubectl, "zsrc") == 1, timeout=120)
-    auto = operation("by-auto", "zsrc", targetRegion=TARGET_REGION)
-    auto["metadata"]["annotations"] = {REQUESTED_BY: requester.username}
-    as_requester.apply(auto)  # Auto asks for no more than a clone's rights at apply
-    uid = kubectl.get("cloningoperation", "by-auto")["metadata"]["uid"]
-    st = finished(kubectl, "by-auto", timeout=90)
-    assert (st["phase"], st["reason"]) == ("Failed", "CopyMethodUnsuitable"), st
-    assert CREATE_PODS.search(st["message"]), st["message"]
-    assert labelled(kubectl, uid) == []
-
-    # Given the right, the same explicit Transfer is admitted (the server's dry run).
-    requester.allow(home, "create", "pods")
-    as_requester("create", "--dry-run=server", "-f", "-", stdin=json.dumps(explicit))
