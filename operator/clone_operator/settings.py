@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     """How long the snapshots of a snapshot copy may take to be cut and ready, from when
     each was taken; then the clone fails (StorageRefused) instead of waiting out its
     timeout. (CloudNativePG waits 10 minutes for the same.)"""
+    mover_image: Annotated[str, Field(min_length=1, max_length=512)] = (
+        "clone-operator.local/mover:latest"
+    )
+    """The data mover's image (`make mover-image`: rsync and stunnel from Debian), run by
+    the `Transfer` copy method on both sides of each volume."""
+    mover_bandwidth_kib: Annotated[int, Field(ge=0)] = 0
+    """Each transfer's bandwidth limit in KiB/s (rsync's --bwlimit); 0: unlimited. Bounds
+    what a clone takes of a link between regions."""
+    transfer_stall_seconds: Annotated[int, Field(ge=10)] = 300
+    """A Transfer that moves no new byte for this long fails (TransferStalled): a mover
+    that cannot be scheduled, pull its image or reach its peer ends the clone with the
+    pods' own words instead of waiting out its timeout."""
     object_timeout_seconds: Annotated[int, Field(ge=30)] = 1800
     """How long a CloneObject's PVC (to bind) or cluster (to get ready) may take, counted
     from when it went InProgress; then it fails with reason Timeout."""

@@ -87,9 +87,14 @@ Roles (watchNamespaces). Keep in sync with what clone_operator.k8s calls.
 - apiGroups: [""]
   resources: ["services", "configmaps", "secrets"]
   verbs: ["get", "list", "create", "patch", "delete"]
+# The Transfer copy method's mover pods (engine/transfers.py), admitted only when the
+# requester may create pods there (api/policies.py); their logs are its progress.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # Consistency hooks (engine/hooks.py): an exec into the source's pods, admitted only when
 # the requester may create pods/exec there (api/policies.py). A websocket exec is a GET
 # upgrade: authorized as `create` since Kubernetes 1.30's AuthorizePodWebsocketUpgradeCreatePermission,

@@ -161,6 +161,13 @@ class CloneObjectSpec(CamelModel):
             "Snapshot or GroupSnapshot",
             "fieldPath": ".options.volumeSnapshotClassName",
         },
+        {
+            "rule": "!has(self.options) || !has(self.options.copyMethod) || "
+            "self.options.copyMethod != 'Transfer'",
+            "message": "options.copyMethod Transfer moves a cluster's data into another region: "
+            "use a CloningOperation with targetRegion (a CloneObject copies in place)",
+            "fieldPath": ".options.copyMethod",
+        },
     )
 
     source: SourceRef

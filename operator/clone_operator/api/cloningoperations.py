@@ -59,19 +59,27 @@ class CopyMethod(StrEnum):
     SNAPSHOT = "Snapshot"
     GROUP_SNAPSHOT = "GroupSnapshot"
     VOLUME_CLONE = "VolumeClone"
+    TRANSFER = "Transfer"
+    """A snapshot of each volume, restored where the source lives, copied by mover pods
+    into new volumes where the target runs (rsync over TLS): reaches any region."""
     NONE = "None"
 
     @property
     def snapshots(self) -> bool:
         """Whether the copy is cut with VolumeSnapshots (one each, or one group)."""
-        return self in (CopyMethod.SNAPSHOT, CopyMethod.GROUP_SNAPSHOT)
+        return self in (CopyMethod.SNAPSHOT, CopyMethod.GROUP_SNAPSHOT, CopyMethod.TRANSFER)
+
+    @property
+    def transfers(self) -> bool:
+        """Whether mover pods copy the data (the target's volumes start empty)."""
+        return self is CopyMethod.TRANSFER
 
     @property
     def copies_data(self) -> bool:
         return self is not CopyMethod.NONE
 
 
-SNAPSHOT_METHODS = "['Auto', 'Snapshot', 'GroupSnapshot']"
+SNAPSHOT_METHODS = "['Auto', 'Snapshot', 'GroupSnapshot', 'Transfer']"
 """CEL: the methods that may take snapshots (and so use a snapshot class)."""
 
 
@@ -215,6 +223,34 @@ class VolumeStatus(CamelModel):
     """The snapshot's restoreSize: the least the restored volume may ask for."""
     bound: bool | None = None
     """Whether the target PVC is Bound."""
+    bytes_done: Annotated[int, Field(ge=0)] | None = None
+    """Transfer: bytes of the volume on the target (sent, or found there already)."""
+    bytes_total: Annotated[int, Field(ge=0)] | None = None
+    """Transfer: bytes to move (rsync's file list is complete before it sends)."""
+    bytes_per_second: Annotated[int, Field(ge=0)] | None = None
+    """Transfer: the rate rsync measured last."""
+    matched_bytes: Annotated[int, Field(ge=0)] | None = None
+    """Transfer, once done: bytes the target held already (a resumed transfer's head
+    start: a mover killed mid-way does not start over)."""
+    transfer_attempts: Annotated[int, Field(ge=0)] | None = None
+    """Transfer: attempts of the sending side (a restarted mover is one more)."""
+    progress_at: Timestamp | None = None
+    """Transfer: when bytesDone last grew (or the transfer began): a transfer without new
+    bytes for the operator's transferStallSeconds fails (TransferStalled)."""
+    transferred: bool | None = None
+    """Transfer: whether every byte is on the target volume."""
+
+
+TRANSFER_FIELDS = (
+    "bytes_done",
+    "bytes_total",
+    "bytes_per_second",
+    "matched_bytes",
+    "transfer_attempts",
+    "progress_at",
+    "transferred",
+)
+"""A volume's transfer progress: kept when a later look at the snapshots alone omits it."""
 
 
 def _immutable(field: str) -> JsonValue:
@@ -305,14 +341,14 @@ class CloningOperationSpec(CamelModel):
         },
         {
             "rule": f"!has(self.volumeSnapshotClassName) || self.copyMethod in {SNAPSHOT_METHODS}",
-            "message": "spec.volumeSnapshotClassName is only used by copyMethod Auto, Snapshot "
-            "or GroupSnapshot",
+            "message": "spec.volumeSnapshotClassName is only used by copyMethod Auto, Snapshot, "
+            "GroupSnapshot or Transfer",
             "fieldPath": ".volumeSnapshotClassName",
         },
         {
             "rule": f"!has(self.consistency) || self.copyMethod in {SNAPSHOT_METHODS}",
             "message": "spec.consistency: hooks run around a snapshot's cut; copyMethod "
-            "VolumeClone and None take no snapshot (use Snapshot, GroupSnapshot or Auto)",
+            "VolumeClone and None take no snapshot (use Snapshot, GroupSnapshot, Transfer or Auto)",
             "fieldPath": ".consistency",
         },
         {
@@ -344,9 +380,12 @@ class CloningOperationSpec(CamelModel):
     """`Snapshot` takes a VolumeSnapshot of each source PVC and restores the target's PVCs
     from them; `GroupSnapshot` takes one VolumeGroupSnapshot of all of them (one
     crash-consistent point for every replica); `VolumeClone` pre-creates the target's PVCs
-    as CSI clones of the source's; `None` gives the target empty volumes; `Auto` picks
-    what the storage can do where the target runs (status.copyMethod says what it
-    picked). A method that cannot deliver volumes where the target must run is refused
+    as CSI clones of the source's; `Transfer` snapshots each source PVC, restores it
+    where the source lives and copies it with mover pods (rsync over TLS) into new
+    volumes where the target runs: the one method that reaches another region; `None`
+    gives the target empty volumes; `Auto` picks what the storage can do where the
+    target runs, and `Transfer` only when no storage-level copy reaches it
+    (status.copyMethod says what it picked). A method that cannot deliver volumes where the target must run is refused
     when the operation starts, before anything is created."""
     volume_snapshot_class_name: DNSSubdomain | None = None
     """VolumeSnapshotClass (or, for GroupSnapshot, VolumeGroupSnapshotClass) of the
@@ -479,6 +518,8 @@ class CloningOperationStatus(CamelModel):
     GroupSnapshot)."""
     volumes: Annotated[list[VolumeStatus], keyed_list("name", 256)] = []
     """Per target volume: its source, snapshot and progress."""
+    transfer: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Transfer: bytes moved of all volumes, e.g. `12.0/60.0 MiB (20%), 8.1 MiB/s`."""
     freeze: FreezeStatus | None = None
     """The source's freeze around the cut (spec.consistency)."""
     replicas: Annotated[int, Field(ge=0)] | None = None
@@ -544,6 +585,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
     {"name": "Method", "type": "string", "jsonPath": ".status.copyMethod"},
     {"name": "Freeze", "type": "string", "jsonPath": ".status.freeze.stage", "priority": 1},
+    {"name": "Transfer", "type": "string", "jsonPath": ".status.transfer", "priority": 1},
     {"name": "Point-In-Time", "type": "string", "jsonPath": ".status.pointInTime", "priority": 1},
     {"name": "Region", "type": "string", "jsonPath": ".status.targetRegion", "priority": 1},
     {"name": "Version", "type": "string", "jsonPath": ".status.serverVersion", "priority": 1},

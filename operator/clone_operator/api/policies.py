@@ -108,12 +108,15 @@ GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
 METHOD_RIGHTS: dict[CopyMethod, tuple[Right, ...]] = {
     CopyMethod.SNAPSHOT: (_create(SNAPSHOT_GROUP, "volumesnapshots"),),
     CopyMethod.GROUP_SNAPSHOT: (_create(GROUP_SNAPSHOT_GROUP, "volumegroupsnapshots"),),
+    CopyMethod.TRANSFER: (_create(SNAPSHOT_GROUP, "volumesnapshots"), _create("", "pods")),
 }
 """What an explicit snapshot copy method needs besides its kind's rights: it makes
 VolumeSnapshots (or one VolumeGroupSnapshot, whose member snapshots the
-snapshot-controller makes). `Auto` asks for nothing more than a VolumeClone: the
+snapshot-controller makes); a `Transfer` also runs mover pods (its Services, key Secrets
+and temporary PVCs are kinds a cluster clone needs already). `Auto` asks for nothing more than a VolumeClone: the
 operator picks a snapshot for it only after asking the API server whether the
-requester may create VolumeSnapshots (a SubjectAccessReview, engine.storage)."""
+requester may create VolumeSnapshots (a SubjectAccessReview, engine.storage), and a
+Transfer only after asking whether it may create those and pods."""
 
 
 HOOK_RIGHTS: tuple[Right, ...] = (Right("create", "", "pods", Where.NAMESPACE, subresource="exec"),)
@@ -233,12 +236,14 @@ class PolicyDefinition:
         return f"{self.plural}.{GROUP}-requester"
 
 
-def _with_method_rights(required: str, method: str) -> str:
-    """CEL: `required` plus what the copy method (`method`, a CEL string) needs."""
+def _with_method_rights(required: str, method: str, cluster: bool = True) -> str:
+    """CEL: `required` plus what the copy method (`method`, a CEL string) needs (`cluster`:
+    a CloningOperation's, whose methods include Transfer; a CloneObject refuses it)."""
     unnamed = "''"  # the rights of a copy method are asked in the destination namespace
     extra = " + ".join(
         f"({method} == {_cel_string(m.value)} ? {_cel_rights(rights, unnamed)} : [])"
         for m, rights in METHOD_RIGHTS.items()
+        if cluster or not m.transfers
     )
     return f"{required} + {extra}"
 
@@ -263,6 +268,7 @@ def _cloneobject_required() -> str:
     return _with_method_rights(
         "{\n" + by_kind + "\n}[object.spec.source.kind]",
         "object.spec.?options.?copyMethod.orValue('Auto')",
+        cluster=False,
     )
 
 

@@ -429,7 +429,7 @@ def data_source(plan: ClusterPlan, source_pvc: str) -> dict[str, Any]:
 
 def build_pvcs(plan: ClusterPlan) -> list[dict[str, Any]]:
     """One PVC per claim template and ordinal, each a CSI clone of the source's, or
-    restored from its snapshot."""
+    restored from its snapshot, or (Transfer) empty, for the movers to fill."""
     if plan.copy_method is CopyMethod.NONE:
         return []
     pvcs = []
@@ -444,7 +444,9 @@ def build_pvcs(plan: ClusterPlan) -> list[dict[str, Any]]:
             spec = copy.deepcopy(template["spec"])
             spec.pop("selector", None)
             spec.pop("dataSourceRef", None)
-            spec["dataSource"] = data_source(plan, source_pvc)
+            spec.pop("dataSource", None)
+            if not plan.copy_method.transfers:  # a Transfer's movers fill it
+                spec["dataSource"] = data_source(plan, source_pvc)
             resources = spec.setdefault("resources", {})
             resources.setdefault("requests", {})["storage"] = plan.source_pvc_sizes[source_pvc]
             meta = metadata(

@@ -73,6 +73,50 @@ class TransferPlan:
         return f"{self.name}.{self.namespace}.svc.{self.cluster_domain}:{PORT}"
 
 
+MAX_TARGET_NAME = 63 - len("-mv9999-source")
+"""The longest target name a Transfer can name its pods from (`<target>-mv<k>-source`)."""
+
+
+def transfer_name(target: str, index: int) -> str:
+    """The name of the transfer of a target's `index`-th volume (its Service and Secret;
+    its pods and temporary PVC add a suffix): `<target>-mv<index>`."""
+    return f"{target}-mv{index}"
+
+
+def source_claim_name(name: str) -> str:
+    """The temporary PVC the source side reads: the cut, restored where the source lives."""
+    return f"{name}-cut"
+
+
+def restored_claim(
+    plan: TransferPlan,
+    snapshot: str,
+    storage_class: str | None,
+    size: str,
+    access_modes: list[str] | None = None,
+) -> dict[str, Any]:
+    """The temporary PVC restored from the source volume's snapshot for the source pod
+    to read (the storage provisions it where that pod is scheduled: the source's
+    region). Owned like every part; removed once its volume is transferred."""
+    spec: dict[str, Any] = {
+        "accessModes": list(access_modes or ["ReadWriteOnce"]),
+        "resources": {"requests": {"storage": size}},
+        "dataSource": {
+            "apiGroup": "snapshot.storage.k8s.io",
+            "kind": "VolumeSnapshot",
+            "name": snapshot,
+        },
+    }
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(plan, plan.source_claim),
+        "spec": spec,
+    }
+
+
 def _metadata(plan: TransferPlan, name: str, role: str | None = None) -> dict[str, Any]:
     labels = dict(plan.labels)
     if role:

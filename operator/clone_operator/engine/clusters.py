@@ -21,7 +21,7 @@ from clone_operator.api.common import VOLUME_GROUP_SNAPSHOT, VOLUME_SNAPSHOT
 from clone_operator.builders import clusters as cluster_builders
 from clone_operator.builders import identity, provenance
 from clone_operator.builders.provenance import Owner
-from clone_operator.engine import snapshots
+from clone_operator.engine import snapshots, transfers
 from clone_operator.engine.context import Context
 from clone_operator.engine.loop import IDLE, guarded_patch
 from clone_operator.engine.writes import Writes
@@ -36,6 +36,7 @@ from clone_operator.reconcile.conditions import Reason
 
 # The kinds a target cluster is made of, in deletion order.
 CLUSTER_KINDS = [
+    ("v1", "Pod"),  # a Transfer's movers (never the StatefulSet's pods: not admitted)
     ("apps/v1", "StatefulSet"),
     ("v1", "Service"),
     ("v1", "PersistentVolumeClaim"),
@@ -64,6 +65,10 @@ class Target:
     """The copy method, resolved (never Auto)."""
     snapshot_class: str | None = None
     keep_snapshots: bool = False
+    source_region: str | None = None
+    """Where the source runs (a Transfer's sending side runs there)."""
+    volumes: tuple[VolumeStatus, ...] = ()
+    """Per volume status as last written (a Transfer's progress, its stall clock)."""
 
     @property
     def namespace(self) -> str:
@@ -159,6 +164,19 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
                 wait = min(left, looked.wait)
                 return Waiting(wait, None, None, looked.volumes, looked.point_in_time)
             cut, restored = looked, looked.snapshots
+        volumes = cut.volumes if cut is not None else None
+        if target.method.transfers:
+            assert cut is not None
+            moved = await transfer_of(ctx, target, cut)
+            if isinstance(moved, transfers.Stalled):
+                return Failed(Reason.TRANSFER_STALLED, moved.message)
+            if isinstance(moved, transfers.Moving):
+                return Waiting(min(left, moved.wait), None, None, moved.volumes, cut.point_in_time)
+            volumes = moved.volumes
+            if not record.transferred:
+                record.transferred = True
+                ctx.emit(target.owner_body, Reason.TRANSFERRED, transferred_message(moved), False)
+                ctx.metrics.stage_done("transferred", target.method.value, target.started_at)
         if record.pods is None:
             record.pods = {}  # its pods' events are kept from now on
         try:
@@ -180,7 +198,7 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         # Its StatefulSet's watch events wake the engine (and bring it): no read until then.
         wait = max(min(left, cluster_rules.next_pod_check(waited, grace) or 1.0), 0.1)
         if cut is not None:
-            return Waiting(wait, None, None, cut.volumes, cut.point_in_time)
+            return Waiting(wait, None, None, volumes, cut.point_in_time)
         return Waiting(wait)
     next_look, note = cluster_rules.next_pod_check(waited, grace), None
     bound = None
@@ -276,6 +294,38 @@ async def cut_of(
         target.snapshot_class,
         target.keep_snapshots,
         ctx.settings.snapshot_deadline_seconds,
+    )
+
+
+async def transfer_of(
+    ctx: Context, target: Target, cut: snapshots.Cut
+) -> transfers.Moving | transfers.Moved | transfers.Stalled:
+    """One look at a Transfer's movers (the source as kept by the cut, else read)."""
+    record = ctx.record(target.owner.uid)
+    source = record.take_source() or await load_source(
+        ctx.kube, target.namespace, target.source_name
+    )
+    record.keep_source(*source)  # the target is built from it once the data is there
+    return await transfers.follow(
+        ctx,
+        target.owner_body,
+        target.writes(ctx.kube),
+        target.plan(*source),
+        cut.snapshots,
+        cut.volumes,
+        list(target.volumes),
+        target.source_region,
+    )
+
+
+def transferred_message(moved: transfers.Moved) -> str:
+    total = sum(v.bytes_total or v.bytes_done or 0 for v in moved.volumes)
+    matched = sum(v.matched_bytes or 0 for v in moved.volumes)
+    attempts = max((v.transfer_attempts or 1 for v in moved.volumes), default=1)
+    resumed = f"; {matched} bytes were on the target already (resumed)" if matched else ""
+    return (
+        f"{len(moved.volumes)} volumes transferred, {total} bytes, in at most {attempts} "
+        f"attempts{resumed}; their movers, keys and temporary volumes are removed"
     )
 
 

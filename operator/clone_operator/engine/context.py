@@ -67,6 +67,8 @@ class InFlight:
     ready → done delay (`clone_operator_ready_to_done_seconds`)."""
     volumes_bound: bool = False
     """Every target volume was seen Bound: no more looks for a storage refusal."""
+    transferred: bool = False
+    """A Transfer's volumes all arrived (its Event and stage told once per process)."""
 
     def keep_source(self, source: dict[str, Any], service: dict[str, Any] | None) -> None:
         self.source = json.dumps([source, service], separators=(",", ":")).encode()

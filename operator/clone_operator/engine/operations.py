@@ -237,6 +237,8 @@ async def provision(ctx: Context, op: Operation, log: ObjectLog) -> float | None
         method=operation_rules.method_of(spec.copy_method, resolution.copy_method),
         snapshot_class=resolution.snapshot_class,
         keep_snapshots=spec.keep_snapshots,
+        source_region=resolution.source_region,
+        volumes=tuple(status.volumes),
     )
     if freeze_rules.owed(spec, status):  # the source is quiesced around the cut first
         frozen = await hooks.drive(ctx, op.body, spec, status, target, log)

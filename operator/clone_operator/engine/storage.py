@@ -110,10 +110,13 @@ async def facts(
     return Facts(volumes, snapshot_classes, group_snapshot_classes, zones)
 
 
-async def may_snapshot(kube: Kube, owner_body: JSON, namespace: str) -> bool:
-    """Whether the resource's requester (recorded at admission) may create VolumeSnapshots
-    in `namespace`: asked for `Auto` only, whose policy did not check it. Groups are
-    not recorded, so a right held through a group is not seen (Auto then clones)."""
+async def may_create(
+    kube: Kube, owner_body: JSON, namespace: str, group: str, resource: str
+) -> bool:
+    """Whether the resource's requester (recorded at admission) may create `resource` in
+    `namespace`: asked for `Auto` only, whose policy did not check what it may pick. Groups
+    are not recorded, so a right held through a group is not seen (Auto then does
+    without)."""
     user = ((owner_body.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_BY)
     if not user:
         return False
@@ -126,16 +129,27 @@ async def may_snapshot(kube: Kube, owner_body: JSON, namespace: str) -> bool:
             "resourceAttributes": {
                 "namespace": namespace,
                 "verb": "create",
-                "group": SNAPSHOT_GROUP,
-                "resource": "volumesnapshots",
+                "group": group,
+                "resource": resource,
             },
         },
     }
     try:
         answer = await kube.create(review)
     except ApiError:
-        return False  # not allowed to ask: no snapshot for Auto
+        return False  # not allowed to ask: Auto does without
     return bool((answer.get("status") or {}).get("allowed"))
+
+
+async def may_snapshot(kube: Kube, owner_body: JSON, namespace: str) -> bool:
+    """Whether the requester may create VolumeSnapshots (Auto's Snapshot)."""
+    return await may_create(kube, owner_body, namespace, SNAPSHOT_GROUP, "volumesnapshots")
+
+
+async def may_transfer(kube: Kube, owner_body: JSON, namespace: str) -> bool:
+    """Whether the requester may create pods (Auto's Transfer runs movers; it snapshots
+    too, asked apart)."""
+    return await may_create(kube, owner_body, namespace, "", "pods")
 
 
 async def decide(
@@ -161,11 +175,14 @@ async def decide(
         may = False
         with_class = {c.driver for c in found.snapshot_classes or ()}
         snapshottable = all(v.csi and v.driver in with_class for v in found.volumes)
+        may_move = False
         if requested is CopyMethod.AUTO and found.volumes and snapshottable:
             may = await may_snapshot(lists.kube, owner_body, namespace)
+            if may and elsewhere:
+                may_move = await may_transfer(lists.kube, owner_body, namespace)
         try:
             choice = storage.choose(
-                requested, found, source_region, target_region, snapshot_class, may
+                requested, found, source_region, target_region, snapshot_class, may, may_move
             )
         except storage.Refused:
             if fresh:

@@ -196,6 +196,35 @@ class Kube:
             status = response.status
         return answer(status, text, what_is_asked(method, url))
 
+    async def log(
+        self, namespace: str, pod: str, tail_lines: int = 200, limit_bytes: int = 65536
+    ) -> str:
+        """The end of a pod's (only container's) log: at most `tail_lines` lines and
+        `limit_bytes` bytes, so a chatty container never costs more. "" when the
+        container has not started, or the pod is gone."""
+        url = path("v1", "Pod", namespace, pod, "log")
+        query = {"tailLines": str(tail_lines), "limitBytes": str(limit_bytes)}
+        self.requests["GET"] += 1
+        self.by_resource[what_is_asked("GET", url)] += 1
+        response = await self.api.call_api(
+            url,
+            "GET",
+            query_params=list(query.items()),
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+        async with response:
+            raw = await response.content.read(limit_bytes + 1024)
+            status = response.status
+        if status in (400, 404):  # not started yet (ContainerCreating), or gone
+            return ""
+        text = bytes(raw).decode("utf-8", "replace")
+        if not 200 <= status < 300:
+            answer(status, text, what_is_asked("GET", url))
+        return text
+
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
     ) -> JSON | None:

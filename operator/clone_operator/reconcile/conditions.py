@@ -51,6 +51,15 @@ class Reason(StrEnum):
     """An Event and a condition: every snapshot of the source is cut (creationTime)."""
     VOLUMES_READY = "VolumesReady"
     """A condition: every target volume is Bound."""
+    TRANSFERRING = "Transferring"
+    """An Event: the mover pods of a Transfer copy were made (one pair per volume)."""
+    TRANSFERRED = "Transferred"
+    """An Event: every byte of every volume is on the target's volumes; the movers,
+    their keys and the temporary volumes are removed."""
+    TRANSFER_STALLED = "TransferStalled"
+    """A Transfer moved no new byte for the operator's transferStallSeconds (a mover
+    that cannot start, a target it cannot reach): the operation fails, naming the pods'
+    state, rather than waiting out its timeout."""
     QUIESCED = "Quiesced"
     """An Event and a condition: the pre hooks ran in every source pod (spec.consistency)."""
     THAWED = "Thawed"

@@ -25,7 +25,13 @@ The `Auto` rule (docs/copy-methods.md):
 3. Otherwise `VolumeClone` (the behaviour before copy methods existed), when the
    clone can be used where the target runs (same region; for zonal volumes, a
    zone the target's region has nodes in).
-4. Otherwise refused: no storage-level copy reaches the target.
+4. Otherwise `Transfer`, when snapshots of every volume can be taken (as for rule 2),
+   the StorageClass may make volumes in the target's region, and the requester may
+   create VolumeSnapshots and pods (the movers): mover pods copy the data across.
+5. Otherwise refused, naming what each method lacks.
+
+An explicit `Transfer` needs what rule 4 checks of the storage (its rights were
+checked at admission).
 """
 
 from __future__ import annotations
@@ -257,6 +263,25 @@ def _zone_problem(facts: Facts, target_region: str | None, source_region: str | 
     return None
 
 
+def _transfer_problem(
+    facts: Facts, target_region: str | None, snapshot_class: str | None
+) -> tuple[str | None, SnapshotClass | None]:
+    """Why a Transfer cannot copy these volumes (None: it can), and its snapshot class.
+    Its cut is restored where the source lives; its new volumes are made by the source's
+    StorageClass in the target's region."""
+    problem, cls = _snapshot_problem(CopyMethod.SNAPSHOT, facts, snapshot_class)
+    if problem is not None:
+        return problem, None
+    for v in facts.volumes:
+        if target_region and v.class_place.regions and target_region not in v.class_place.regions:
+            return (
+                f"{v.what} makes volumes only in {v.class_place} (its allowedTopologies), and "
+                f"a Transfer's new volumes in region {target_region} are made by it",
+                None,
+            )
+    return None, cls
+
+
 def _refusal(method: CopyMethod, problem: str, works: str) -> Refused:
     return Refused(
         f"copyMethod {method.value} cannot copy the source's volumes: {problem}. {works}"
@@ -280,11 +305,13 @@ def choose(
     target_region: str | None,
     snapshot_class: str | None = None,
     may_snapshot: bool = False,
+    may_transfer: bool = False,
 ) -> Choice:
     """The copy method to use (see the module's rule for `Auto`), or Refused.
 
-    `may_snapshot`: whether the requester may create VolumeSnapshots (asked only for
-    `Auto`; an explicit snapshot method was admitted with that right)."""
+    `may_snapshot`, `may_transfer`: whether the requester may create VolumeSnapshots
+    (and, for a Transfer, pods too): asked only for `Auto`; an explicit method was
+    admitted with its rights."""
     if requested is CopyMethod.NONE:
         return Choice(CopyMethod.NONE)
     if not facts.volumes:
@@ -292,6 +319,12 @@ def choose(
         return Choice(method, why="the source has no volumes")
     source_regions = {r for v in facts.volumes for r in v.place.regions}
     elsewhere = _works_elsewhere(source_regions)
+    if requested is CopyMethod.TRANSFER:
+        problem, cls = _transfer_problem(facts, target_region, snapshot_class)
+        if problem is not None:
+            raise _refusal(requested, problem, "What would work: copyMethod None (empty volumes).")
+        assert cls is not None
+        return Choice(requested, cls.name, retain=cls.deletion_policy == "Retain")
     if requested.snapshots:
         problem, cls = _snapshot_problem(requested, facts, snapshot_class)
         if problem is not None:
@@ -318,6 +351,19 @@ def choose(
     problem = _region_problem(CopyMethod.VOLUME_CLONE, facts, target_region) or _zone_problem(
         facts, target_region, source_region
     )
+    transfer_why = None
+    if problem is not None and requested is CopyMethod.AUTO:
+        transfer_why, cls = _transfer_problem(facts, target_region, snapshot_class)
+        if transfer_why is None and not may_transfer:
+            transfer_why = "the requester may not create VolumeSnapshots and pods (the movers)"
+        if transfer_why is None and cls is not None:
+            return Choice(
+                CopyMethod.TRANSFER,
+                cls.name,
+                why=f"no storage-level copy reaches the target ({problem}); mover pods copy "
+                f"snapshots of VolumeSnapshotClass {cls.name}",
+                retain=cls.deletion_policy == "Retain",
+            )
     if problem is not None:
         works = elsewhere
         if requested is CopyMethod.VOLUME_CLONE and snapshot_why is None:
@@ -325,8 +371,12 @@ def choose(
             region_snap = _region_problem(CopyMethod.SNAPSHOT, facts, target_region)
             if problem_snap is None and region_snap is None:
                 works = "What would work: copyMethod Snapshot (restores may land in any zone of the region)."
+            elif problem_snap is None:
+                works = f"{elsewhere} Or copyMethod Transfer: mover pods copy the data across."
         elif snapshot_why is not None:
             works = f"{elsewhere} (A Snapshot cannot be used either: {snapshot_why}.)"
+        if transfer_why is not None:
+            works = f"{works} (Nor a Transfer: {transfer_why}.)"
         raise _refusal(requested, problem, works)
     why = f"no snapshot: {snapshot_why}" if snapshot_why else ""
     return Choice(CopyMethod.VOLUME_CLONE, why=why)

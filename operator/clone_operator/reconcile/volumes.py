@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import TypeVar
 
 from clone_operator.api.cloneobjects import CloneObjectStatus
-from clone_operator.api.cloningoperations import CloningOperationStatus, VolumeStatus
+from clone_operator.api.cloningoperations import (
+    TRANSFER_FIELDS,
+    CloningOperationStatus,
+    VolumeStatus,
+)
+from clone_operator.reconcile import transfer
 from clone_operator.reconcile.conditions import Reason, set_condition
 
 S = TypeVar("S", CloningOperationStatus, CloneObjectStatus)
@@ -26,13 +31,8 @@ def cut_progress(
     """The status with a snapshot copy's per-volume progress, its point in time once
     every snapshot is cut, and the `SnapshotsTaken` condition; None when unchanged. A
     volume's `bound`, when known, is kept (the snapshot does not tell it)."""
-    known = {v.name: v.bound for v in status.volumes}
-    volumes = [
-        v.model_copy(update={"bound": known[v.name]})
-        if v.bound is None and known.get(v.name) is not None
-        else v
-        for v in volumes
-    ]
+    known = {v.name: v for v in status.volumes}
+    volumes = [_kept(v, known.get(v.name)) for v in volumes]
     cut = bool(volumes) and all(v.cut_at for v in volumes)
     ready = cut and all(v.snapshot_ready for v in volumes)
     if volumes == status.volumes and point_in_time == status.point_in_time:
@@ -58,6 +58,19 @@ def cut_progress(
             "updated_at": now,
         }
     )
+
+
+def _kept(new: VolumeStatus, old: VolumeStatus | None) -> VolumeStatus:
+    """A volume's new figures, keeping what this look did not tell (`bound`, a Transfer's
+    progress) from the status as written."""
+    if old is None:
+        return new
+    kept = {
+        field: getattr(old, field)
+        for field in ("bound", *TRANSFER_FIELDS)
+        if getattr(new, field) is None and getattr(old, field) is not None
+    }
+    return new.model_copy(update=kept) if kept else new
 
 
 def stages_ended(before: S, after: S) -> list[str]:
@@ -125,4 +138,8 @@ def copy_progress(
         updated = cut_progress(updated, volumes, point_in_time, now, generation) or updated
     if bound is not None:
         updated = volumes_bound(updated, bound, now, generation) or updated
+    if isinstance(updated, CloningOperationStatus):
+        moved = transfer.summary(updated.volumes)
+        if moved != updated.transfer:
+            updated = updated.model_copy(update={"transfer": moved})
     return None if updated == status else updated

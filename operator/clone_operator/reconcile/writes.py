@@ -39,6 +39,9 @@ class Names(StrEnum):
     """`<claim>-<name>-<ordinal>`: a target's volumes, as its StatefulSet names them."""
     ORDINAL = "ordinal"
     """`<name>-<ordinal>`: a StatefulSet's pods (the source's, for its hooks)."""
+    MOVER = "mover"
+    """`<name>-mv<k>` and its `-source`, `-target`, `-cut`: a Transfer's parts for its
+    k-th volume (builders.mover)."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,31 @@ class Admitted:
             return name == self.name
         if self.names is Names.COPY:
             return name.startswith(f"{self.name}-") and len(name) > len(self.name) + 1
+        if self.names is Names.MOVER:
+            return is_mover_name(name, self.name, kind)
         if self.names is Names.ORDINAL:
             ordinal = name.removeprefix(f"{self.name}-")
             return name != ordinal and ordinal.isascii() and ordinal.isdigit()
         claim, sep, ordinal = name.rpartition(f"-{self.name}-")
         return bool(claim and sep and ordinal.isascii() and ordinal.isdigit())
+
+
+MOVER_SUFFIXES = {"Pod": ("-source", "-target"), "PersistentVolumeClaim": ("-cut",)}
+"""What follows `<target>-mv<k>` in a mover part's name, by kind (others: nothing)."""
+
+
+def is_mover_name(name: str, target: str, kind: str) -> bool:
+    """Whether `name` is a Transfer's `kind` part for some volume k of `target`:
+    `<target>-mv<k>` and the kind's suffix (MOVER_SUFFIXES)."""
+    rest = name.removeprefix(f"{target}-mv")
+    if rest == name:
+        return False
+    suffixes = MOVER_SUFFIXES.get(kind, ("",))
+    suffix = next((x for x in suffixes if x and rest.endswith(x)), "")
+    if suffix not in suffixes:
+        return False
+    rest = rest.removesuffix(suffix) if suffix else rest
+    return rest.isascii() and rest.isdigit() and len(rest) <= 4
 
 
 CLUSTER_PARTS: tuple[tuple[str, str, Names], ...] = (
@@ -79,10 +102,19 @@ CLUSTER_PARTS: tuple[tuple[str, str, Names], ...] = (
 SNAPSHOT_PARTS: dict[str, tuple[tuple[str, str, Names], ...]] = {
     "Snapshot": ((*VOLUME_SNAPSHOT, Names.CLAIM),),
     "GroupSnapshot": ((*VOLUME_GROUP_SNAPSHOT, Names.EXACT),),
+    "Transfer": (
+        (*VOLUME_SNAPSHOT, Names.CLAIM),
+        ("v1", "Pod", Names.MOVER),
+        ("v1", "Service", Names.MOVER),
+        ("v1", "Secret", Names.MOVER),
+        ("v1", "PersistentVolumeClaim", Names.MOVER),
+    ),
 }
 """What a snapshot copy method adds to a cluster clone, by the method (its value):
 one VolumeSnapshot per target PVC, named as that PVC; or one VolumeGroupSnapshot named
-as the target (its member snapshots are the snapshot-controller's, not ours). A
+as the target (its member snapshots are the snapshot-controller's, not ours); or, for
+`Transfer`, the snapshots and, per volume, its movers' pods, Service, key Secret and
+temporary PVC (`<target>-mv<k>…`, builders.mover). A
 CloneObject of a PVC with `Snapshot` adds one VolumeSnapshot named as its destination.
 Admitted only when the copy method was admitted with its rights (api.policies)."""
 

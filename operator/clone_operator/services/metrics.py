@@ -121,10 +121,17 @@ class Metrics:
             "clone_operator_stage_duration_seconds",
             "Time from a clone's start (InProgress) to the end of a stage of its copy, by "
             "stage (`quiesced`: the pre hooks ran; `thawed`: the post hooks ran; `cut`: every "
-            "snapshot cut and ready; `volumes`: every target volume Bound; `ready`: every "
+            "snapshot cut and ready; `transferred`: every volume moved by a Transfer; "
+            "`volumes`: every target volume Bound; `ready`: every "
             "replica ready) and copy method.",
             ["stage", "method"],
             buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+            registry=self.registry,
+        )
+        self.transferred_bytes = Counter(
+            "clone_operator_transferred_bytes_total",
+            "Bytes the Transfer copy method's movers put on target volumes (sent, or found "
+            "there already after a resumed transfer).",
             registry=self.registry,
         )
         self.hooks = Histogram(
@@ -234,6 +241,10 @@ class Metrics:
         if started_at:
             waited = (datetime.now(UTC) - parse_rfc3339(started_at)).total_seconds()
             self.stages.labels(stage, method).observe(max(0.0, waited))
+
+    def transferred(self, count: int) -> None:
+        """Bytes newly on a Transfer's target volumes (as status reports them)."""
+        self.transferred_bytes.inc(count)
 
     def hook_ran(self, when: str, ok: bool, seconds: float) -> None:
         """One consistency hook ended in one pod (`when`: pre or post)."""
