@@ -36,7 +36,10 @@ def test_auto_transfers_only_where_no_storage_level_copy_reaches_and_the_request
     assert here.method is CopyMethod.SNAPSHOT
     with pytest.raises(Refused) as e:  # may snapshot, may not create pods
         storage.choose(CopyMethod.AUTO, facts(), "us-east-1", "us-west-2", None, True, False)
-    assert "Nor a Transfer: the requester may not create VolumeSnapshots and pods" in str(e.value)
+    assert "Nor a Transfer: the requester may not create pods (its movers need" in str(e.value)
+    with pytest.raises(Refused) as e:  # may create pods, may not snapshot
+        storage.choose(CopyMethod.AUTO, facts(), "us-east-1", "us-west-2", None, False, True)
+    assert "Nor a Transfer: the requester may not create VolumeSnapshots (its" in str(e.value)
     with pytest.raises(Refused) as e:  # no snapshot class: nothing to move from
         storage.choose(CopyMethod.AUTO, facts(()), "us-east-1", "us-west-2", None, True, True)
     assert "Nor a Transfer: no VolumeSnapshotClass for driver" in str(e.value)
@@ -186,3 +189,48 @@ def test_a_stalled_movers_state_says_what_holds_it() -> None:
     assert state == "Pending, unschedulable: 0/3 nodes match, ImagePullBackOff, 2 restarts"
     assert transfer.pod_state(None) == "missing"
     assert transfer.restarts(pod) == 2
+
+
+def test_movers_run_where_the_sources_pods_may_in_their_own_region() -> None:
+    from clone_operator.engine.transfers import placement
+
+    real = {"key": "cloning.dev/real-node", "operator": "Exists"}
+    template = {
+        "nodeSelector": {"topology.kubernetes.io/region": "us-east-1", "disk": "ssd"},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [real]}]
+                }
+            }
+        },
+        "tolerations": [{"key": "cloning.dev/real-node", "operator": "Exists"}],
+    }
+    source = {"spec": {"template": {"spec": template}}}
+    west = placement("us-west-2", source)
+    assert west.node_selector == {"disk": "ssd"}
+    assert west.tolerations == ({"key": "cloning.dev/real-node", "operator": "Exists"},)
+    assert west.required_node_affinity == {
+        "nodeSelectorTerms": [
+            {
+                "matchExpressions": [
+                    real,
+                    {
+                        "key": "topology.kubernetes.io/region",
+                        "operator": "In",
+                        "values": ["us-west-2"],
+                    },
+                ]
+            }
+        ]
+    }
+    pod = mover.target_pod(
+        mover.TransferPlan(
+            owner=OWNER, name="db-west-mv0", namespace="shop", image="mover:1",
+            source_claim="db-west-mv0-cut", target_claim="data-db-west-0", target_place=west,
+        )
+    )  # fmt: skip
+    assert pod["spec"]["affinity"]["nodeAffinity"] == {
+        "requiredDuringSchedulingIgnoredDuringExecution": west.required_node_affinity
+    }
+    assert template["nodeSelector"]["topology.kubernetes.io/region"] == "us-east-1"  # untouched

@@ -38,6 +38,9 @@ class Placement:
 
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
+    required_node_affinity: dict[str, Any] | None = None
+    """A node selector (`nodeSelectorTerms`) the node must match, as in a pod's
+    `affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,12 @@ def _pod(plan: TransferPlan, role: str) -> dict[str, Any]:
         spec["nodeSelector"] = dict(place.node_selector)
     if place.tolerations:
         spec["tolerations"] = [dict(t) for t in place.tolerations]
+    if place.required_node_affinity:
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": place.required_node_affinity
+            }
+        }
     return {
         "apiVersion": "v1",
         "kind": "Pod",

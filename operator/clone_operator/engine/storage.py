@@ -178,7 +178,7 @@ async def decide(
         may_move = False
         if requested is CopyMethod.AUTO and found.volumes and snapshottable:
             may = await may_snapshot(lists.kube, owner_body, namespace)
-            if may and elsewhere:
+            if elsewhere:
                 may_move = await may_transfer(lists.kube, owner_body, namespace)
         try:
             choice = storage.choose(

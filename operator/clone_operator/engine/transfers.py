@@ -78,11 +78,20 @@ class Volume:
 
 
 def placement(region: str | None, source: Mapping[str, Any]) -> mover.Placement:
-    """Pinned to a region (none: anywhere), tolerating what the source's pods tolerate
-    (nodes reserved for the application take its movers too)."""
+    """Where one side runs: where the source's pods may run (their node selector,
+    required node affinity and tolerations: nodes reserved for the application take
+    its movers too), in `region` (any region term of the source replaced, as for the
+    target's own pods; None: as the source says)."""
     template = ((source.get("spec") or {}).get("template") or {}).get("spec") or {}
-    tolerations = tuple(dict(t) for t in template.get("tolerations") or [])
-    return mover.Placement({REGION_KEYS[0]: region} if region else {}, tolerations)
+    scheduling = {k: template[k] for k in ("nodeSelector", "affinity") if template.get(k)}
+    if region:
+        scheduling = cluster_builders.with_region(scheduling, region)
+    node_affinity = (scheduling.get("affinity") or {}).get("nodeAffinity") or {}
+    return mover.Placement(
+        dict(scheduling.get("nodeSelector") or {}),
+        tuple(dict(t) for t in template.get("tolerations") or []),
+        node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"),
+    )
 
 
 def identity_of(source: Mapping[str, Any]) -> tuple[int, int, int | None]:

@@ -216,7 +216,7 @@ class Kube:
             _return_http_data_only=True,
         )
         async with response:
-            raw = await response.content.read(limit_bytes + 1024)
+            raw = await response.read()  # at most limitBytes: the API server cuts it
             status = response.status
         if status in (400, 404):  # not started yet (ContainerCreating), or gone
             return ""

@@ -309,8 +309,8 @@ def choose(
 ) -> Choice:
     """The copy method to use (see the module's rule for `Auto`), or Refused.
 
-    `may_snapshot`, `may_transfer`: whether the requester may create VolumeSnapshots
-    (and, for a Transfer, pods too): asked only for `Auto`; an explicit method was
+    `may_snapshot`, `may_transfer`: whether the requester may create VolumeSnapshots,
+    and pods (a Transfer needs both): asked only for `Auto`; an explicit method was
     admitted with its rights."""
     if requested is CopyMethod.NONE:
         return Choice(CopyMethod.NONE)
@@ -354,8 +354,13 @@ def choose(
     transfer_why = None
     if problem is not None and requested is CopyMethod.AUTO:
         transfer_why, cls = _transfer_problem(facts, target_region, snapshot_class)
-        if transfer_why is None and not may_transfer:
-            transfer_why = "the requester may not create VolumeSnapshots and pods (the movers)"
+        lacks = [
+            w for w, may in (("VolumeSnapshots", may_snapshot), ("pods", may_transfer)) if not may
+        ]
+        if transfer_why is None and lacks:
+            transfer_why = (
+                f"the requester may not create {' nor '.join(lacks)} (its movers need both)"
+            )
         if transfer_why is None and cls is not None:
             return Choice(
                 CopyMethod.TRANSFER,
