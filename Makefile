@@ -37,6 +37,7 @@ venv: $(VENV)/.installed ## Create the Python virtualenv with the operator and d
 .PHONY: dev
 dev: cluster crds-apply ## Run the operator against the local cluster (starts it if needed).
 	KUBECONFIG=$(KUBECONFIG_LOCAL) CLONE_OPERATOR_WEBHOOK_MODE=$${CLONE_OPERATOR_WEBHOOK_MODE:-local} \
+		CLONE_OPERATOR_WEBHOOK_CLIENT_CA=$${CLONE_OPERATOR_WEBHOOK_CLIENT_CA-$(CACHE)/kwok/webhook-client/ca.crt} \
 		$(VENV)/bin/clone-operator run --dev
 
 ##@ Checks
@@ -138,8 +139,9 @@ image: ## Build the image (IMAGE, IMAGE_TAG; BASE_IMAGE= a registry base, defaul
 	hack/image.sh $(IMAGE):$(IMAGE_TAG)
 
 .PHONY: mover-image
-mover-image: ## Build the data mover's image (MOVER_IMAGE:IMAGE_TAG; rsync + stunnel from Debian's packages).
+mover-image: venv ## Build the data mover's image (MOVER_IMAGE:IMAGE_TAG; rsync + stunnel from Debian's packages); put it on the local cluster's real nodes.
 	IMAGE_KIND=mover hack/image.sh $(MOVER_IMAGE):$(IMAGE_TAG)
+	$(PY) hack/deploy.py import $(MOVER_IMAGE):$(IMAGE_TAG)
 
 .PHONY: chart-lint
 chart-lint: venv tools ## helm lint, chart CRDs in sync with crds/, checkov on the rendered chart.

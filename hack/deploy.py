@@ -3,6 +3,7 @@
 
     hack/deploy.py up [helm args...]   # build, import into the node, helm upgrade --install, wait Ready
     hack/deploy.py down                # helm uninstall
+    hack/deploy.py import IMAGE        # a Docker image into every real node that runs
 
 The same code the in-cluster e2e harness installs with (tests/e2e/incluster.py:
 `build_and_import`, `chart_values`, `helm_install`): the image is tagged with its ID
@@ -54,8 +55,10 @@ def up(extra: list[str]) -> int:
     admin = Kubectl(cluster.kube_bin / "kubectl", cluster.kubeconfig)
     uninstall_others(helm, admin)
     image = build_and_import(cluster.cache, cluster.cluster_dir)
-    print(f"deploy: helm upgrade --install {RELEASE} in {NAMESPACE} with {image}")
-    helm_install(helm, RELEASE, NAMESPACE, [*chart_values(image, SETTINGS), *extra])
+    mover = build_mover(cluster)
+    settings = {**SETTINGS, "CLONE_OPERATOR_MOVER_IMAGE": mover}
+    print(f"deploy: helm upgrade --install {RELEASE} in {NAMESPACE} with {image} ({mover})")
+    helm_install(helm, RELEASE, NAMESPACE, [*chart_values(image, settings), *extra])
     kubectl = admin.in_namespace(NAMESPACE)
     leader = wait_for(
         "the operator's pods Ready and one leading",
@@ -87,6 +90,38 @@ def uninstall_others(helm: list[str], admin: Kubectl) -> None:
             )
 
 
+def build_mover(cluster: localcluster.Paths) -> str:
+    """The data mover's image (the `Transfer` copy method), built on the operator's base
+    (made already) and put on every real node; its reference, tagged with its ID."""
+    base = subprocess.run(
+        [str(ROOT / "hack" / "base-image.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = {**os.environ, "IMAGE_KIND": "mover", "BASE_IMAGE": base}
+    built = subprocess.run(
+        [str(ROOT / "hack" / "image.sh"), "clone-operator-mover:deploy"],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout.strip()  # fmt: skip
+    ref = f"clone-operator-mover:{built.splitlines()[-1].removeprefix('sha256:')[:12]}"
+    subprocess.run(
+        [realnode.docker_client() or "docker", "tag", "clone-operator-mover:deploy", ref],
+        check=True,
+    )
+    import_everywhere(cluster, ref)
+    return ref
+
+
+def import_everywhere(cluster: localcluster.Paths, ref: str) -> int:
+    """Put a Docker image on every real node that runs (never pulled there)."""
+    count = 0
+    for spec in realnode.SPECS.values():
+        np = localcluster.node_paths(cluster, spec)
+        if realnode.running(np):
+            if not realnode.has_image(np, ref):
+                realnode.import_image(np, ref)
+            count += 1
+    return count
+
+
 def down() -> int:
     cluster = localcluster.paths()
     helm = [str(cluster.helm_bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
@@ -104,6 +139,10 @@ def main(argv: list[str]) -> int:
         return up(argv[1:])
     if argv == ["down"]:
         return down()
+    if len(argv) == 2 and argv[0] == "import":
+        count = import_everywhere(localcluster.paths(), argv[1])
+        print(f"{argv[1]}: on {count} real nodes" if count else f"{argv[1]}: no real node runs")
+        return 0
     print(__doc__)
     return 2
 

@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clone_operator import __version__
+
 REGION_LABEL = "topology.kubernetes.io/region"
 
 
@@ -71,7 +73,7 @@ class Settings(BaseSettings):
     each was taken; then the clone fails (StorageRefused) instead of waiting out its
     timeout. (CloudNativePG waits 10 minutes for the same.)"""
     mover_image: Annotated[str, Field(min_length=1, max_length=512)] = (
-        "clone-operator.local/mover:latest"
+        f"ghcr.io/clone-operator/clone-operator-mover:{__version__}"
     )
     """The data mover's image (`make mover-image`: rsync and stunnel from Debian), run by
     the `Transfer` copy method on both sides of each volume."""

@@ -53,6 +53,9 @@ CHART_VALUES = {
     "CLONE_OPERATOR_SMTP_SECURITY": ("notifications.smtp.security", False),
     "CLONE_OPERATOR_SMTP_FROM": ("notifications.smtp.from", False),
     "CLONE_OPERATOR_SMTP_MAX_ATTEMPTS": ("notifications.smtp.maxAttempts", True),
+    "CLONE_OPERATOR_MOVER_IMAGE": ("operator.mover.image", False),
+    "CLONE_OPERATOR_MOVER_BANDWIDTH_KIB": ("operator.mover.bandwidthKiB", True),
+    "CLONE_OPERATOR_TRANSFER_STALL_SECONDS": ("operator.transferStallSeconds", True),
 }
 # Where the process listens is the chart's to decide in a pod (probes, Services).
 PROCESS_ONLY = {

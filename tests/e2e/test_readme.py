@@ -23,9 +23,14 @@ MARKER = "<!-- demo: tests/e2e/test_readme.py"
 
 
 def demo_block() -> str:
-    """The fenced bash block right after the marker."""
+    """The fenced bash block right after the demo's marker."""
+    return marked_block(MARKER)
+
+
+def marked_block(marker: str) -> str:
+    """The fenced bash block right after `marker`."""
     text = (ROOT / "README.md").read_text()
-    after = text[text.index(MARKER) :]
+    after = text[text.index(marker) :]
     start = after.index("```bash\n") + len("```bash\n")
     return after[start : after.index("```\n", start)]
 
@@ -67,3 +72,48 @@ def test_the_readme_demo_works_when_pasted(
     status = kubectl.get("cloningoperation", "search-to-28")["status"]
     assert (status["phase"], status["readyReplicas"]) == ("Succeeded", 3)
     assert status["targetCluster"] in result.stdout  # the last command lists the clone
+
+
+CROSS_REGION = "<!-- cross-region: tests/e2e/test_readme.py"
+
+
+@pytest.mark.e2e
+def test_the_readme_cross_region_example_moves_the_data_through_auto(
+    webhook: OperatorProcess,
+    cluster: localcluster.Paths,
+    kubectl: Kubectl,
+    tmp_path: Path,
+) -> None:
+    """The README's clone into us-west-2, pasted after the demo's exports: `Auto` picks a
+    Transfer (the requester, the admin, may snapshot and create pods through its group),
+    and the notes written in us-east-1 are on the clone's volume on the west real node."""
+    from tests.cluster import realnode
+
+    up = [
+        s for s in realnode.SPECS.values() if realnode.running(localcluster.node_paths(cluster, s))
+    ]
+    if len(up) < 2:
+        pytest.skip(f"needs both real nodes: {realnode.unavailable_reason() or 'not both up'}")
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for context in config["contexts"]:
+        context["context"]["namespace"] = kubectl.namespace
+    kubeconfig.write_text(yaml.safe_dump(config))
+    exports = f"export KUBECONFIG={kubeconfig}\nexport PATH={cluster.bin_dir}:$PATH\n"
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", exports + marked_block(CROSS_REGION)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    status = kubectl.get("cloningoperation", "notes-to-oregon")["status"]
+    assert (status["phase"], status["copyMethod"], status["targetRegion"]) == (
+        "Succeeded", "Transfer", "us-west-2",
+    )  # fmt: skip
+    assert status["volumes"][0]["transferred"] is True
+    assert "real-west-c" in result.stdout  # `kubectl get pod -o wide`: the west real node
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note ")]
+    assert len(notes) == 3, result.stdout  # the last notes of the clone's own volume

@@ -253,3 +253,38 @@ def test_the_requester_is_recorded_and_cannot_be_forged(
     assert REQUESTED_BY not in (unrecorded.get("annotations") or {})
     late = kubectl("annotate", "cloneobject", "unrecorded", f"{REQUESTED_BY}=x", check=False)
     assert "records who created this resource" in late.stderr  # cannot be added later
+
+
+MAY_CREATE = "cloning.dev/requester-may-create"
+
+
+def test_what_auto_may_use_is_asked_with_groups_and_cannot_be_forged(
+    webhook: OperatorProcess,
+    requester: Requester,
+    kubectl: Kubectl,
+) -> None:
+    """`Auto` picks a snapshot (or a Transfer) only for a requester who may create what it
+    makes: asked at admission with the requester's groups (a right held only through a
+    group counts), and checked by the policy's authorizer (a claim cannot be forged)."""
+    home = kubectl.namespace or ""
+    kubectl("create", "configmap", "settings", "--from-literal=mode=fast")
+    requester.allow(home, "get", "configmaps")
+    requester.allow(home, "create", "configmaps")
+    kubectl("create", "role", "snapshots", "--verb=create",
+            "--resource=volumesnapshots.snapshot.storage.k8s.io")  # fmt: skip
+    kubectl("create", "rolebinding", "snapshots", "--role=snapshots",
+            f"--group=system:serviceaccounts:{home}")  # fmt: skip
+
+    requester.kubectl.apply(clone_object("grouped", "ConfigMap", "settings"))
+    annotations = kubectl.get("cloneobject", "grouped")["metadata"]["annotations"]
+    assert annotations[MAY_CREATE] == "volumesnapshots"  # its group's right, not pods
+
+    webhook.stop()
+    forged = clone_object("forged-claim", "ConfigMap", "settings")
+    forged["metadata"]["annotations"] = {MAY_CREATE: "volumesnapshots,pods"}
+    result = requester.kubectl.apply(forged, check=False)
+    assert f"{MAY_CREATE}] must be omitted or list only what you may create" in result.stderr
+    assert kubectl.get("cloneobject", "forged-claim") is None
+    late = kubectl("annotate", "cloneobject", "grouped", f"{MAY_CREATE}=pods", "--overwrite",
+                   check=False)  # fmt: skip
+    assert "records what the creator could create" in late.stderr

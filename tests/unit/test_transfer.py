@@ -86,7 +86,11 @@ def test_a_transfer_may_write_its_movers_and_nothing_named_otherwise() -> None:
     assert [o for o in refused if writes.refusal(admitted, obj(*o)) is None] == []
     snapshot_only = writes.cluster("shop", "db-west", "Snapshot")
     assert writes.refusal(snapshot_only, obj("v1", "Pod", "db-west-mv0-source")) is not None
-    assert mover.MAX_TARGET_NAME == 49
+    assert storage.transfer_name_refusal(CopyMethod.TRANSFER, "x" * 49) is None
+    too_long = storage.transfer_name_refusal(CopyMethod.TRANSFER, "x" * 50)
+    assert too_long is not None
+    assert "at most 49 fit" in too_long
+    assert storage.transfer_name_refusal(CopyMethod.SNAPSHOT, "x" * 60) is None
 
 
 def test_a_transfers_target_volumes_start_empty() -> None:
@@ -234,3 +238,15 @@ def test_movers_run_where_the_sources_pods_may_in_their_own_region() -> None:
         "requiredDuringSchedulingIgnoredDuringExecution": west.required_node_affinity
     }
     assert template["nodeSelector"]["topology.kubernetes.io/region"] == "us-east-1"  # untouched
+
+
+def test_the_sending_side_waits_for_the_receiving_side_to_listen() -> None:
+    listening = {
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    }
+    starting = {
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}
+    }
+    assert transfer.ready(listening)
+    assert not transfer.ready(starting)
+    assert not transfer.ready(None)

@@ -29,6 +29,13 @@ from clone_operator.api.cloningoperations import CopyMethod
 from clone_operator.api.common import GROUP, LABEL_PREFIX
 
 REQUESTED_BY = f"{LABEL_PREFIX}requested-by"
+REQUESTER_MAY_CREATE = f"{LABEL_PREFIX}requester-may-create"
+"""What `Auto` may use on the requester's behalf, asked at admission with every group the
+requester had (the mutating webhook's SubjectAccessReviews; a comma list of
+AUTO_RIGHTS), and checked again by the policy's own authorizer: a claim the requester
+cannot back is refused, so the annotation cannot be forged."""
+AUTO_RIGHTS = {"volumesnapshots": "snapshot.storage.k8s.io", "pods": ""}
+"""Resource → API group: what `Auto` may pick a method for (Snapshot, Transfer)."""
 """Annotation naming the user who created the resource (set at admission)."""
 
 
@@ -200,7 +207,29 @@ def _rights_validations(purpose: str) -> list[dict[str, Any]]:
 
 _RECORDED = f"object.metadata.?annotations[?{_cel_string(REQUESTED_BY)}]"
 _RECORDED_BEFORE = f"oldObject.metadata.?annotations[?{_cel_string(REQUESTED_BY)}]"
+_CLAIMED = f"object.metadata.?annotations[?{_cel_string(REQUESTER_MAY_CREATE)}]"
+_CLAIMED_BEFORE = f"oldObject.metadata.?annotations[?{_cel_string(REQUESTER_MAY_CREATE)}]"
+_AUTO_GROUP = " : ".join(
+    [f"r == {_cel_string(r)} ? {_cel_string(g)}" for r, g in AUTO_RIGHTS.items()] + ["''"]
+)
 _REQUESTER_VALIDATIONS = [
+    {
+        "expression": f"request.operation != 'CREATE' || {_CLAIMED}.orValue('') == '' || "
+        f"{_CLAIMED}.orValue('').split(',').all(r, r in "
+        f"[{', '.join(_cel_string(r) for r in AUTO_RIGHTS)}] && "
+        f"authorizer.group({_AUTO_GROUP}).resource(r).namespace(request.namespace)"
+        ".check('create').allowed())",
+        "messageExpression": f"'metadata.annotations[{REQUESTER_MAY_CREATE}] must be omitted or "
+        f"list only what you may create in the namespace, of: {', '.join(AUTO_RIGHTS)}'",
+        "reason": "Forbidden",
+    },
+    {
+        "expression": f"request.operation != 'UPDATE' || "
+        f"{_CLAIMED}.orValue('') == {_CLAIMED_BEFORE}.orValue('')",
+        "message": f"metadata.annotations[{REQUESTER_MAY_CREATE}] records what the creator "
+        "could create; it cannot be added, changed or removed",
+        "reason": "Forbidden",
+    },
     {
         "expression": f"request.operation != 'CREATE' || "
         f"{_RECORDED}.orValue(request.userInfo.username) == request.userInfo.username",

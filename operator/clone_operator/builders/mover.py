@@ -76,10 +76,6 @@ class TransferPlan:
         return f"{self.name}.{self.namespace}.svc.{self.cluster_domain}:{PORT}"
 
 
-MAX_TARGET_NAME = 63 - len("-mv9999-source")
-"""The longest target name a Transfer can name its pods from (`<target>-mv<k>-source`)."""
-
-
 def transfer_name(target: str, index: int) -> str:
     """The name of the transfer of a target's `index`-th volume (its Service and Secret;
     its pods and temporary PVC add a suffix): `<target>-mv<index>`."""

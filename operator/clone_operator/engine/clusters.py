@@ -167,7 +167,10 @@ async def follow_target(ctx: Context, target: Target) -> Waiting | Ready | Faile
         volumes = cut.volumes if cut is not None else None
         if target.method.transfers:
             assert cut is not None
-            moved = await transfer_of(ctx, target, cut)
+            try:
+                moved = await transfer_of(ctx, target, cut)
+            except cluster_rules.CREATION_ERRORS as e:  # a mover's name taken, an invalid pod
+                return Failed(*cluster_rules.creation_failure(e))
             if isinstance(moved, transfers.Stalled):
                 return Failed(Reason.TRANSFER_STALLED, moved.message)
             if isinstance(moved, transfers.Moving):

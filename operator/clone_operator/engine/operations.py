@@ -213,6 +213,9 @@ async def resolve(
     no_hooks = freeze_rules.hooks_refusal(spec, choice.method)
     if no_hooks is not None:
         raise storage_rules.Refused(f"{no_hooks}. {choice.why}".rstrip(". "))
+    too_long = storage_rules.transfer_name_refusal(choice.method, resolution.target_cluster)
+    if too_long is not None:
+        raise storage_rules.Refused(too_long)
     return dataclasses.replace(
         resolution, copy_method=choice.method, snapshot_class=choice.snapshot_class
     )

@@ -14,7 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from clone_operator.api.cloningoperations import CopyMethod
-from clone_operator.api.policies import REQUESTED_BY, SNAPSHOT_GROUP
+from clone_operator.api.policies import (
+    AUTO_RIGHTS,
+    REQUESTED_BY,
+    REQUESTER_MAY_CREATE,
+    SNAPSHOT_GROUP,
+)
 from clone_operator.k8s.api import JSON, ApiError, Kube, NotFound
 from clone_operator.reconcile import storage
 from clone_operator.reconcile.storage import Facts, SnapshotClass, Volume
@@ -117,15 +122,24 @@ async def may_create(
     `namespace`: asked for `Auto` only, whose policy did not check what it may pick. Groups
     are not recorded, so a right held through a group is not seen (Auto then does
     without)."""
-    user = ((owner_body.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_BY)
+    annotations = (owner_body.get("metadata") or {}).get("annotations") or {}
+    claimed = str(annotations.get(REQUESTER_MAY_CREATE) or "").split(",")
+    if resource in claimed:
+        return True  # asked at admission with its groups, and checked by the policy
+    user = annotations.get(REQUESTED_BY)
     if not user:
         return False
+    return await allowed(kube, {"user": user}, namespace, group, resource)
+
+
+async def allowed(kube: Kube, subject: JSON, namespace: str, group: str, resource: str) -> bool:
+    """A SubjectAccessReview: may `subject` (user, groups, uid, extra) create `resource`?"""
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
         "metadata": {},
         "spec": {
-            "user": user,
+            **subject,
             "resourceAttributes": {
                 "namespace": namespace,
                 "verb": "create",
@@ -139,6 +153,18 @@ async def may_create(
     except ApiError:
         return False  # not allowed to ask: Auto does without
     return bool((answer.get("status") or {}).get("allowed"))
+
+
+async def auto_rights(kube: Kube, userinfo: JSON, namespace: str, transfers: bool) -> list[str]:
+    """What `Auto` may use for this requester (AUTO_RIGHTS it holds in `namespace`), asked
+    with everything the API server told of it (user, groups, uid, extra): the mutating
+    webhook records it, so a right held through a group counts."""
+    subject: JSON = {"user": userinfo.get("username")}
+    for key in ("groups", "uid", "extra"):
+        if userinfo.get(key):
+            subject[key] = userinfo[key]
+    wanted = [r for r in AUTO_RIGHTS if transfers or r != "pods"]
+    return [r for r in wanted if await allowed(kube, subject, namespace, AUTO_RIGHTS[r], r)]
 
 
 async def may_snapshot(kube: Kube, owner_body: JSON, namespace: str) -> bool:

@@ -184,11 +184,8 @@ async def follow(
             log = await ctx.kube.log(namespace, f"{moving.name}-source")
         seen = transfer_rules.progress(log) if log else None
         attempts = transfer_rules.restarts(sender) + (seen.attempts if seen else 1)
-        done = (
-            claim is not None
-            and transfer_rules.phase(sender) == "Succeeded"
-            and transfer_rules.phase(receiver) == "Succeeded"
-        )
+        # The receiving side exits 0 only once the sender marked the copy complete.
+        done = claim is not None and transfer_rules.phase(receiver) == "Succeeded"
         if done:
             assert claim is not None
             done = await mark_transferred(funnel, claim)
@@ -199,9 +196,11 @@ async def follow(
                 if pod is not None and transfer_rules.phase(pod) == "Failed":
                     await funnel.delete(pod, uid=pod["metadata"]["uid"])  # evicted: made again
                     pods.pop(pod["metadata"]["name"], None)
-            if sender is None or receiver is None or claim is None:
-                await make(ctx, funnel, plan, moving, volume, snapshots, claims, pods)
-                if sender is None:
+            sender, receiver = pods.get(f"{moving.name}-source"), pods.get(f"{moving.name}-target")
+            send = transfer_rules.ready(receiver)  # sent to only once it listens
+            if claim is None or receiver is None or (sender is None and send):
+                await make(ctx, funnel, plan, moving, volume, snapshots, claims, pods, send)
+                if sender is None and send:
                     ctx.emit(owner_body, Reason.TRANSFERRING, _started(moving, target_pvc), False)
         status = transfer_rules.volume_status(base, before, seen, attempts, done, stamp)
         _count(ctx, before, status)
@@ -244,9 +243,11 @@ async def make(
     snapshots: dict[str, str],
     claims: dict[str, JSON],
     pods: dict[str, JSON],
+    send: bool,
 ) -> None:
     """Create what one volume's transfer lacks, in order (the key, the Service, both
-    claims, the receiving pod, the sending pod); adopt what this owner made before."""
+    claims, the receiving pod, and, once that one is ready (`send`), the sending pod);
+    adopt what this owner made before."""
     from clone_operator.engine import clusters  # the engine that uses this; no cycle at import
 
     wanted: list[JSON] = [
@@ -280,7 +281,7 @@ async def make(
         ]
     if f"{moving.name}-target" not in pods:
         wanted.append(mover.target_pod(moving))
-    if f"{moving.name}-source" not in pods:
+    if send and f"{moving.name}-source" not in pods:
         wanted.append(mover.source_pod(moving))
     await clusters.ensure(funnel, wanted, plan.owner)
 

@@ -30,7 +30,7 @@ import kopf
 from clone_operator import webhook_certs
 from clone_operator.api import cloneobjects, cloningoperations, policies
 from clone_operator.api.common import GROUP, VERSION
-from clone_operator.engine import admission
+from clone_operator.engine import admission, storage
 from clone_operator.k8s.api import Kube
 from clone_operator.reconcile import admission as rules
 from clone_operator.services import certificates
@@ -158,10 +158,29 @@ async def validate_operation(
         raise kopf.AdmissionError("; ".join(problems), code=422)
 
 
-async def record_requester(patch: kopf.Patch, userinfo: kopf.UserInfo, **_: Any) -> None:
-    """Annotate the new resource with its creator (the policies keep it honest)."""
+async def record_requester(
+    patch: kopf.Patch,
+    userinfo: kopf.UserInfo,
+    spec: kopf.Spec,
+    namespace: str | None,
+    resource: kopf.Resource,
+    memo: kopf.Memo,
+    sslpeer: dict[str, Any],
+    **_: Any,
+) -> None:
+    """Annotate the new resource with its creator, and, for `Auto` in a review the API
+    server sent, what Auto may use on its behalf, asked with its groups (the policies
+    keep both honest)."""
     username = userinfo.get("username")
-    if username:
-        patch.setdefault("metadata", {}).setdefault("annotations", {})[policies.REQUESTED_BY] = (
-            username
-        )
+    if not username:
+        return
+    annotations = patch.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[policies.REQUESTED_BY] = username
+    cluster = resource.plural == cloningoperations.PLURAL
+    method = spec.get("copyMethod") if cluster else (spec.get("options") or {}).get("copyMethod")
+    trusted = rules.from_api_server(sslpeer, bool(memo.ctx.settings.webhook_client_ca))
+    if (method or "Auto") != "Auto" or not namespace or not trusted:
+        return  # (a forged review learns nothing of anyone's rights)
+    rights = await storage.auto_rights(memo.ctx.kube, dict(userinfo), namespace, cluster)
+    if rights:
+        annotations[policies.REQUESTER_MAY_CREATE] = ",".join(rights)

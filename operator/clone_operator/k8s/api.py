@@ -210,7 +210,7 @@ class Kube:
             url,
             "GET",
             query_params=list(query.items()),
-            header_params={"Accept": "text/plain"},
+            header_params={"Accept": "application/json, */*"},  # errors as Status, logs as text
             auth_settings=["BearerToken"],
             _preload_content=False,
             _return_http_data_only=True,

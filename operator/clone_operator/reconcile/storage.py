@@ -282,6 +282,22 @@ def _transfer_problem(
     return None, cls
 
 
+TRANSFER_NAME_LIMIT = 63 - len("-mv9999-source")
+"""The longest target name a Transfer can name its mover pods from (builders.mover)."""
+
+
+def transfer_name_refusal(method: CopyMethod, target: str) -> str | None:
+    """Why a Transfer cannot be made for this target name (its pods' names would pass
+    63 characters), else None."""
+    if not method.transfers or len(target) <= TRANSFER_NAME_LIMIT:
+        return None
+    return (
+        f"copyMethod Transfer names its mover pods <target>-mv<k>-source: the target name "
+        f"{target!r} has {len(target)} characters, at most {TRANSFER_NAME_LIMIT} fit. What "
+        "would work: a shorter spec.targetName"
+    )
+
+
 def _refusal(method: CopyMethod, problem: str, works: str) -> Refused:
     return Refused(
         f"copyMethod {method.value} cannot copy the source's volumes: {problem}. {works}"

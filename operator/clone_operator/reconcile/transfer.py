@@ -161,6 +161,13 @@ def restarts(pod: Mapping[str, Any] | None) -> int:
     return sum(int(c.get("restartCount") or 0) for c in statuses)
 
 
+def ready(pod: Mapping[str, Any] | None) -> bool:
+    """Whether a receiving mover pod listens (its Ready condition: its readiness probe
+    reached the port)."""
+    conditions = ((pod or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def phase(pod: Mapping[str, Any] | None) -> str | None:
     return ((pod or {}).get("status") or {}).get("phase") if pod is not None else None
 
