@@ -23,9 +23,6 @@ from tests.e2e.kube import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts"
 
-# The data mover's image as the e2e suite builds it (never pulled: imported into the nodes).
-MOVER_IMAGE = "clone-operator.local/mover:e2e"
-
 # Settings of the shared operator: a short unschedulable grace keeps failure tests quick.
 # One release per test session: a token is bound to its ServiceAccount, so two
 # sessions sharing one release would revoke each other's tokens on uninstall.
@@ -42,10 +39,8 @@ DEFAULT_OPERATOR_ENV = {
     "CLONE_OPERATOR_LEADER_ELECTION_LEASE_SECONDS": "6",
     "CLONE_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "4",
     "CLONE_OPERATOR_LEADER_ELECTION_RETRY_SECONDS": "1",
-    # The data mover (copyMethod Transfer): the image the suite builds and imports into the
-    # real nodes (tests/e2e/incluster.py, build_mover_image), every transfer limited to
-    # 512 KiB/s so that a test catches one mid-way with a few MB of data.
-    "CLONE_OPERATOR_MOVER_IMAGE": MOVER_IMAGE,
+    # The data mover (copyMethod Transfer; its image the default, `make mover-image`): every
+    # transfer limited to 512 KiB/s, so that a test catches one mid-way with a few MB.
     "CLONE_OPERATOR_MOVER_BANDWIDTH_KIB": "512",
 }
 

@@ -24,7 +24,6 @@ on the local cluster's real node (tests/cluster/realnode.py).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -53,9 +52,6 @@ CHART_VALUES = {
     "CLONE_OPERATOR_SMTP_SECURITY": ("notifications.smtp.security", False),
     "CLONE_OPERATOR_SMTP_FROM": ("notifications.smtp.from", False),
     "CLONE_OPERATOR_SMTP_MAX_ATTEMPTS": ("notifications.smtp.maxAttempts", True),
-    "CLONE_OPERATOR_MOVER_IMAGE": ("operator.mover.image", False),
-    "CLONE_OPERATOR_MOVER_BANDWIDTH_KIB": ("operator.mover.bandwidthKiB", True),
-    "CLONE_OPERATOR_TRANSFER_STALL_SECONDS": ("operator.transferStallSeconds", True),
 }
 # Where the process listens is the chart's to decide in a pod (probes, Services).
 PROCESS_ONLY = {
@@ -325,25 +321,14 @@ def build_and_import(cluster_cache: Path, cluster_dir: Path) -> str:
     return ref
 
 
-def build_mover_image(
-    cluster_cache: Path, cluster_dir: Path, nodes: list[realnode.NodeSpec], image: str
-) -> str:
-    """The data mover's image (`IMAGE_KIND=mover hack/image.sh`), imported into these real
-    nodes; its reference. Built on the operator's base, which the suite has made already
-    (a second debootstrap would cost ~2 min on a cold machine); `make mover-image` uses a
-    minimal one."""
+def make_mover_image() -> None:
+    """`make mover-image`, as users run it: the data mover's image (the settings' default
+    name), built on a minimal Debian base and imported into the running real nodes."""
     started = time.monotonic()
-    base = subprocess.run([str(ROOT / "hack" / "base-image.sh")], capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    if base.returncode != 0:
-        raise AssertionError(f"making the base image failed:\n{base.stderr[-3000:]}")
-    env = {**os.environ, "IMAGE_KIND": "mover", "BASE_IMAGE": base.stdout.strip()}
-    built = subprocess.run([str(ROOT / "hack" / "image.sh"), image], capture_output=True,
-                           text=True, env=env, check=False)  # fmt: skip
+    built = subprocess.run(["make", "mover-image"], cwd=ROOT, capture_output=True, text=True,
+                           check=False)  # fmt: skip
     if built.returncode != 0:
-        raise AssertionError(f"building the mover's image failed:\n{built.stderr[-3000:]}")
-    for spec in nodes:
-        realnode.import_image(realnode.node_paths(cluster_cache, cluster_dir, spec), image)
-    names = ", ".join(spec.name for spec in nodes)
-    print(f"mover image {image} built and on {names} in {time.monotonic() - started:.1f} s")
-    return image
+        raise AssertionError(
+            f"make mover-image failed:\n{built.stdout[-2000:]}{built.stderr[-3000:]}"
+        )
+    print(f"make mover-image: {time.monotonic() - started:.1f} s")
