@@ -8,11 +8,12 @@ random bytes on ordinal 0's volume: its transfer takes ~16 s at the suite's 512 
 (`CLONE_OPERATOR_MOVER_BANDWIDTH_KIB`, tests/e2e/harness.py), long enough to act on it
 mid-way.
 
-- `Auto` clones it into us-west-2 by Transfer, the writer paused by a pre hook, and the
-  mover's source container SIGKILLed mid-transfer (through containerd): the clone runs
-  on real-west-c with every document, exactly the acknowledged writes and the random
-  bytes checksum for checksum; the status shows the transfer did not start over;
-  nothing of the mover is left; the source is untouched.
+- `Auto` clones it into us-west-2 by Transfer, the writer paused by a pre hook, the
+  mover's source container SIGKILLed mid-transfer (through containerd), then the
+  operator too: the clone runs on real-west-c with every document, exactly the
+  acknowledged writes and the random bytes checksum for checksum; the status shows the
+  transfer did not start over; no mover was made twice; nothing of the mover is left;
+  the source is untouched.
 - An operation deleted mid-transfer leaves nothing: no pod, Secret, Service, volume or
   snapshot of it.
 - A transfer that stops moving (the source's container frozen) fails `TransferStalled`
