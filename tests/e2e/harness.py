@@ -39,6 +39,9 @@ DEFAULT_OPERATOR_ENV = {
     "CLONE_OPERATOR_LEADER_ELECTION_LEASE_SECONDS": "6",
     "CLONE_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "4",
     "CLONE_OPERATOR_LEADER_ELECTION_RETRY_SECONDS": "1",
+    # The data mover (copyMethod Transfer; its image the default, `make mover-image`): every
+    # transfer limited to 512 KiB/s, so that a test catches one mid-way with a few MB.
+    "CLONE_OPERATOR_MOVER_BANDWIDTH_KIB": "512",
 }
 
 # The CA of the local API server's client certificate for webhooks: reviews it sends
