@@ -415,6 +415,9 @@ MUST = [
     ("create", "configmaps"),
     ("create", "secrets"),
     ("watch", "pods"),
+    ("create", "pods"),  # a Transfer's movers, admitted with the requester's create pods
+    ("delete", "pods"),
+    ("get", "pods/log"),  # their progress
     ("create", "events"),
     ("create", "events.events.k8s.io"),
     ("create", "leases.coordination.k8s.io"),
@@ -427,8 +430,8 @@ MUST_NOT = [
     ("update", "statefulsets.apps"),
     ("update", "cloningoperations.cloning.dev"),  # patched, never replaced
     ("update", "cloneobjects.cloning.dev/status"),
-    ("delete", "pods"),
-    ("create", "pods"),
+    ("update", "pods"),
+    ("patch", "pods"),
     ("create", "pods/exec"),
     ("update", "leases.coordination.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
