@@ -432,7 +432,6 @@ MUST_NOT = [
     ("update", "cloneobjects.cloning.dev/status"),
     ("update", "pods"),
     ("patch", "pods"),
-    ("create", "pods/exec"),
     ("update", "leases.coordination.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "deployments.apps"),
