@@ -7,10 +7,7 @@ leader is killed mid-freeze.
 
 from __future__ import annotations
 
-import json
-import re
 import time
-import urllib.request
 from functools import partial
 from typing import Any
 
@@ -18,9 +15,11 @@ import pytest
 
 from tests.app import images
 from tests.cluster import localcluster, realnode
+from tests.e2e import app_api
+from tests.e2e.app_api import API_PORT, http, writing
 from tests.e2e.clones import SNAPSHOT_ONLY_CLASS, TERMINAL, snapshot_only_source, wait_phase
 from tests.e2e.harness import OperatorProcess, Replica
-from tests.e2e.kube import Kubectl, ready_replicas, wait_for
+from tests.e2e.kube import Kubectl, wait_for
 from tests.e2e.manifests import operation
 from tests.e2e.requesters import Requester
 
@@ -29,6 +28,11 @@ pytestmark = pytest.mark.e2e
 SNAPSHOT_ONLY = SNAPSHOT_ONLY_CLASS  # the local storage's class that cannot clone
 PAUSE = ["python3", "/app/peerapp.py", "pause", "120"]
 RESUME = ["python3", "/app/peerapp.py", "resume"]
+
+
+def pods_of(kubectl: Kubectl, statefulset: str) -> dict[str, str]:
+    """{pod: IP} of this module's clusters once every replica is Ready."""
+    return app_api.pods_of(kubectl, statefulset, REPLICAS)
 
 
 def hooks(pre: list[dict[str, Any]] | None = None, **more: Any) -> dict[str, Any]:
@@ -200,7 +204,6 @@ def test_the_post_hook_runs_when_the_storage_refuses_the_cut(
 
 SOURCE, SERVICE, TARGET = "writer", "writer-hl", "writer-clone"
 REPLICAS = 2
-API_PORT = 8108
 
 
 @pytest.fixture(scope="module")
@@ -245,30 +248,6 @@ def writer_manifests(image: str) -> list[dict[str, Any]]:
                  "accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": "1Gi"}}}}]}},
     ]  # fmt: skip
-
-
-def http(ip: str, path: str) -> Any:
-    with urllib.request.urlopen(f"http://{ip}:{API_PORT}{path}", timeout=5) as response:
-        return json.loads(response.read())
-
-
-def pods_of(kubectl: Kubectl, statefulset_name: str) -> dict[str, str]:
-    def all_ready() -> dict[str, str] | None:
-        if ready_replicas(kubectl, statefulset_name) != REPLICAS:
-            return None
-        ips = {
-            p["metadata"]["name"]: p["status"].get("podIP", "")
-            for p in kubectl.items("pods")
-            if re.fullmatch(rf"{statefulset_name}-\d+", p["metadata"]["name"])
-        }
-        return ips if len(ips) == REPLICAS and all(ips.values()) else None
-
-    return wait_for(f"{statefulset_name}'s pods Ready", all_ready, timeout=300)
-
-
-def writing(ip: str, beyond: int = 0) -> dict[str, Any] | None:
-    state = http(ip, "/writes")
-    return state if state["acked"] > beyond and not state["paused"] else None
 
 
 def check_cut(kubectl: Kubectl, source: dict[str, str], st: dict[str, Any]) -> None:

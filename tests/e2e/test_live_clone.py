@@ -18,9 +18,6 @@ Needs the real node (tests/cluster/realnode.py); skipped without it.
 
 from __future__ import annotations
 
-import json
-import re
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,16 +25,23 @@ import pytest
 
 from tests.app import images
 from tests.cluster import localcluster, realnode
+from tests.e2e import app_api
+from tests.e2e.app_api import API_PORT, http
 from tests.e2e.clones import wait_phase
 from tests.e2e.harness import OperatorProcess
-from tests.e2e.kube import Kubectl, ready_replicas, wait_for
+from tests.e2e.kube import Kubectl, wait_for
 from tests.e2e.manifests import operation
 
 pytestmark = pytest.mark.e2e
 
 SOURCE, SERVICE, TARGET = "peers", "peers-hl", "peers-clone"
 REPLICAS = 3
-API_PORT, PEER_PORT = 8108, 8107
+PEER_PORT = 8107
+
+
+def pods_of(kubectl: Kubectl, statefulset: str) -> dict[str, str]:
+    """{pod: IP} of this module's clusters once every replica is Ready."""
+    return app_api.pods_of(kubectl, statefulset, REPLICAS)
 
 
 @pytest.fixture(scope="module")
@@ -168,34 +172,6 @@ def source_manifests(namespace: str, image: str) -> list[dict[str, Any]]:
             },
         },
     ]
-
-
-def http(ip: str, path: str, body: bytes | None = None) -> Any:
-    request = urllib.request.Request(
-        f"http://{ip}:{API_PORT}{path}", data=body, method="PUT" if body is not None else "GET"
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def pods_of(kubectl: Kubectl, statefulset: str) -> dict[str, str]:
-    """{pod name: IP} of the StatefulSet's pods, once all are Ready and have an IP."""
-
-    def all_ready() -> dict[str, str] | None:
-        if ready_replicas(kubectl, statefulset) != REPLICAS:
-            return None
-        # By name: the clone's pods carry labels of their own, not the source's.
-        pods = [
-            p
-            for p in kubectl.items("pods")
-            if re.fullmatch(rf"{statefulset}-\d+", p["metadata"]["name"])
-        ]
-        ips = {p["metadata"]["name"]: p["status"].get("podIP", "") for p in pods}
-        return ips if len(ips) == REPLICAS and all(ips.values()) else None
-
-    # Three containers on the real node, each behind a provisioned volume: with the whole
-    # suite on two cores beside it, that once took over 120 s.
-    return wait_for(f"{statefulset}'s pods Ready with IPs", all_ready, timeout=300)
 
 
 def peers_formed(ip: str, cluster: str) -> dict[str, Any] | None:

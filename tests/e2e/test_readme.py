@@ -44,6 +44,14 @@ def test_the_demo_block_is_marked_in_the_readme() -> None:
     )
 
 
+def write_kubeconfig(cluster: localcluster.Paths, kubectl: Kubectl, path: Path) -> None:
+    """The cluster's admin kubeconfig with the test's namespace as every context's."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for context in config["contexts"]:
+        context["context"]["namespace"] = kubectl.namespace
+    path.write_text(yaml.safe_dump(config))
+
+
 @pytest.mark.e2e
 def test_the_readme_demo_works_when_pasted(
     webhook: OperatorProcess,
@@ -54,10 +62,7 @@ def test_the_readme_demo_works_when_pasted(
     cache = tmp_path / "cache"
     kubeconfig = cache / "kwok" / "clusters" / "clone-operator" / "kubeconfig.yaml"
     kubeconfig.parent.mkdir(parents=True)
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    for context in config["contexts"]:
-        context["context"]["namespace"] = kubectl.namespace
-    kubeconfig.write_text(yaml.safe_dump(config))
+    write_kubeconfig(cluster, kubectl, kubeconfig)
     (cache / "path").symlink_to(cluster.bin_dir)
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", demo_block()],
@@ -95,10 +100,7 @@ def test_the_readme_cross_region_example_moves_the_data_through_auto(
     if len(up) < 2:
         pytest.skip(f"needs both real nodes: {realnode.unavailable_reason() or 'not both up'}")
     kubeconfig = tmp_path / "kubeconfig.yaml"
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    for context in config["contexts"]:
-        context["context"]["namespace"] = kubectl.namespace
-    kubeconfig.write_text(yaml.safe_dump(config))
+    write_kubeconfig(cluster, kubectl, kubeconfig)
     exports = f"export KUBECONFIG={kubeconfig}\nexport PATH={cluster.bin_dir}:$PATH\n"
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", exports + marked_block(CROSS_REGION)],

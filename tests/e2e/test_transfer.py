@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +49,8 @@ from clone_operator.builders.provenance import OPERATION_UID
 from clone_operator.reconcile.transfer import Progress, progress
 from tests.app import images
 from tests.cluster import localcluster, realnode, storage
+from tests.e2e import app_api
+from tests.e2e.app_api import API_PORT, http, writing
 from tests.e2e.clones import TERMINAL, wait_phase
 from tests.e2e.harness import DEFAULT_OPERATOR_ENV, OperatorProcess
 from tests.e2e.incluster import make_mover_image
@@ -61,7 +62,6 @@ pytestmark = pytest.mark.e2e
 
 SOURCE, SERVICE = "movesrc", "movesrc-hl"
 REPLICAS = 2
-API_PORT = 8108
 SOURCE_REGION, TARGET_REGION = "us-east-1", "us-west-2"
 FILLER_BYTES = 8_000_000  # on ordinal 0's volume: ~16 s at 512 KiB/s
 TRANSFERRED = "cloning.dev/transferred"
@@ -83,6 +83,11 @@ MAY_NOT_CREATE_PODS = re.compile(r"may not create pods\b(?!/)")
 
 
 # ---- the source, its requester, the images ----
+
+
+def pods_of(kubectl: Kubectl, statefulset: str) -> dict[str, str]:
+    """{pod: IP} of this module's clusters once every replica is Ready."""
+    return app_api.pods_of(kubectl, statefulset, REPLICAS)
 
 
 @dataclass(frozen=True)
@@ -161,35 +166,6 @@ def writer_manifests(image: str) -> list[dict[str, Any]]:
                  "storageClassName": storage.ZONAL_CLASS,
                  "resources": {"requests": {"storage": "1Gi"}}}}]}},
     ]  # fmt: skip
-
-
-def http(ip: str, path: str, body: bytes | None = None) -> Any:
-    request = urllib.request.Request(
-        f"http://{ip}:{API_PORT}{path}", data=body, method="PUT" if body is not None else "GET"
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def pods_of(kubectl: Kubectl, statefulset_name: str) -> dict[str, str]:
-    """{pod: IP} once every replica is Ready (by name: a clone's labels are its own)."""
-
-    def all_ready() -> dict[str, str] | None:
-        if ready_replicas(kubectl, statefulset_name) != REPLICAS:
-            return None
-        ips = {
-            p["metadata"]["name"]: p["status"].get("podIP", "")
-            for p in kubectl.items("pods")
-            if re.fullmatch(rf"{statefulset_name}-\d+", p["metadata"]["name"])
-        }
-        return ips if len(ips) == REPLICAS and all(ips.values()) else None
-
-    return wait_for(f"{statefulset_name}'s pods Ready", all_ready, timeout=300)
-
-
-def writing(ip: str, beyond: int = 0) -> dict[str, Any] | None:
-    state = http(ip, "/writes")
-    return state if state["acked"] > beyond and not state["paused"] else None
 
 
 def filler_sha256(kubectl: Kubectl, pod: str) -> str:
