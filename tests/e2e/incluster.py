@@ -211,7 +211,9 @@ class OperatorPod:
         """Scale to 0: the pod gets SIGTERM and kopf's cleanup runs, as on a drain."""
         self._save_log()
         self._scale(0)
-        wait_for("the operator pods to be gone", lambda: not self._pods(), timeout=60)
+        # Right after the control plane was killed (test_control_plane), the real node's
+        # kubelet may take a minute to resume its watch and see the pods deleted (67 s once).
+        wait_for("the operator pods to be gone", lambda: not self._pods(), timeout=180)
 
     def kill(self) -> None:
         """No cleanup at all: the pod is force-deleted with no grace period."""
